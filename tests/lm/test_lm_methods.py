@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -92,3 +93,28 @@ def test_finetune_cache_returns_the_same_model(setup):
                                                  setup["target"].state_dict().values(), strict=True))
     cfg = finetune_config("tiny", {"epochs": 30})
     assert cache_key("target", "tiny", setup["data"], cfg, 0) != cache_key("oracle", "tiny", setup["data"], cfg, 0)
+
+
+def test_adaptive_rmu_scales_the_control_vector_by_the_measured_norm(setup, monkeypatch):
+    from unlearnlab.data.core import subset
+    from unlearnlab.methods import rmu as rmu_mod
+
+    target, data, task = setup["target"], setup["data"], setup["task"]
+    layer = len(rmu_mod.decoder_layers(target)) // 2  # the tiny model has fewer than 8 blocks
+    norm = rmu_mod.mean_activation_norm(target, data.forget, layer, task, 4)
+    # hand check on one example: the mean over its answer tokens of ‖h‖
+    one = data.forget.collate([data.forget[0]])
+    with torch.no_grad():
+        h = rmu_mod.hidden_at(target, task.to_device(one), layer, task)[0]
+    mask = one["labels"][0] != -100
+    single = rmu_mod.mean_activation_norm(target, subset(data.forget, np.array([0])), layer, task, 4)
+    assert abs(single - float(h.norm(dim=-1)[mask].mean())) < 1e-4
+    assert norm > 0
+    seen = []
+    real_mse = rmu_mod._masked_mse
+    monkeypatch.setattr(rmu_mod, "_masked_mse", lambda h, t, b: seen.append(float(t.norm(dim=-1).max())) or
+                        real_mse(h, t, b))
+    out = run_method("rmu", target, data, task, {**FAST, **SPECIAL["rmu"], "adaptive_scale": 3.0},
+                     MethodContext(seed=0))
+    assert abs(seen[0] - 3.0 * norm) < 1e-3 * norm, (seen[0], norm)
+    assert forget_nll(out, setup) > 1.5 * forget_nll(target, setup)

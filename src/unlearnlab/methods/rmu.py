@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ..config import param
+from ..errors import ConfigError
 from ..models.lm_format import IGNORE
 from ..seeding import torch_generator
 from ._lm_common import LMUnlearnConfig, decoder_layers, frozen_copy, param_regex, retain_stream, run_forget_retain
@@ -19,7 +20,12 @@ class RMUConfig(LMUnlearnConfig):
     with u a random unit vector, updating only the MLP down-projections of blocks l-2..l. Defaults are WMDP's
     (Zephyr-7B): l=7, c=6.5, α=1200, lr 5e-5 (they depend on the model's activation scale; OpenUnlearning uses
     c=300, α=1000 on TOFU). Models with fewer than l+1 blocks use their middle block. As in OpenUnlearning, the
-    squared errors are averaged over answer tokens (labels != -100: all tokens of a plain document)."""
+    squared errors are averaged over answer tokens (labels != -100: all tokens of a plain document).
+    adaptive_scale > 0 gives Adaptive RMU (Dang et al. 2025, 'On Effects of Steering Latent Representation for
+    Large Language Model Unlearning', AAAI; scale 5): c = scale x the mean norm of block l's output on D_f,
+    which carries the coefficient across models whose activation norms differ. Deviation: the norm is averaged
+    over all of D_f's answer tokens under the frozen model, not over the first batch's tokens (same model at step
+    0; independent of batch order and padding)."""
 
     lr: float = param(5e-5, "learning rate (WMDP: 5e-5)", low=0.0)
     layer: int = param(7, "block whose output is steered (WMDP: 7; clamped to the middle block of small models)",
@@ -27,6 +33,8 @@ class RMUConfig(LMUnlearnConfig):
     steering_coeff: float = param(6.5, "norm c of the control vector (WMDP Zephyr-7B: 6.5)", low=0.0)
     alpha: float = param(1200.0, "weight of the retain activation-matching term (WMDP: 1200)", low=0.0)
     weight_decay: float = param(0.0, "weight decay (WMDP uses AdamW without decay)", low=0.0)
+    adaptive_scale: float = param(0.0, "Adaptive RMU (Dang et al. 2025): c = scale x mean ‖h_l(D_f)‖; replaces "
+                                  "steering_coeff when > 0 (paper: 5; 0 = off)", low=0.0)
 
 
 class _Stop(Exception):
@@ -51,6 +59,24 @@ def hidden_at(model: nn.Module, batch: dict, layer: int, task) -> torch.Tensor:
     return got[0]
 
 
+def mean_activation_norm(model: nn.Module, ds, layer: int, task, batch_size: int) -> float:
+    """Mean L2 norm of block `layer`'s output over the answer tokens of `ds` (no gradients)."""
+    from ..data.core import batches
+
+    total, count = 0.0, 0.0
+    with torch.no_grad():
+        for b in batches(ds, batch_size, shuffle=False):
+            b = task.to_device(b)
+            h = hidden_at(model, b, layer, task)
+            m = (b["labels"] != IGNORE).to(h.device, h.dtype)
+            total += float((h.norm(dim=-1) * m).sum())
+            count += float(m.sum())
+    if count == 0:
+        raise ConfigError("Adaptive RMU needs answer tokens in D_f to measure activation norms; every label is "
+                          "masked. Check the forget set.")
+    return total / count
+
+
 def _masked_mse(h: torch.Tensor, target: torch.Tensor, batch: dict) -> torch.Tensor:
     """Squared error averaged over the hidden size and the answer tokens of each sequence, then the batch."""
     m = (batch["labels"] != IGNORE).to(h.device, h.dtype)
@@ -68,7 +94,10 @@ def rmu(model, data, cfg: RMUConfig, task, ctx: MethodContext):
     frozen = frozen_copy(model)
     hidden = getattr(model.config, "hidden_size", None) or decoder_layers(model)[0].mlp.down_proj.out_features
     u = torch.rand(hidden, generator=torch_generator(ctx.seed, "rmu-control"))
-    control = (u / u.norm() * cfg.steering_coeff).to(task.device)
+    coeff = cfg.steering_coeff
+    if cfg.adaptive_scale > 0:
+        coeff = cfg.adaptive_scale * mean_activation_norm(frozen, data.forget, layer, task, cfg.batch_size)
+    control = (u / u.norm() * coeff).to(task.device)
     stream = retain_stream(data.retain, cfg.batch_size, ctx.seed, "rmu") if cfg.alpha > 0 else None
     blocks = "|".join(str(i) for i in range(max(0, layer - 2), layer + 1))
     pattern = rf"layers\.({blocks})\.mlp\.down_proj\." + ("lora_" if cfg.lora_r > 0 else "weight")
