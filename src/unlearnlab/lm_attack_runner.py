@@ -113,6 +113,8 @@ def evaluation_rows(data, cap: int = 0, seed: int = 0) -> dict[str, list[dict]]:
     """QA rows per evaluated split; retain and the utility sets cut to a seeded subset of `cap` rows when cap > 0."""
     from .seeding import numpy_rng
 
+    if not data.extra.get("rows"):
+        return {}  # a document corpus: evaluate_lm scores the documents themselves
     rows = {**data.extra.get("utility", {}), **data.extra["rows"]}
     rows.pop("test", None)  # the holdout authors again
     for split in ("retain", "real_authors", "world_facts"):
@@ -124,6 +126,9 @@ def evaluation_rows(data, cap: int = 0, seed: int = 0) -> dict[str, list[dict]]:
 
 def check_attack_data(attacks: tuple[str, ...], forget_rows: list[dict]) -> None:
     """Fail before any training when the forget rows cannot support a requested attack."""
+    if attacks and not forget_rows:
+        raise ConfigError(f"The attacks ({', '.join(attacks)}) ask questions about D_f; this dataset has no QA "
+                          "rows (a document corpus). Drop --attacks for corpus runs.")
     if "relearn" in attacks and len(forget_rows) < 2:
         raise ConfigError(f"The relearn attack trains on part of D_f and scores the rest, so it needs >= 2 forget "
                           f"rows; this forget set has {len(forget_rows)}. Forget more authors or drop 'relearn'.")

@@ -2,8 +2,9 @@
 
 `run_lm(spec)` is what `api.run` calls for `task: qa`. Spec keys (RunSpec.to_dict() plus extras):
   model    'smollm2' (default), 'tiny[:opts]', or a Hugging Face id / local folder
-  dataset  'qa[:authors=20,facts=10,holdout=2]' (generated fictitious authors; other names use the defaults)
-  forget   '10%' (also 'authors:10%' / 'random:10%': a percentage of the authors)
+  dataset  'qa[:authors=20,facts=10,holdout=2]' (generated fictitious authors), 'tofu:DIR' / 'tofu:train=..,forget=..'
+           (TOFU's JSON files) or 'corpus:DIR' (MUSE-style documents); see data/lm_sources.py
+  forget   '10%' (also 'authors:10%' / 'random:10%': a percentage of the authors; tofu:DIR: 1%, 5% or 10%)
   methods  list of LM method names, or ['all']; seeds: list of ints; split_seed: the QA generator seed
   recipe   overrides of the fine-tune recipe (FinetuneLMConfig); overrides: {method: {field: value}}
   epochs / lr  optional overrides applied to every method's config; device; max_length; baselines (bool)
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from .config import build, param, to_dict
+from .data.lm_sources import LMSource, lm_source, parse_qa_options
 from .errors import ConfigError, UnlearnLabError
 from .lm_attack_runner import AttackRunner, attack_configs, check_attack_data, describe, evaluation_rows, parse_attacks
 from .lm_attack_runner import with_system_prompt as with_system_prompt
@@ -183,46 +185,29 @@ class LMSetup:
 
 
 def parse_dataset(name: str) -> dict[str, Any]:
-    """Generator options of 'qa[:authors=20,facts=10,holdout=2,style=short]' (classifier default 'digits' -> qa)."""
-    opts: dict[str, Any] = {"authors": 20, "facts": 10, "holdout": -1, "style": "short"}
+    """Generator options of 'qa[:authors=20,facts=10,holdout=2,style=short]' (other dataset kinds: lm_source)."""
     head, _, rest = (name or "qa").partition(":")
     if head not in ("qa", "digits"):
-        raise ConfigError(f"dataset {name!r} is not a QA dataset; use 'qa' or 'qa:authors=20,facts=10' with "
-                          "--task qa.")
-    for part in filter(None, rest.split(",")):
-        k, eq, v = part.partition("=")
-        if k == "style" and v in ("short", "sentence"):
-            opts[k] = v
-            continue
-        if not eq or k not in opts or not v.lstrip("-").isdigit():
-            raise ConfigError(f"Bad QA dataset option {part!r}; use authors=N, facts=K (1-10), holdout=H, "
-                              "style=short|sentence.")
-        opts[k] = int(v)
-    return opts
-
-
-def forget_percent(forget: str) -> str:
-    """'authors:10%' / 'random:10%' / '10%' -> '10%'."""
-    text = str(forget or "10%")
-    return text.split(":", 1)[1] if ":" in text else text
+        raise ConfigError(f"dataset {name!r} is not a generated QA dataset ('qa' or 'qa:authors=20,facts=10').")
+    return parse_qa_options(rest)
 
 
 def prepare_lm(spec: dict[str, Any], *, store=None, progress: Progress | None = None,
-               cache_dir: str | Path | None = None, seed: int = 0) -> LMSetup:
-    """Generate the QA data, load the base model and fine-tune (or load cached) target and oracle."""
-    from .data.qa import generate_qa, make_qa_data, row_texts
+               cache_dir: str | Path | None = None, seed: int = 0, source: LMSource | None = None) -> LMSetup:
+    """Read or generate the data (data/lm_sources.py), load the base model, fine-tune (or load cached) target and
+    oracle."""
+    from .data.qa import row_texts
     from .data.tofu import idk_answers, utility_sets
     from .eval.lm_eval import LMOutputCache
     from .models.lm import LMTask, load_lm
 
     progress = progress or (lambda msg: None)
     model_spec = spec.get("model") or "smollm2"
-    opts = parse_dataset(spec.get("dataset", "qa"))
-    qa = generate_qa(opts["authors"], facts=opts["facts"], n_holdout=None if opts["holdout"] < 0 else opts["holdout"],
-                     seed=int(spec.get("split_seed", 0)), style=opts["style"])
-    utility = utility_sets()
+    split_seed = int(spec.get("split_seed", 0))
+    source = source or lm_source(spec.get("dataset", "qa"), spec.get("forget"), split_seed)
+    utility = utility_sets() if source.kind != "corpus" else {}
     system = spec.get("system_prompt")
-    texts = qa.texts() + [t for rows in utility.values() for t in row_texts(rows)] + idk_answers() + [system or ""]
+    texts = source.texts + [t for rows in utility.values() for t in row_texts(rows)] + idk_answers() + [system or ""]
     device = resolve_device(spec.get("device", "auto"))
     t0 = time.perf_counter()
     progress(f"loading {model_spec}")
@@ -230,20 +215,19 @@ def prepare_lm(spec: dict[str, Any], *, store=None, progress: Progress | None = 
     with_system_prompt(tok, system)
     load_s = time.perf_counter() - t0
     cfg = finetune_config(model_spec, spec.get("recipe"))
-    data = make_qa_data(tok, qa, forget_percent(spec.get("forget", "10%")), max_length=cfg.max_length,
-                        seed=int(spec.get("split_seed", 0)), utility=utility)
+    data = source.build(tok, cfg.max_length, utility)
     task = LMTask(tok, device)
     attacks = parse_attacks(spec.get("attacks"))
-    check_attack_data(attacks, data.extra["rows"]["forget"])
+    forget_rows = data.extra.get("rows", {}).get("forget", [])
+    check_attack_data(attacks, forget_rows)
     progress("fine-tuning the target model (all QA)")
     target, target_s = finetune(base, data, "target", cfg, task, seed=seed, store=store, cache_dir=cache_dir,
                                 model_spec=model_spec)
     progress("fine-tuning the retain oracle (retain QA only)")
     oracle, oracle_s = finetune(base, data, "oracle", cfg, task, seed=seed, store=store, cache_dir=cache_dir,
                                 model_spec=model_spec)
-    split_seed = int(spec.get("split_seed", 0))
     runner = AttackRunner(attack_configs(attacks, family(model_spec), spec.get("attack_options")), tok,
-                          data.extra["rows"]["forget"], target, oracle, seed=seed) if attacks else None
+                          forget_rows, target, oracle, seed=seed) if attacks else None
     return LMSetup(data, tok, task, base, target, oracle, {"load_s": load_s, "target_s": target_s,
                    "oracle_s": oracle_s}, evaluation_rows(data, int(spec.get("eval_rows") or 0), split_seed),
                    LMOutputCache(), runner)
@@ -285,8 +269,9 @@ def _evaluate(model: nn.Module, setup: LMSetup) -> dict[str, float]:
                        target=setup.target, cache=setup.cache)
 
 
-def record_spec(spec: dict, method: str, seed: int, config: dict) -> dict[str, Any]:
-    """The stored spec of one LM (method, seed) run: enough to reproduce and to resume."""
+def record_spec(spec: dict, method: str, seed: int, config: dict, digest: str | None = None) -> dict[str, Any]:
+    """The stored spec of one LM (method, seed) run: enough to reproduce and to resume (`digest`: content hash of
+    file-based data, so an edited file is not matched to an old run)."""
     model = spec.get("model") or "smollm2"
     out = {"task": "qa", "dataset": spec.get("dataset", "qa"), "forget": spec.get("forget", "10%"),
            "split_seed": spec.get("split_seed", 0), "model": model,
@@ -298,6 +283,8 @@ def record_spec(spec: dict, method: str, seed: int, config: dict) -> dict[str, A
         out["attack_options"] = describe(attack_configs(attacks, family(model), spec.get("attack_options")))
     if spec.get("eval_rows"):
         out["eval_rows"] = int(spec["eval_rows"])
+    if digest is not None:
+        out["data_digest"] = digest
     if spec.get("system_prompt") is not None:
         out["system_prompt"] = spec["system_prompt"]
     return out
@@ -345,18 +332,19 @@ def run_lm(spec: dict[str, Any], *, store=None, progress: Progress | None = None
     attack_configs(parse_attacks(spec.get("attacks")), family(spec.get("model") or "smollm2"),
                    spec.get("attack_options"))  # bad attack names / options fail before any training
     configs = {n: to_dict(build(METHODS.get(n).config, method_overrides(spec, n), what=n)) for n in names}
+    source = lm_source(spec.get("dataset", "qa"), spec.get("forget"), int(spec.get("split_seed", 0)))
     baselines = ["original", "retrain"] if spec.get("baselines", True) else []
     records: list[dict] = []
     for seed in [int(s) for s in (spec.get("seeds") or [0])]:
         setup: LMSetup | None = None
         for name in baselines + names:
-            rspec = record_spec(spec, name, seed, configs.get(name, {}))
+            rspec = record_spec(spec, name, seed, configs.get(name, {}), source.digest)
             found = store.find_run(rspec) if store is not None and resume and hasattr(store, "find_run") else None
             if found:
                 progress(f"{name} (seed {seed}): reusing stored run {found}")
                 records.append(store.get_run(found))
                 continue
-            setup = setup or prepare_lm(spec, store=store, progress=progress, seed=seed)
+            setup = setup or prepare_lm(spec, store=store, progress=progress, seed=seed, source=source)
             progress(f"{name} (seed {seed})")
             wall, cpu, extra = 0.0, float("nan"), {}
             if name == "original":

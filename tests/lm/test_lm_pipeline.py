@@ -31,7 +31,7 @@ def test_run_lm_records_store_and_resume(tmp_path):
 
 
 def test_bad_specs_fail_clearly():
-    with pytest.raises(ConfigError, match="not a QA dataset"):
+    with pytest.raises(ConfigError, match="not a generated QA dataset"):
         parse_dataset("cifar10")
     with pytest.raises(ConfigError, match="Bad QA dataset option"):
         parse_dataset("qa:people=3")

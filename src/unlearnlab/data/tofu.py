@@ -115,8 +115,13 @@ def idk_answers(folder: str | os.PathLike | None = None) -> list[str]:
 
 
 def tofu_data(tokenizer: Any, train_rows: list[dict], forget_rows: list[dict], *,
-              holdout_rows: list[dict] | None = None, max_length: int = 256, utility: dict | None = None):
-    """UnlearnData from TOFU files: forget = rows of `forget_rows` found (by question) in `train_rows`."""
+              holdout_rows: list[dict] | None = None, max_length: int = 256, utility: dict | None = None,
+              eval_rows: list[dict] | None = None):
+    """UnlearnData from TOFU files: forget = rows of `forget_rows` found (by question) in `train_rows`.
+
+    Training uses the rows of `train_rows` (full.json); the evaluated forget rows take the extra fields of
+    `forget_rows` (forget10_perturbed.json: paraphrased and perturbed answers, needed for the truth ratio and
+    Forget Quality), and retain rows those of `eval_rows` with the same question (retain_perturbed.json)."""
     from .qa import LMData, QADataset
 
     questions = {r["question"].strip(): i for i, r in enumerate(train_rows)}
@@ -132,7 +137,13 @@ def tofu_data(tokenizer: Any, train_rows: list[dict], forget_rows: list[dict], *
     retain_idx = np.setdiff1d(np.arange(len(train_rows)), forget_idx)
     train = QADataset(train_rows, tokenizer, max_length=max_length)
     test = QADataset(holdout_rows or [], tokenizer, max_length=max_length) if holdout_rows else train.subset([])
-    rows = {"forget": [train_rows[i] for i in forget_idx], "retain": [train_rows[i] for i in retain_idx],
+    rich = {r["question"].strip(): r for r in [*(eval_rows or []), *forget_rows]}
+
+    def merged(i: int) -> dict:
+        extra = rich.get(train_rows[i]["question"].strip(), {})
+        return {**train_rows[i], **{k: v for k, v in extra.items() if k not in ("question", "answer")}}
+
+    rows = {"forget": [merged(i) for i in forget_idx], "retain": [merged(i) for i in retain_idx],
             "test": list(holdout_rows or []), "holdout": list(holdout_rows or [])}
     return LMData(train=train, test=test, forget_idx=forget_idx, retain_idx=retain_idx, num_classes=0,
                   name="tofu", scenario=f"forget:{len(forget_idx)}",

@@ -1,0 +1,202 @@
+"""The dataset of a language-model run, from its spec string (`--dataset` with `--task qa`).
+
+    qa[:authors=20,facts=10,holdout=H,style=short]   generated fictitious authors (data/qa.py); D_f = --forget N% of
+                                                     the authors (nested 1/5/10% splits)
+    tofu:DIR                                         TOFU's own files (Maini et al. 2024): DIR/full.json is trained
+                                                     on; --forget 1%/5%/10% picks DIR/forget01|05|10_perturbed.json
+                                                     (else forget01|05|10.json) as D_f and DIR/holdout01|05|10.json
+                                                     (when present) as MIA non-members; DIR/retain_perturbed.json
+                                                     (when present) adds perturbed answers to the retain rows
+    tofu:train=PATH,forget=PATH[,holdout=PATH]       explicit TOFU-format files; the forget file defines D_f
+    corpus:DIR                                       MUSE-style documents: DIR/forget, DIR/retain and optionally
+                                                     DIR/holdout, each a folder of .txt files or a .txt file
+                                                     (`DIR/forget.txt`, ...) of blank-line separated documents
+    corpus:forget=PATH,retain=PATH[,holdout=PATH]    the same with explicit paths
+
+Reading is split from tokenising because the tiny word-level model builds its vocabulary from `texts` before the
+data can be encoded. `digest` is a content hash of the files (None for generated QA, whose spec string determines
+it), so a stored run is not reused after a file changes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, DataError
+
+TOFU_SPLITS = {"1%": "01", "5%": "05", "10%": "10"}
+
+
+@dataclasses.dataclass
+class LMSource:
+    """A parsed dataset spec: kind ('qa', 'tofu', 'corpus'), every string a vocabulary must cover, a content
+    digest of the files read, and build(tokenizer, max_length, utility) -> LMData."""
+
+    kind: str
+    texts: list[str]
+    digest: str | None
+    build: Callable[[Any, int, dict], Any]
+
+
+def forget_percent(forget: str | None) -> str:
+    """'authors:10%' / 'random:10%' / '10%' / None -> '10%'."""
+    text = str(forget or "10%")
+    return text.split(":", 1)[1] if ":" in text else text
+
+
+def _options(head: str, rest: str, allowed: tuple[str, ...], example: str) -> dict[str, str]:
+    """'k=v,k=v' -> dict, rejecting unknown keys with the accepted form."""
+    out: dict[str, str] = {}
+    for part in filter(None, rest.split(",")):
+        k, eq, v = part.partition("=")
+        if not eq or k not in allowed or not v:
+            raise ConfigError(f"Bad {head} dataset option {part!r}; use {example}.")
+        out[k] = v
+    return out
+
+
+def _digest(paths: list[Path]) -> str:
+    """sha256 over the bytes of every file (and, for folders, every .txt file in name order)."""
+    h = hashlib.sha256()
+    for p in paths:
+        files = sorted(p.glob("*.txt")) if p.is_dir() else [p]
+        for f in files:
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _existing(path: Path, what: str, hint: str) -> Path:
+    if not path.exists():
+        raise DataError(f"The {what} {path} does not exist; {hint}")
+    return path
+
+
+def parse_qa_options(rest: str) -> dict[str, Any]:
+    """Generator options of 'qa:authors=20,facts=10,holdout=2,style=short'."""
+    opts: dict[str, Any] = {"authors": 20, "facts": 10, "holdout": -1, "style": "short"}
+    for part in filter(None, rest.split(",")):
+        k, eq, v = part.partition("=")
+        if k == "style" and v in ("short", "sentence"):
+            opts[k] = v
+            continue
+        if not eq or k not in opts or not v.lstrip("-").isdigit():
+            raise ConfigError(f"Bad QA dataset option {part!r}; use authors=N, facts=K (1-10), holdout=H, "
+                              "style=short|sentence.")
+        opts[k] = int(v)
+    return opts
+
+
+def _qa_source(rest: str, forget: str | None, split_seed: int) -> LMSource:
+    from .qa import generate_qa, make_qa_data
+
+    opts = parse_qa_options(rest)
+    qa = generate_qa(opts["authors"], facts=opts["facts"], n_holdout=None if opts["holdout"] < 0 else opts["holdout"],
+                     seed=split_seed, style=opts["style"])
+
+    def build(tok: Any, max_length: int, utility: dict) -> Any:
+        return make_qa_data(tok, qa, forget_percent(forget), max_length=max_length, seed=split_seed, utility=utility)
+
+    return LMSource("qa", qa.texts(), None, build)
+
+
+def _tofu_files(rest: str, forget: str | None) -> dict[str, Path]:
+    """train / forget / holdout / retain_eval paths of a tofu spec (holdout and retain_eval may be absent)."""
+    if "=" in rest:
+        opts = _options("tofu", rest, ("train", "forget", "holdout"), "tofu:train=PATH,forget=PATH[,holdout=PATH]")
+        for k in ("train", "forget"):
+            if k not in opts:
+                raise ConfigError(f"tofu:... needs {k}=PATH (the {k} file in TOFU's JSON format).")
+        return {k: _existing(Path(v), f"TOFU {k} file", "check the path.") for k, v in opts.items()}
+    if not rest:
+        raise ConfigError("tofu needs its files: tofu:DIR (TOFU's full.json, forget10.json, ...) or "
+                          "tofu:train=PATH,forget=PATH[,holdout=PATH].")
+    folder = Path(rest)
+    if not folder.is_dir():
+        raise DataError(f"TOFU folder {folder} does not exist; download locuslab/TOFU's JSON files there (full.json, "
+                        "forget10.json, ...) or name the files with tofu:train=PATH,forget=PATH.")
+    pct = forget_percent(forget)
+    if pct not in TOFU_SPLITS:
+        raise ConfigError(f"TOFU ships forget sets of 1%, 5% and 10% of its authors; got --forget {forget!r}. Use "
+                          "--forget 1%, 5% or 10%, or tofu:train=PATH,forget=PATH for another split.")
+    n = TOFU_SPLITS[pct]
+    out = {"train": _existing(folder / "full.json", "TOFU training file", "TOFU's full.json must be in the folder.")}
+    candidates = [folder / f"forget{n}_perturbed.json", folder / f"forget{n}.json"]
+    found = [c for c in candidates if c.is_file()]
+    if not found:
+        raise DataError(f"TOFU folder {folder} has neither forget{n}_perturbed.json nor forget{n}.json for "
+                        f"--forget {pct}.")
+    out["forget"] = found[0]
+    for key, name in (("holdout", f"holdout{n}.json"), ("retain_eval", "retain_perturbed.json")):
+        if (folder / name).is_file():
+            out[key] = folder / name
+    return out
+
+
+def _tofu_source(rest: str, forget: str | None) -> LMSource:
+    from .qa import row_texts
+    from .tofu import read_tofu, tofu_data
+
+    files = _tofu_files(rest, forget)
+    rows = {k: read_tofu(p) for k, p in files.items()}
+    texts = [t for rs in rows.values() for t in row_texts(rs)]
+
+    def build(tok: Any, max_length: int, utility: dict) -> Any:
+        return tofu_data(tok, rows["train"], rows["forget"], holdout_rows=rows.get("holdout"),
+                         max_length=max_length, utility=utility, eval_rows=rows.get("retain_eval"))
+
+    return LMSource("tofu", texts, _digest(list(files.values())), build)
+
+
+def _corpus_path(folder: Path, name: str) -> Path | None:
+    for p in (folder / name, folder / f"{name}.txt"):
+        if p.exists():
+            return p
+    return None
+
+
+def _corpus_source(rest: str) -> LMSource:
+    from .corpus import corpus_data, read_documents
+
+    if "=" in rest:
+        opts = _options("corpus", rest, ("forget", "retain", "holdout"),
+                        "corpus:forget=PATH,retain=PATH[,holdout=PATH]")
+        paths = {k: _existing(Path(v), f"{k} corpus", "pass a folder of .txt files or a .txt file.")
+                 for k, v in opts.items()}
+    elif rest:
+        folder = Path(rest)
+        if not folder.is_dir():
+            raise DataError(f"Corpus folder {folder} does not exist; it must hold forget/ and retain/ (folders of "
+                            ".txt documents) or forget.txt and retain.txt, and optionally holdout.")
+        paths = {k: p for k in ("forget", "retain", "holdout") if (p := _corpus_path(folder, k)) is not None}
+    else:
+        paths = {}
+    for k in ("forget", "retain"):
+        if k not in paths:
+            raise ConfigError(f"A corpus dataset needs a {k} corpus: corpus:DIR with DIR/{k} (folder) or "
+                              f"DIR/{k}.txt, or corpus:forget=PATH,retain=PATH[,holdout=PATH].")
+    docs = {k: read_documents(p) for k, p in paths.items()}
+
+    def build(tok: Any, max_length: int, utility: dict) -> Any:
+        return corpus_data(tok, docs["forget"], docs["retain"], docs.get("holdout"), max_length=max_length)
+
+    return LMSource("corpus", [d for ds in docs.values() for d in ds], _digest(list(paths.values())), build)
+
+
+def lm_source(name: str | None, forget: str | None = None, split_seed: int = 0) -> LMSource:
+    """Parse and read the dataset of an LM run (see the module docstring)."""
+    head, _, rest = (name or "qa").partition(":")
+    if head in ("qa", "digits"):  # 'digits' is the classifier default the CLI passes when --dataset is not given
+        return _qa_source(rest if head == "qa" else "", forget, split_seed)
+    if head == "tofu":
+        return _tofu_source(rest, forget)
+    if head == "corpus":
+        return _corpus_source(rest)
+    raise ConfigError(f"dataset {name!r} is not a language-model dataset; use qa[:authors=20,facts=10], tofu:DIR, "
+                      "tofu:train=PATH,forget=PATH or corpus:DIR with --task qa.")
+
+
+__all__ = ["LMSource", "lm_source", "forget_percent", "parse_qa_options", "TOFU_SPLITS"]
