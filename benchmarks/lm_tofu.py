@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from unlearnlab.lm_pipeline import run_lm
+from unlearnlab.lm_pipeline import METHOD_PRESETS, family, run_lm
 from unlearnlab.store import Store
 
 METHODS = "ga,grad_diff,kl,npo,simnpo,idk_nll,idk_dpo,rmu,undial,wga"
@@ -39,12 +39,13 @@ METHODS = "ga,grad_diff,kl,npo,simnpo,idk_nll,idk_dpo,rmu,undial,wga"
 # full run is expected near 50-60 minutes on 2 CPU cores. lr 1e-4 for the methods keeps
 # TOFU's ratio of unlearning to fine-tuning movement (TOFU: same lr in both phases, ~1/10 of the steps).
 FULL = {"model": "smollm2", "authors": 40, "facts": 10, "ft_epochs": 10, "epochs": 3, "lr": 1e-4, "eval_rows": 40,
-        "curve_epochs": "1,3", "threads": 2, "system_prompt": "Answer briefly."}
+        "curve_epochs": "1,3", "threads": 2, "system_prompt": "Answer briefly.", "attacks": "relearn,paraphrase"}
 QUICK = {"model": "tiny", "authors": 6, "facts": 4, "ft_epochs": 60, "epochs": 3, "lr": None, "eval_rows": 12,
-         "curve_epochs": "1,3", "threads": 1, "system_prompt": "Answer briefly."}
+         "curve_epochs": "1,3", "threads": 1, "system_prompt": "Answer briefly.", "attacks": "relearn,paraphrase"}
 COLUMNS = (("Forget Quality", "FQ", ".3g"), ("Model Utility", "MU", ".3f"), ("forget_ROUGE", "forget ROUGE", ".3f"),
            ("forget_Prob", "forget Prob", ".3f"), ("retain_ROUGE", "retain ROUGE", ".3f"),
-           ("PrivLeak", "PrivLeak", ".1f"))
+           ("PrivLeak", "PrivLeak", ".1f"), ("forget_paraphrased_ROUGE", "paraphrased ROUGE", ".3f"),
+           ("Relearn-recovery-ROUGE", "relearn recovery", ".2f"))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,12 +60,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-rows", type=int, help="retain / real-author / world-fact rows scored (0 = all)")
     p.add_argument("--curve-epochs", help="GA/NPO curve points in epochs, e.g. 1,3 (empty: no curve)")
     p.add_argument("--threads", type=int, help="torch threads (full: 2)")
+    p.add_argument("--attacks", help="attacks on every table row (default relearn,paraphrase; empty: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results", default="results/benchmark_lm_tofu", help="Store folder (reused on rerun)")
     p.add_argument("--out", default="docs/benchmark_lm_tofu.md")
     a = p.parse_args(argv)
     d = QUICK if a.quick else FULL
-    for key in ("authors", "epochs", "ft_epochs", "lr", "eval_rows", "curve_epochs", "threads"):
+    for key in ("authors", "epochs", "ft_epochs", "lr", "eval_rows", "curve_epochs", "threads", "attacks"):
         if getattr(a, key) is None:
             setattr(a, key, d[key])
     a.model, a.facts, a.system_prompt = d["model"], d["facts"], d["system_prompt"]
@@ -75,7 +77,15 @@ def base_spec(a: argparse.Namespace) -> dict:
     """The run_lm spec shared by the table and the curve."""
     return {"task": "qa", "model": a.model, "dataset": f"qa:authors={a.authors},facts={a.facts}", "forget": "10%",
             "seeds": [a.seed], "split_seed": 0, "recipe": {"epochs": a.ft_epochs}, "epochs": a.epochs, "lr": a.lr,
-            "eval_rows": a.eval_rows, "system_prompt": a.system_prompt, "device": "cpu", "name": "lm_tofu"}
+            "eval_rows": a.eval_rows, "system_prompt": a.system_prompt, "device": "cpu", "name": "lm_tofu",
+            "attacks": [x for x in a.attacks.split(",") if x.strip()], "overrides": family_overrides(a.model)}
+
+
+def family_overrides(model: str) -> dict[str, dict]:
+    """Per-method presets of the model family that the benchmark's single --lr must not replace (RMU's loss is an
+    activation MSE, not an NLL, so its rate is calibrated separately)."""
+    presets = METHOD_PRESETS.get(family(model), {})
+    return {"rmu": dict(presets["rmu"])} if "rmu" in presets else {}
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -152,26 +162,56 @@ def curve_section(curve: dict[tuple[str, int], dict], target: dict, epochs: list
     return lines
 
 
-def relearn_section(curve: dict[tuple[str, int], dict], last: int) -> list[str]:
-    """Relearning results of GA and NPO at the last curve point, and the GA check."""
+def relearn_rows(records: list[dict], curve: dict[tuple[str, int], dict]) -> list[tuple[str, dict]]:
+    """(label, metrics) of every model the relearning attack ran on: the oracle control, the table, the curve."""
     out = []
-    for name in ("ga", "npo"):
-        m = curve.get((name, last), {})
-        if "Relearn-recovery-ROUGE" not in m:
-            continue
-        out.append(f"- {name.upper()} ({last} epochs) relearned: held-out forget ROUGE {m['relearn_ROUGE_before']:.3f}"
-                   f" -> {m['relearn_ROUGE_after']:.3f} (target {m['relearn_ROUGE_target']:.3f}, oracle "
-                   f"{m['relearn_ROUGE_oracle']:.3f}); recovery ROUGE {m['Relearn-recovery-ROUGE']:.2f}, Prob "
-                   f"{m['Relearn-recovery-Prob']:.2f}")
-    ga = curve.get(("ga", last), {}).get("Relearn-recovery-ROUGE", math.nan)
-    if not math.isnan(ga):
-        out.append("- relearning restores most of GA's forgotten answers (recovery ROUGE >= 0.5): "
-                   + ("yes" if ga >= 0.5 else "NO"))
+    for r in records:
+        name = r["spec"]["method"]
+        if name != "original" and "Relearn-recovery-ROUGE" in r["metrics"]:
+            out.append(("oracle (control: never saw D_f)" if name == "retrain" else name, r["metrics"]))
+    for (name, e), m in sorted(curve.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        if "Relearn-recovery-ROUGE" in m:
+            out.append((f"{name.upper()} curve, {e} epoch{'s' if e > 1 else ''}", m))
     return out
 
 
+def relearn_section(records: list[dict], curve: dict[tuple[str, int], dict], steps: int) -> list[str]:
+    """Held-out forget ROUGE before/after a few relearning steps for every attacked model, and the GA check.
+
+    The check uses the table's GA (the recipe every method shares): a GA that has also destroyed the retain answers
+    (the curve's constant-lr points) has nothing left to restore, which the rows show separately."""
+    rows = relearn_rows(records, curve)
+    if not rows:
+        return ["- no relearning results (run with --attacks relearn)"]
+    m0 = rows[0][1]
+    lines = [f"Attack: {steps} AdamW steps of answer NLL on a seeded half of D_f; ROUGE on the other half "
+             f"(target {m0['relearn_ROUGE_target']:.3f}, oracle {m0['relearn_ROUGE_oracle']:.3f}). Recovery = "
+             "(after − before)/(target − before): 0 = nothing restored, 1 = the target's level.", "",
+             "| model | retain ROUGE | held-out ROUGE before | after | recovery ROUGE | recovery Prob |",
+             "|---|---|---|---|---|---|"]
+    for label, m in rows:
+        lines.append(f"| {label} | {fmt(m.get('retain_ROUGE'), '.3f')} | {m['relearn_ROUGE_before']:.3f} | "
+                     f"{m['relearn_ROUGE_after']:.3f} | {fmt(m['Relearn-recovery-ROUGE'], '.2f')} | "
+                     f"{fmt(m['Relearn-recovery-Prob'], '.2f')} |")
+    by = dict(rows)
+    ga = by.get("ga", {}).get("Relearn-recovery-ROUGE", math.nan)
+    if not math.isnan(ga):
+        ctrl = by.get("oracle (control: never saw D_f)", {}).get("relearn_ROUGE_after", math.nan)
+        lines += ["", "- relearning restores most of GA's forgotten answers (table GA, recovery ROUGE >= 0.5): "
+                  + ("yes" if ga >= 0.5 else "NO") + f" ({ga:.2f}; the oracle reaches {ctrl:.3f} after the same "
+                  "steps, so anything above that was still in the weights)"]
+    return lines
+
+
+def relearn_steps(a) -> int:
+    """The relearning attack's step count for this model family (attack defaults, then the family preset)."""
+    from unlearnlab.lm_attack_runner import attack_configs
+
+    return attack_configs(("relearn",), family(a.model), None)["relearn"].steps
+
+
 def run_curve(a, store: Store, progress, errors: list[dict]) -> tuple[dict, list[int], float]:
-    """GA and plain NPO (no retain term) at each curve point; the relearning attack on the last point."""
+    """GA and plain NPO (no retain term) at each curve point, each with the relearning attack."""
     epochs = sorted({int(e) for e in str(a.curve_epochs).split(",") if e.strip()})
     curve: dict[tuple[str, int], dict] = {}
     seconds = 0.0
@@ -179,7 +219,7 @@ def run_curve(a, store: Store, progress, errors: list[dict]) -> tuple[dict, list
         over = {"ga": {"epochs": e, "schedule": "constant"},
                 "npo": {"epochs": e, "schedule": "constant", "alpha": 0.0}}
         spec = {**base_spec(a), "methods": ["ga", "npo"], "baselines": False, "overrides": over,
-                "name": "lm_tofu-curve", "attacks": ["relearn"] if e == epochs[-1] else []}
+                "name": "lm_tofu-curve", "attacks": ["relearn"]}
         for r in run_lm(spec, store=store, progress=progress, errors=errors):
             curve[(r["spec"]["method"], e)] = r["metrics"]
             seconds += sum(r["timings"].get(k, 0.0) for k in ("wall_s", "eval_s", "attack_s"))
@@ -206,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     t_ft = by["original"]["timings"].get("finetune_s", 0.0) + by["retrain"]["timings"]["wall_s"]
     t_methods = sum(r["timings"]["wall_s"] for n, r in by.items() if n not in ("original", "retrain"))
     t_eval = sum(r["timings"].get("eval_s", 0.0) for r in records)
+    t_attack = sum(r["timings"].get("attack_s", 0.0) for r in records)
+    t_sum = t_ft + t_methods + t_eval + t_attack + curve_s
     n_qa = a.authors * a.facts
     doc = ["# Language-model benchmark: TOFU-style fictitious authors", "",
            f"Command: `.venv/bin/python benchmarks/lm_tofu.py {' '.join(sys.argv[1:] if argv is None else argv)}`",
@@ -218,11 +260,12 @@ def main(argv: list[str] | None = None) -> int:
            "## Checks", "", *setup_checks(records), ""]
     if curve:
         doc += ["## GA vs NPO: utility vs unlearning epochs (constant lr, NPO without a retain term)", "",
-                *curve_section(curve, by["original"]["metrics"], epochs), "", "## Relearning attack", "",
-                *relearn_section(curve, epochs[-1]), ""]
+                *curve_section(curve, by["original"]["metrics"], epochs), ""]
+    doc += ["## Relearning attack", "", *relearn_section(records, curve, relearn_steps(a)), ""]
     doc += [f"- error: {e['method']} seed {e['seed']}: {e['error']}" for e in errors]
     doc += ["## Time", "", f"- target + oracle fine-tunes {dur(t_ft)}, methods {dur(t_methods)}, evaluations "
-            f"{dur(t_eval)}, curve + relearning {dur(curve_s)} (as recorded when each run was made)",
+            f"{dur(t_eval)}, attacks {dur(t_attack)}, GA/NPO curve with relearning {dur(curve_s)}: "
+            f"{dur(t_sum)} in all (as recorded when each run was made)",
             f"- this invocation: {dur(total)} wall ({dur(table_s)} for the table), torch "
             f"{torch.__version__}, {torch.get_num_threads()} threads; a rerun reuses stored runs and fine-tunes", ""]
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
