@@ -26,8 +26,9 @@ from .base import (
     check_record_ids,
     extract_features,
     load_arrays,
-    read_json,
+    read_state,
     register_scheme,
+    resave,
     save_arrays,
     write_json,
 )
@@ -171,7 +172,7 @@ class AnalyticHead(DeletionScheme):
         if self._check_enabled():
             r_ref, w_ref = self.refit()
             extra["head_check_max_abs_diff"] = float(max(np.abs(self._w - w_ref).max(), np.abs(self._r - r_ref).max()))
-        purged = self._resave()
+        purged = resave(self, ARRAYS_FILE)
         return self.evidence(present, gone, t0, artefacts_retrained=list(ARTEFACTS[:2]), purged_files=purged,
                              **extra)
 
@@ -202,12 +203,6 @@ class AnalyticHead(DeletionScheme):
         return e / e.sum(axis=1, keepdims=True)
 
     # -- persistence -------------------------------------------------------------------------------
-    def _resave(self) -> list[str]:
-        if self.directory is None:
-            return []
-        self.save(self.directory)
-        return [str(self.directory / ARRAYS_FILE)]
-
     def save(self, directory: str | os.PathLike) -> None:
         """Write analytic_head.safetensors (R, W, held features, labels) then scheme.json, atomically."""
         self._require_fitted(self._r is not None)
@@ -223,10 +218,7 @@ class AnalyticHead(DeletionScheme):
     @classmethod
     def load(cls, directory: str | os.PathLike, *, feature_fn: Callable | None = None) -> AnalyticHead:
         """Re-open a saved head; pass the same `feature_fn` used at fit time to predict on raw inputs."""
-        d = Path(directory)
-        state = read_json(d / STATE_FILE)
-        if state.get("scheme") != cls.name:
-            raise DataError(f"{d} holds a {state.get('scheme')!r} scheme, not {cls.name!r}; use load_scheme().")
+        d, state = read_state(directory, cls.name)
         arrays = load_arrays(d / ARRAYS_FILE)
         self = cls(AnalyticHeadConfig(**state["config"]), feature_fn=feature_fn, num_classes=state["num_classes"])
         self._r, self._w, self._x, self._y = arrays["R"], arrays["W"], arrays["X"].copy(), arrays["y"]

@@ -48,11 +48,11 @@ from .base import (
     as_numpy,
     check_labels,
     check_record_ids,
-    copy_scheme_dir,
     load_arrays,
-    read_json,
+    read_state,
     register_scheme,
     save_arrays,
+    save_resident,
     write_json,
 )
 from .sisa_io import clear_journal, read_journal, write_journal
@@ -320,19 +320,12 @@ class ApproximateScheme(DeletionScheme):
     def save(self, directory: str | os.PathLike) -> None:
         """The scheme lives on disk; saving elsewhere copies its directory (without any pending journal)."""
         self._require_fitted(self._model is not None)
-        target = Path(directory)
-        if target.resolve() == self.directory.resolve():
-            self._write_state()
-            return
-        copy_scheme_dir(self.directory, target, "approximate")
+        save_resident(self, directory, "approximate")
 
     @classmethod
     def load(cls, directory: str | os.PathLike, *, device: str = "cpu") -> ApproximateScheme:
         """Open a saved scheme; a deletion a crash interrupted is finished or re-run once (see `recovered`)."""
-        d = Path(directory)
-        st = read_json(d / STATE_FILE)
-        if st.get("scheme") != cls.name:
-            raise DataError(f"{d} holds a {st.get('scheme')!r} scheme, not {cls.name!r}; use load_scheme().")
+        d, st = read_state(directory, cls.name)
         cfg = st["config"]
         self = cls(d, cfg["method"], st["method_overrides"], cfg["model"], TrainConfig(**st["recipe"]),
                    reference=cfg["reference"], seed=st["seed"], device=device, num_classes=int(st["num_classes"]),

@@ -75,6 +75,33 @@ def copy_scheme_dir(source: Path, target: str | os.PathLike, what: str) -> None:
     os.replace(tmp, target)
 
 
+def read_state(directory: str | os.PathLike, scheme: str) -> tuple[Path, dict[str, Any]]:
+    """(folder, scheme.json) of a saved scheme, checking it is a `scheme` one."""
+    d = Path(directory)
+    st = read_json(d / STATE_FILE)
+    if st.get("scheme") != scheme:
+        raise DataError(f"{d} holds a {st.get('scheme')!r} scheme, not {scheme!r}; use load_scheme().")
+    return d, st
+
+
+def save_resident(scheme: Any, directory: str | os.PathLike, what: str) -> None:
+    """save() of a scheme that lives in its own folder: rewrite its state in place, or copy the folder."""
+    target = Path(directory)
+    if target.resolve() == scheme.directory.resolve():
+        scheme._write_state()
+        return
+    copy_scheme_dir(scheme.directory, target, what)
+
+
+def resave(scheme: Any, arrays_file: str) -> list[str]:
+    """Re-save an in-memory scheme to the folder it was loaded from / saved to (none: nothing); the array file
+    written, for the deletion evidence."""
+    if scheme.directory is None:
+        return []
+    scheme.save(scheme.directory)
+    return [str(scheme.directory / arrays_file)]
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Atomically write `obj` as indented JSON."""
     return atomic_write(path, lambda t: Path(t).write_text(json.dumps(obj, indent=1, sort_keys=True)))

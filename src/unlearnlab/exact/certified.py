@@ -37,8 +37,9 @@ from .base import (
     check_record_ids,
     extract_features,
     load_arrays,
-    read_json,
+    read_state,
     register_scheme,
+    resave,
     save_arrays,
     write_json,
 )
@@ -234,7 +235,7 @@ class CertifiedLogReg(DeletionScheme):
             self._retrain()
         else:
             self.w, self.spent = w_new, self.spent + bound
-        purged = self._resave()
+        purged = resave(self, ARRAYS_FILE)
         return self.evidence(present, gone, t0, artefacts_retrained=[ARTEFACTS[0]], purged_files=purged,
                              grad_residual_bound=bound, budget_spent=self.spent,
                              budget_left=self.budget - self.spent, retrained_from_scratch=scratch, **info)
@@ -265,12 +266,6 @@ class CertifiedLogReg(DeletionScheme):
         return p / p.sum(axis=1, keepdims=True)
 
     # -- persistence -------------------------------------------------------------------------------
-    def _resave(self) -> list[str]:
-        if self.directory is None:
-            return []
-        self.save(self.directory)
-        return [str(self.directory / ARRAYS_FILE)]
-
     def save(self, directory: str | os.PathLike) -> None:
         """Write weights, noise, held features and labels (safetensors) then scheme.json, atomically."""
         self._require_fitted(self.w is not None)
@@ -287,10 +282,7 @@ class CertifiedLogReg(DeletionScheme):
     @classmethod
     def load(cls, directory: str | os.PathLike, *, feature_fn: Callable | None = None) -> CertifiedLogReg:
         """Re-open a saved model; pass the `feature_fn` used at fit time to predict on raw inputs."""
-        d = Path(directory)
-        st = read_json(d / STATE_FILE)
-        if st.get("scheme") != cls.name:
-            raise DataError(f"{d} holds a {st.get('scheme')!r} scheme, not {cls.name!r}; use load_scheme().")
+        d, st = read_state(directory, cls.name)
         a = load_arrays(d / ARRAYS_FILE)
         self = cls(CertifiedConfig(**st["config"]), feature_fn=feature_fn, num_classes=st["num_classes"],
                    seed=st["seed"])

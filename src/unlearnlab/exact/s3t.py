@@ -36,7 +36,7 @@ from ..data.core import batches
 from ..errors import ConfigError, DataError
 from ..train import TrainConfig, resolve_device, train
 from . import s3t_io as io
-from .base import STATE_FILE, DeletionScheme, check_record_ids, read_json, register_scheme, write_json
+from .base import STATE_FILE, DeletionScheme, check_record_ids, read_state, register_scheme, write_json
 from .sisa_io import assign
 
 RECORDS = "s3t/records"
@@ -339,10 +339,7 @@ class S3T(DeletionScheme):
     @classmethod
     def load(cls, directory: str | os.PathLike, *, device: str = "cpu") -> S3T:
         """Open a saved scheme; adapter files a crash left behind after a deletion are purged (see `recovered`)."""
-        d = Path(directory)
-        st = read_json(d / STATE_FILE)
-        if st.get("scheme") != cls.name:
-            raise DataError(f"{d} holds a {st.get('scheme')!r} scheme, not {cls.name!r}; use load_scheme().")
+        d, st = read_state(directory, cls.name)
         self = cls(d, S3TConfig(**st["config"]), seed=st["seed"], device=device)
         self._spec, self._digest = st["spec"], st["base_fingerprint"]
         self._ids, self._seq, self._alive = list(st["records"]), st["sequences"], st["alive"]

@@ -33,11 +33,11 @@ from .base import (
     as_numpy,
     check_labels,
     check_record_ids,
-    copy_scheme_dir,
     load_arrays,
-    read_json,
+    read_state,
     register_scheme,
     save_arrays,
+    save_resident,
     write_json,
 )
 from .sisa_io import (
@@ -286,19 +286,12 @@ class SISA(DeletionScheme):
     def save(self, directory: str | os.PathLike) -> None:
         """The scheme always lives on disk; saving elsewhere copies its directory (checkpoints, data, state)."""
         self._require_fitted(bool(self._models))
-        target = Path(directory)
-        if target.resolve() == self.directory.resolve():
-            self._write_state()
-            return
-        copy_scheme_dir(self.directory, target, "SISA")
+        save_resident(self, directory, "SISA")
 
     @classmethod
     def load(cls, directory: str | os.PathLike, *, device: str = "cpu") -> SISA:
         """Open a saved scheme; a deletion interrupted by a crash is finished first (see `recovered`)."""
-        d = Path(directory)
-        st = read_json(d / STATE_FILE)
-        if st.get("scheme") != cls.name:
-            raise DataError(f"{d} holds a {st.get('scheme')!r} scheme, not {cls.name!r}; use load_scheme().")
+        d, st = read_state(directory, cls.name)
         self = cls(d, SISAConfig(**st["config"]), recipe=TrainConfig(**st["recipe"]), seed=st["seed"], device=device)
         self.num_classes, self.input_shape = int(st["num_classes"]), tuple(st["input_shape"])
         self._data_version = int(st["data_file"].split("-")[1].split(".")[0])
