@@ -46,6 +46,45 @@ class ArrayDataset(Dataset):
         return h.hexdigest()[:16]
 
 
+class TokenDataset(Dataset):
+    """Pre-encoded token examples ({input_ids, attention_mask, labels} lists) with a padding collate.
+
+    Subclasses fill `items` and `pad`; `per_item` names the attributes with one entry per example, which subset()
+    slices together (no re-encoding)."""
+
+    per_item: tuple[str, ...] = ("items",)
+    items: list[dict[str, list[int]]]
+    pad: int
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        return self.items[i]
+
+    def collate(self, features: list[dict]) -> dict:
+        """Right-padded tensors (labels -100 and attention_mask 0 on padding)."""
+        from ..models.lm_format import collate
+
+        return collate(features, self.pad)
+
+    def subset(self, idx):
+        """Examples `idx` as a new dataset of the same type."""
+        out = type(self).__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        for name in self.per_item:
+            values = getattr(self, name)
+            setattr(out, name, [values[int(i)] for i in idx])
+        return out
+
+    def fingerprint(self) -> str:
+        """A content hash of the token ids and labels."""
+        import hashlib
+        import json
+
+        return hashlib.sha256(json.dumps(self.items, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
 def subset(ds: Dataset, idx: np.ndarray) -> Dataset:
     """Rows `idx` of any map-style dataset (fast path for ArrayDataset)."""
     if isinstance(ds, ArrayDataset) or callable(getattr(ds, "subset", None)):

@@ -6,17 +6,15 @@ labels = input_ids. Documents come from a folder of .txt files (one document per
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from ..errors import DataError
+from .core import TokenDataset
 
 
 def read_documents(source: str | os.PathLike | Sequence[str]) -> list[str]:
@@ -56,8 +54,10 @@ def chunk_document(tokenizer: Any, text: str, max_length: int) -> list[dict[str,
     return out
 
 
-class TextDataset(Dataset):
+class TextDataset(TokenDataset):
     """Token chunks of documents; `.docs` holds the raw text and `.doc_of` the document of each chunk."""
+
+    per_item = ("items", "doc_of")
 
     def __init__(self, docs: Sequence[str], tokenizer: Any, *, max_length: int = 256):
         from ..models.lm_format import pad_id
@@ -72,30 +72,6 @@ class TextDataset(Dataset):
             chunks = chunk_document(tokenizer, text, max_length)
             self.items += chunks
             self.doc_of += [d] * len(chunks)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict[str, list[int]]:
-        return self.items[i]
-
-    def collate(self, features: list[dict]) -> dict:
-        """Right-padded tensors (labels -100 and attention_mask 0 on padding)."""
-        from ..models.lm_format import collate
-
-        return collate(features, self.pad)
-
-    def subset(self, idx) -> TextDataset:
-        """Chunks `idx` as a new dataset (no re-tokenisation)."""
-        out = TextDataset.__new__(TextDataset)
-        out.__dict__.update(self.__dict__)
-        out.items = [self.items[int(i)] for i in idx]
-        out.doc_of = [self.doc_of[int(i)] for i in idx]
-        return out
-
-    def fingerprint(self) -> str:
-        """A content hash of the token chunks."""
-        return hashlib.sha256(json.dumps(self.items, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
 def corpus_data(tokenizer: Any, forget: str | os.PathLike | Sequence[str], retain: str | os.PathLike | Sequence[str],

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import re
 from typing import Any
 
@@ -19,7 +18,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from ..seeding import numpy_rng
-from .core import UnlearnData
+from .core import TokenDataset, UnlearnData
 
 _FIRST = ("Ari", "Bel", "Cor", "Dag", "Eli", "Fen", "Gal", "Hal", "Iso", "Jor", "Kai", "Lio", "Mar", "Nel",
           "Oro", "Pia", "Quen", "Ras", "Sol", "Tam", "Ula", "Vey", "Wen", "Xan", "Yor", "Zel")
@@ -215,8 +214,10 @@ def forget_authors(authors: list[str], forget: str | float, seed: int = 0) -> li
     return [authors[i] for i in sorted(order[:k])]
 
 
-class QADataset(Dataset):
+class QADataset(TokenDataset):
     """Encoded QA rows (answer-only labels); `.rows` keeps the raw strings, `.collate` pads a batch."""
+
+    per_item = ("rows", "items")
 
     def __init__(self, rows: list[dict[str, Any]], tokenizer: Any, *, max_length: int = 256,
                  answer_key: str = "answer"):
@@ -227,31 +228,6 @@ class QADataset(Dataset):
         self.max_length = max_length
         self.pad = pad_id(tokenizer)
         self.items = [encode_qa(tokenizer, r["question"], r[answer_key], max_length=max_length) for r in self.rows]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict[str, list[int]]:
-        return self.items[i]
-
-    def collate(self, features: list[dict]) -> dict:
-        """Right-padded tensors (labels -100 and attention_mask 0 on padding)."""
-        from ..models.lm_format import collate
-
-        return collate(features, self.pad)
-
-    def subset(self, idx) -> QADataset:
-        """The rows `idx` as a new dataset (no re-encoding)."""
-        out = QADataset.__new__(QADataset)
-        out.__dict__.update(self.__dict__)
-        out.rows = [self.rows[int(i)] for i in idx]
-        out.items = [self.items[int(i)] for i in idx]
-        return out
-
-    def fingerprint(self) -> str:
-        """A content hash of the token ids and labels."""
-        h = hashlib.sha256(json.dumps(self.items, separators=(",", ":")).encode())
-        return h.hexdigest()[:16]
 
 
 class LMData(UnlearnData):
