@@ -7,22 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from unlearnlab import config as C
-from unlearnlab.data import batches
 from unlearnlab.methods import run_method
 from unlearnlab.methods.bad_teacher import BadTeacherConfig, bad_teacher_loss, incompetent_teacher, unlearning_set
-from unlearnlab.methods.base import MethodContext
 
 # The paper's single Adam epoch at lr 1e-4 is one step on blobs (222 examples at batch 256) and changes nothing
 # measurable; 10 epochs at lr 1e-3, batch 64 (~40 steps, ~0.1 s) show the effect.
 FAST = {"epochs": 10, "lr": 1e-3, "batch_size": 64}
 
-
-@torch.no_grad()
-def _acc_loss(model, ds):
-    model.eval()
-    x, y = next(batches(ds, len(ds)))
-    logits = model(x)
-    return (logits.argmax(1) == y).float().mean().item(), F.cross_entropy(logits, y).item()
 
 
 def test_config_builds_with_defaults():
@@ -58,20 +49,18 @@ def test_loss_picks_teacher_per_example():
     torch.testing.assert_close(bad_teacher_loss(s, good, bad, flag, 1.0), want)
 
 
-def test_input_unchanged_and_forgets(trained_mlp, blobs_data, task4):
+def test_input_unchanged_and_forgets(trained_mlp, blobs_data, task4, acc_loss):
     before = {k: v.clone() for k, v in trained_mlp.state_dict().items()}
     out = run_method("bad_teacher", trained_mlp, blobs_data, task4, FAST)
     assert all(torch.equal(before[k], v) for k, v in trained_mlp.state_dict().items())
-    f0, lf0 = _acc_loss(trained_mlp, blobs_data.forget)
-    f1, lf1 = _acc_loss(out, blobs_data.forget)
+    f0, lf0 = acc_loss(trained_mlp, blobs_data.forget)
+    f1, lf1 = acc_loss(out, blobs_data.forget)
     assert lf1 > lf0 + 0.1 and f1 < f0
-    assert _acc_loss(out, blobs_data.retain)[0] > 0.9
+    assert acc_loss(out, blobs_data.retain)[0] > 0.9
 
 
-def test_deterministic(trained_mlp, blobs_data, task4):
-    a = run_method("bad_teacher", trained_mlp, blobs_data, task4, FAST, ctx=MethodContext(seed=7))
-    b = run_method("bad_teacher", trained_mlp, blobs_data, task4, FAST, ctx=MethodContext(seed=7))
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+def test_deterministic(assert_deterministic):
+    assert_deterministic("bad_teacher", FAST, seed=7)
 
 
 def test_batchnorm_model(trained_cnn, blobs_data, task4):

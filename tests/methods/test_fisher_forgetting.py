@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearnlab import config as C
-from unlearnlab.data import batches, make_split
+from unlearnlab.data import make_split
 from unlearnlab.data.core import ArrayDataset
 from unlearnlab.methods import run_method
 from unlearnlab.methods.base import MethodContext
@@ -20,14 +20,6 @@ from unlearnlab.methods.fisher_forgetting import (
     true_fisher,
 )
 from unlearnlab.models import ClassifierTask
-
-
-@torch.no_grad()
-def _acc_loss(model, ds):
-    model.eval()
-    x, y = next(batches(ds, len(ds)))
-    logits = model(x)
-    return (logits.argmax(1) == y).float().mean().item(), F.cross_entropy(logits, y).item()
 
 
 def test_config_builds_with_defaults():
@@ -80,7 +72,7 @@ def test_applied_noise_has_that_scale(trained_mlp, blobs_data, task4):
     assert abs(z.mean().item()) < 0.05 and abs(z.std().item() - 1) < 0.05  # ε ~ N(0, 1), ~17k draws
 
 
-def test_input_unchanged_seeded_and_forgets(trained_mlp, blobs_data, task4):
+def test_input_unchanged_seeded_and_forgets(trained_mlp, blobs_data, task4, acc_loss):
     before = {k: v.clone() for k, v in trained_mlp.state_dict().items()}
     a = run_method("fisher_forgetting", trained_mlp, blobs_data, task4, ctx=MethodContext(seed=5))
     assert all(torch.equal(before[k], v) for k, v in trained_mlp.state_dict().items())
@@ -89,10 +81,10 @@ def test_input_unchanged_seeded_and_forgets(trained_mlp, blobs_data, task4):
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert any(not torch.equal(x, y) for x, y in zip(a.parameters(), c.parameters()))
     # FF is noise, not targeted: at the default α it only nudges the forget loss up on random forgetting
-    assert _acc_loss(a, blobs_data.forget)[1] > _acc_loss(trained_mlp, blobs_data.forget)[1]
-    assert _acc_loss(a, blobs_data.retain)[0] > 0.95
+    assert acc_loss(a, blobs_data.forget)[1] > acc_loss(trained_mlp, blobs_data.forget)[1]
+    assert acc_loss(a, blobs_data.retain)[0] > 0.95
     strong = run_method("fisher_forgetting", trained_mlp, blobs_data, task4, {"alpha": 1e-5})
-    assert _acc_loss(strong, blobs_data.forget)[0] < _acc_loss(trained_mlp, blobs_data.forget)[0]
+    assert acc_loss(strong, blobs_data.forget)[0] < acc_loss(trained_mlp, blobs_data.forget)[0]
 
 
 def test_full_class_rule_and_batchnorm(trained_cnn, blobs_data, task4):

@@ -9,20 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearnlab import config as C
-from unlearnlab.data import batches
 from unlearnlab.errors import ConfigError
 from unlearnlab.methods import run_method
-from unlearnlab.methods.base import MethodContext
 from unlearnlab.methods.influence import InfluenceConfig, per_example_grads, sample_count, woodfisher_solve
 from unlearnlab.models import ClassifierTask
-
-
-@torch.no_grad()
-def _acc_loss(model, ds):
-    model.eval()
-    x, y = next(batches(ds, len(ds)))
-    logits = model(x)
-    return (logits.argmax(1) == y).float().mean().item(), F.cross_entropy(logits, y).item()
 
 
 def test_config_builds_with_defaults():
@@ -59,20 +49,18 @@ def test_woodfisher_equals_sequential_rank_one_updates():
     torch.testing.assert_close(woodfisher_solve(g, v, 0.5), inv @ v)
 
 
-def test_input_unchanged_and_forgets(trained_mlp, blobs_data, task4):
+def test_input_unchanged_and_forgets(trained_mlp, blobs_data, task4, acc_loss):
     before = {k: v.clone() for k, v in trained_mlp.state_dict().items()}
     out = run_method("influence", trained_mlp, blobs_data, task4)
     assert all(torch.equal(before[k], v) for k, v in trained_mlp.state_dict().items())
-    f0, lf0 = _acc_loss(trained_mlp, blobs_data.forget)
-    f1, lf1 = _acc_loss(out, blobs_data.forget)
+    f0, lf0 = acc_loss(trained_mlp, blobs_data.forget)
+    f1, lf1 = acc_loss(out, blobs_data.forget)
     assert lf1 > lf0 + 0.1 and f1 < f0
-    assert _acc_loss(out, blobs_data.retain)[0] > 0.95
+    assert acc_loss(out, blobs_data.retain)[0] > 0.95
 
 
-def test_deterministic(trained_mlp, blobs_data, task4):
-    a = run_method("influence", trained_mlp, blobs_data, task4, {"samples": 100}, ctx=MethodContext(seed=2))
-    b = run_method("influence", trained_mlp, blobs_data, task4, {"samples": 100}, ctx=MethodContext(seed=2))
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+def test_deterministic(assert_deterministic):
+    assert_deterministic("influence", {"samples": 100}, seed=2)
 
 
 def test_memory_cap_limits_samples():
@@ -82,10 +70,10 @@ def test_memory_cap_limits_samples():
         sample_count(cfg, 5000, 2**20)
 
 
-def test_batchnorm_model(trained_cnn, blobs_data, task4):
+def test_batchnorm_model(trained_cnn, blobs_data, task4, acc_loss):
     out = run_method("influence", trained_cnn, blobs_data, task4, {"samples": 64, "chunk_size": 32})
     assert any(not torch.equal(a, b) for a, b in zip(trained_cnn.parameters(), out.parameters()))
-    assert _acc_loss(out, blobs_data.forget)[1] > _acc_loss(trained_cnn, blobs_data.forget)[1]
+    assert acc_loss(out, blobs_data.forget)[1] > acc_loss(trained_cnn, blobs_data.forget)[1]
     for (k, a), b in zip(trained_cnn.state_dict().items(), out.state_dict().values()):
         if "running" in k:
             assert torch.equal(a, b)  # eval mode throughout: BatchNorm statistics untouched

@@ -4,26 +4,17 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-import torch.nn.functional as F
 
 from unlearnlab import config as C
 from unlearnlab.data import batches, make_split
 from unlearnlab.data.core import ArrayDataset
 from unlearnlab.methods import run_method
-from unlearnlab.methods.base import MethodContext
 from unlearnlab.methods.lfssd import LFSSDConfig
 
 # On blobs, 60 random forget points barely differ from the rest in output norm, so the paper's α=10 selects almost
 # nothing; α=2 makes the effect visible while keeping the retain set.
 ALPHA = {"selection_weighting": 2.0, "order": "dataset"}  # dataset order: the hand rule below uses it
 
-
-@torch.no_grad()
-def _acc_loss(model, ds):
-    model.eval()
-    x, y = next(batches(ds, len(ds)))
-    logits = model(x)
-    return (logits.argmax(1) == y).float().mean().item(), F.cross_entropy(logits, y).item()
 
 
 def test_config_builds_with_defaults():
@@ -32,20 +23,18 @@ def test_config_builds_with_defaults():
     assert all(f.metadata["help"] for f in dataclasses.fields(LFSSDConfig))
 
 
-def test_input_unchanged_and_forgets(trained_mlp, blobs_data, task4):
+def test_input_unchanged_and_forgets(trained_mlp, blobs_data, task4, acc_loss):
     before = {k: v.clone() for k, v in trained_mlp.state_dict().items()}
     out = run_method("lfssd", trained_mlp, blobs_data, task4, ALPHA)
     assert all(torch.equal(before[k], v) for k, v in trained_mlp.state_dict().items())
-    f0, lf0 = _acc_loss(trained_mlp, blobs_data.forget)
-    f1, lf1 = _acc_loss(out, blobs_data.forget)
+    f0, lf0 = acc_loss(trained_mlp, blobs_data.forget)
+    f1, lf1 = acc_loss(out, blobs_data.forget)
     assert lf1 > lf0 + 0.05 and f1 < f0
-    assert _acc_loss(out, blobs_data.retain)[0] > 0.9
+    assert acc_loss(out, blobs_data.retain)[0] > 0.9
 
 
-def test_deterministic(trained_mlp, blobs_data, task4):
-    a = run_method("lfssd", trained_mlp, blobs_data, task4, ALPHA, ctx=MethodContext(seed=1))
-    b = run_method("lfssd", trained_mlp, blobs_data, task4, ALPHA, ctx=MethodContext(seed=1))
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+def test_deterministic(assert_deterministic):
+    assert_deterministic("lfssd", ALPHA, seed=1)
 
 
 def test_importance_is_label_free_and_matches_hand_rule(trained_mlp, blobs_data, task4):

@@ -7,23 +7,14 @@ import torch
 import torch.nn.functional as F
 
 from unlearnlab import config as C
-from unlearnlab.data import batches
 from unlearnlab.methods import run_method
 from unlearnlab.methods import scrub as scrub_module
-from unlearnlab.methods.base import MethodContext
 from unlearnlab.methods.scrub import SCRUBConfig, distill_kl
 
 # Defaults (lr 5e-4, 3 epochs, batches 512/256) take ~2 max-steps on blobs' 60 forget points and barely move the
 # model; the authors' small-scale batch sizes (forget 64, retain 32) with lr 0.05 forget visibly in ~0.1 s.
 FAST = {"lr": 0.05, "forget_batch_size": 64, "retain_batch_size": 32}
 
-
-@torch.no_grad()
-def _acc_loss(model, ds):
-    model.eval()
-    x, y = next(batches(ds, len(ds)))
-    logits = model(x)
-    return (logits.argmax(1) == y).float().mean().item(), F.cross_entropy(logits, y).item()
 
 
 def test_config_builds_with_defaults():
@@ -41,20 +32,18 @@ def test_distill_kl_is_teacher_to_student_kl():
     assert distill_kl(t, t, 4.0).abs() < 1e-6
 
 
-def test_input_unchanged_and_forgets(trained_mlp, blobs_data, task4):
+def test_input_unchanged_and_forgets(trained_mlp, blobs_data, task4, acc_loss):
     before = {k: v.clone() for k, v in trained_mlp.state_dict().items()}
     out = run_method("scrub", trained_mlp, blobs_data, task4, FAST)
     assert all(torch.equal(before[k], v) for k, v in trained_mlp.state_dict().items())
-    f0, lf0 = _acc_loss(trained_mlp, blobs_data.forget)
-    f1, lf1 = _acc_loss(out, blobs_data.forget)
+    f0, lf0 = acc_loss(trained_mlp, blobs_data.forget)
+    f1, lf1 = acc_loss(out, blobs_data.forget)
     assert lf1 > lf0 + 0.1 and f1 < f0
-    assert _acc_loss(out, blobs_data.retain)[0] > 0.9
+    assert acc_loss(out, blobs_data.retain)[0] > 0.9
 
 
-def test_deterministic(trained_mlp, blobs_data, task4):
-    a = run_method("scrub", trained_mlp, blobs_data, task4, FAST, ctx=MethodContext(seed=4))
-    b = run_method("scrub", trained_mlp, blobs_data, task4, FAST, ctx=MethodContext(seed=4))
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+def test_deterministic(assert_deterministic):
+    assert_deterministic("scrub", FAST, seed=4)
 
 
 def test_max_steps_only_in_first_msteps_epochs(trained_mlp, blobs_data, task4, monkeypatch):

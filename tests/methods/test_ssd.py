@@ -4,21 +4,11 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-import torch.nn.functional as F
 
 from unlearnlab import config as C
-from unlearnlab.data import batches
 from unlearnlab.methods import run_method
-from unlearnlab.methods.base import MethodContext, mean_grad_sq
+from unlearnlab.methods.base import mean_grad_sq
 from unlearnlab.methods.ssd import SSDConfig
-
-
-@torch.no_grad()
-def _acc_loss(model, ds):
-    model.eval()
-    x, y = next(batches(ds, len(ds)))
-    logits = model(x)
-    return (logits.argmax(1) == y).float().mean().item(), F.cross_entropy(logits, y).item()
 
 
 def test_config_builds_with_defaults():
@@ -27,21 +17,19 @@ def test_config_builds_with_defaults():
     assert all(f.metadata["help"] for f in dataclasses.fields(SSDConfig))
 
 
-def test_input_unchanged_and_forgets(trained_mlp, blobs_data, task4):
+def test_input_unchanged_and_forgets(trained_mlp, blobs_data, task4, acc_loss):
     before = {k: v.clone() for k, v in trained_mlp.state_dict().items()}
     out = run_method("ssd", trained_mlp, blobs_data, task4)
     assert all(torch.equal(before[k], v) for k, v in trained_mlp.state_dict().items())
-    f0, lf0 = _acc_loss(trained_mlp, blobs_data.forget)
-    f1, lf1 = _acc_loss(out, blobs_data.forget)
-    r1, _ = _acc_loss(out, blobs_data.retain)
+    f0, lf0 = acc_loss(trained_mlp, blobs_data.forget)
+    f1, lf1 = acc_loss(out, blobs_data.forget)
+    r1, _ = acc_loss(out, blobs_data.retain)
     assert lf1 > lf0 + 0.05 and f1 < f0  # defaults λ=1, α=10 already forget on blobs
     assert r1 > 0.9
 
 
-def test_deterministic(trained_mlp, blobs_data, task4):
-    a = run_method("ssd", trained_mlp, blobs_data, task4, ctx=MethodContext(seed=3))
-    b = run_method("ssd", trained_mlp, blobs_data, task4, ctx=MethodContext(seed=3))
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+def test_deterministic(assert_deterministic):
+    assert_deterministic("ssd", None, seed=3)
 
 
 def _check_rule(model, data, task, alpha, lam):
