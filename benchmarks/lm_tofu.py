@@ -1,20 +1,19 @@
 """Language-model benchmark: TOFU-style fictitious authors on SmolLM2-135M-Instruct, forget 10% of the authors.
 
 Fine-tunes the target (all QA) and the retain oracle (retain QA only), runs every LM method from the target, scores
-each against the oracle (Forget Quality, Model Utility, forget/retain ROUGE, forget Prob, PrivLeak) and checks:
-the target's forget ROUGE is high and the oracle's low (else the set-up measures nothing); where each method lands
-between them; GA's utility collapses quickly while NPO's degrades markedly slower (Zhang et al. 2024, NPO), on a
-small curve of utility vs unlearning epochs (constant lr, so each point is a prefix of one trajectory); and a few
-relearning steps restore most of GA's forgotten answers (Hu et al. 2024), with the relearning attack on the curve's
-last GA and NPO models. Resumable: the fine-tunes and every finished run live in the Store under --results, so a
-rerun reuses them. Writes a markdown report (with this command) to --out.
+each against the oracle (Forget Quality, Model Utility, forget/retain ROUGE, forget Prob, PrivLeak) with the
+paraphrased-question and relearning attacks on every row (the oracle is the relearning control: what a few steps
+on half of D_f teach a model that never saw it about the other half), and checks: the target's forget ROUGE is
+high and the oracle's low (else the set-up measures nothing); where each method lands between them; GA's utility
+collapses quickly while NPO's degrades markedly slower (Zhang et al. 2024, NPO), on a small curve of utility vs
+unlearning epochs (constant lr, so each point is a prefix of one trajectory); and a few relearning steps restore
+most of GA's forgotten answers (Hu et al. 2024), on the table's GA and at every curve point. Resumable: the
+fine-tunes and every finished run live in the Store under --results, so a rerun reuses them. Writes a markdown
+report (with this command) to --out.
 
-Budget of the full run (2 CPU cores), planned from one measured SmolLM2 step (16 x 66 tokens: 13 s fwd+bwd+AdamW,
-1 thread on a loaded machine, ~80 tokens/s; ~160 tokens/s assumed with 2 free threads), one teacher-forced batch
-(1.9 s) and one greedy batch of 16 answers (6.1 s): with the system prompt 'Answer briefly.' (43.6 tokens per QA
-instead of 56.6; 20.0k instead of 25.2k padded tokens per epoch) target + oracle fine-tunes 3 epochs ~12 min,
-10 methods x 3 epochs (15 steps of 8 forget + 8 retain) ~14 min, 12 evaluations (~60 s each with 40-row utility
-sets) ~12.5 min, GA/NPO curve at 1 and 3 epochs ~7 min, relearning ~1 min: ~46 min.
+Budget (2 CPU cores): SmolLM2 trains at ~2.7 s per 16-example step with short answers and the system prompt
+'Answer briefly.'; 40 authors x 10 facts, 10 fine-tune epochs: target + oracle ~20 min; 10 methods x 3 epochs
+~5 min; 12 evaluations (40-row utility sets) ~9 min; attacks ~6 min; GA/NPO curve at 1 and 3 epochs ~6 min.
 
     .venv/bin/python benchmarks/lm_tofu.py --out docs/benchmark_lm_tofu.md
     .venv/bin/python benchmarks/lm_tofu.py --quick --results /tmp/lmq --out /tmp/lmq/report.md   # tiny model
@@ -39,9 +38,11 @@ METHODS = "ga,grad_diff,kl,npo,simnpo,idk_nll,idk_dpo,rmu,undial,wga"
 # full run is expected near 50-60 minutes on 2 CPU cores. lr 1e-4 for the methods keeps
 # TOFU's ratio of unlearning to fine-tuning movement (TOFU: same lr in both phases, ~1/10 of the steps).
 FULL = {"model": "smollm2", "authors": 40, "facts": 10, "ft_epochs": 10, "epochs": 3, "lr": 1e-4, "eval_rows": 40,
-        "curve_epochs": "1,3", "threads": 2, "system_prompt": "Answer briefly.", "attacks": "relearn,paraphrase"}
+        "curve_epochs": "1,3,6", "curve_lr": "1e-4,2e-5", "threads": 2, "system_prompt": "Answer briefly.",
+        "attacks": "relearn,paraphrase"}
 QUICK = {"model": "tiny", "authors": 6, "facts": 4, "ft_epochs": 60, "epochs": 3, "lr": None, "eval_rows": 12,
-         "curve_epochs": "1,3", "threads": 1, "system_prompt": "Answer briefly.", "attacks": "relearn,paraphrase"}
+         "curve_epochs": "1,3", "curve_lr": "", "threads": 1, "system_prompt": "Answer briefly.",
+         "attacks": "relearn,paraphrase"}
 COLUMNS = (("Forget Quality", "FQ", ".3g"), ("Model Utility", "MU", ".3f"), ("forget_ROUGE", "forget ROUGE", ".3f"),
            ("forget_Prob", "forget Prob", ".3f"), ("retain_ROUGE", "retain ROUGE", ".3f"),
            ("PrivLeak", "PrivLeak", ".1f"), ("forget_paraphrased_ROUGE", "paraphrased ROUGE", ".3f"),
@@ -59,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, help="learning rate of every method (full: 1e-4; quick: the tiny preset)")
     p.add_argument("--eval-rows", type=int, help="retain / real-author / world-fact rows scored (0 = all)")
     p.add_argument("--curve-epochs", help="GA/NPO curve points in epochs, e.g. 1,3 (empty: no curve)")
+    p.add_argument("--curve-lr", help="learning rates of the GA/NPO curve, e.g. 1e-4,2e-5 (default: --lr; "
+                   "the first one counts toward the benchmark's time budget, later ones are reported apart)")
     p.add_argument("--threads", type=int, help="torch threads (full: 2)")
     p.add_argument("--attacks", help="attacks on every table row (default relearn,paraphrase; empty: none)")
     p.add_argument("--seed", type=int, default=0)
@@ -66,7 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="docs/benchmark_lm_tofu.md")
     a = p.parse_args(argv)
     d = QUICK if a.quick else FULL
-    for key in ("authors", "epochs", "ft_epochs", "lr", "eval_rows", "curve_epochs", "threads", "attacks"):
+    for key in ("authors", "epochs", "ft_epochs", "lr", "eval_rows", "curve_epochs", "curve_lr", "threads",
+                "attacks"):
         if getattr(a, key) is None:
             setattr(a, key, d[key])
     a.model, a.facts, a.system_prompt = d["model"], d["facts"], d["system_prompt"]
@@ -139,43 +143,46 @@ def setup_checks(records: list[dict]) -> list[str]:
     return out
 
 
-def curve_section(curve: dict[tuple[str, int], dict], target: dict, epochs: list[int]) -> list[str]:
-    """Utility and forget ROUGE of GA and plain NPO after each number of epochs, and the collapse check."""
-    lines = ["| epochs | GA MU | GA forget ROUGE | NPO MU | NPO forget ROUGE |", "|---|---|---|---|---|",
+def curve_section(curve: dict[tuple[str, str, int], dict], target: dict, lr: str, epochs: list[int]) -> list[str]:
+    """Utility and forget ROUGE of GA and plain NPO at learning rate `lr` after each number of epochs, and the
+    collapse check."""
+    lines = [f"lr {lr}:", "", "| epochs | GA MU | GA forget ROUGE | GA retain ROUGE | NPO MU | NPO forget ROUGE | "
+             "NPO retain ROUGE |", "|---|---|---|---|---|---|---|",
              f"| 0 (target) | {target['Model Utility']:.3f} | {target['forget_ROUGE']:.3f} | "
-             f"{target['Model Utility']:.3f} | {target['forget_ROUGE']:.3f} |"]
+             f"{target['retain_ROUGE']:.3f} | {target['Model Utility']:.3f} | {target['forget_ROUGE']:.3f} | "
+             f"{target['retain_ROUGE']:.3f} |"]
     for e in epochs:
-        g, n = curve.get(("ga", e)), curve.get(("npo", e))
+        g, n = curve.get(("ga", lr, e)), curve.get(("npo", lr, e))
         if g and n:
-            lines.append(f"| {e} | {g['Model Utility']:.3f} | {g['forget_ROUGE']:.3f} | {n['Model Utility']:.3f} | "
-                         f"{n['forget_ROUGE']:.3f} |")
+            lines.append(f"| {e} | {g['Model Utility']:.3f} | {g['forget_ROUGE']:.3f} | {g['retain_ROUGE']:.3f} | "
+                         f"{n['Model Utility']:.3f} | {n['forget_ROUGE']:.3f} | {n['retain_ROUGE']:.3f} |")
     last = max(epochs)
-    g, n = curve.get(("ga", last)), curve.get(("npo", last))
+    g, n = curve.get(("ga", lr, last)), curve.get(("npo", lr, last))
     if not (g and n):
         return lines + ["", "- GA/NPO curve incomplete (a run failed); see the errors below."]
     mu0 = target["Model Utility"]
     drop_g, drop_n = 1 - ratio(g["Model Utility"], mu0), 1 - ratio(n["Model Utility"], mu0)
     ok = g["Model Utility"] < n["Model Utility"] and drop_g >= 2 * max(drop_n, 0.0)
-    lines += ["", f"- GA's utility collapses quickly while NPO's degrades markedly slower: after {last} epochs GA "
-              f"lost {100 * drop_g:.0f}% of the target's Model Utility, NPO {100 * drop_n:.0f}% (check: GA below "
-              f"NPO and losing at least twice as much): " + ("yes" if ok else "NO")]
+    lines += ["", f"- lr {lr}: GA's utility collapses quickly while NPO's degrades markedly slower: after {last} "
+              f"epochs GA lost {100 * drop_g:.0f}% of the target's Model Utility, NPO {100 * drop_n:.0f}% (check: GA "
+              "below NPO and losing at least twice as much): " + ("yes" if ok else "NO")]
     return lines
 
 
-def relearn_rows(records: list[dict], curve: dict[tuple[str, int], dict]) -> list[tuple[str, dict]]:
+def relearn_rows(records: list[dict], curve: dict[tuple[str, str, int], dict]) -> list[tuple[str, dict]]:
     """(label, metrics) of every model the relearning attack ran on: the oracle control, the table, the curve."""
     out = []
     for r in records:
         name = r["spec"]["method"]
         if name != "original" and "Relearn-recovery-ROUGE" in r["metrics"]:
             out.append(("oracle (control: never saw D_f)" if name == "retrain" else name, r["metrics"]))
-    for (name, e), m in sorted(curve.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+    for (name, lr, e), m in curve.items():
         if "Relearn-recovery-ROUGE" in m:
-            out.append((f"{name.upper()} curve, {e} epoch{'s' if e > 1 else ''}", m))
+            out.append((f"{name.upper()} curve lr {lr}, {e} epoch{'s' if e > 1 else ''}", m))
     return out
 
 
-def relearn_section(records: list[dict], curve: dict[tuple[str, int], dict], steps: int) -> list[str]:
+def relearn_section(records: list[dict], curve: dict[tuple[str, str, int], dict], steps: int) -> list[str]:
     """Held-out forget ROUGE before/after a few relearning steps for every attacked model, and the GA check.
 
     The check uses the table's GA (the recipe every method shares): a GA that has also destroyed the retain answers
@@ -210,19 +217,30 @@ def relearn_steps(a) -> int:
     return attack_configs(("relearn",), family(a.model), None)["relearn"].steps
 
 
-def run_curve(a, store: Store, progress, errors: list[dict]) -> tuple[dict, list[int], float]:
-    """GA and plain NPO (no retain term) at each curve point, each with the relearning attack."""
+def curve_lrs(a) -> list[float | None]:
+    """The curve's learning rates: --curve-lr, else the table's --lr (None: the family preset)."""
+    given = [float(x) for x in str(a.curve_lr or "").split(",") if x.strip()]
+    return given or [a.lr]
+
+
+def run_curve(a, store: Store, progress, errors: list[dict]) -> tuple[dict, list[int], list[float]]:
+    """GA and plain NPO (no retain term) at each curve learning rate and point, each with the relearning attack.
+    Returns the metrics keyed (method, lr label, epochs), the epochs, and the recorded seconds per learning rate."""
     epochs = sorted({int(e) for e in str(a.curve_epochs).split(",") if e.strip()})
-    curve: dict[tuple[str, int], dict] = {}
-    seconds = 0.0
-    for e in epochs:
-        over = {"ga": {"epochs": e, "schedule": "constant"},
-                "npo": {"epochs": e, "schedule": "constant", "alpha": 0.0}}
-        spec = {**base_spec(a), "methods": ["ga", "npo"], "baselines": False, "overrides": over,
-                "name": "lm_tofu-curve", "attacks": ["relearn"]}
-        for r in run_lm(spec, store=store, progress=progress, errors=errors):
-            curve[(r["spec"]["method"], e)] = r["metrics"]
-            seconds += sum(r["timings"].get(k, 0.0) for k in ("wall_s", "eval_s", "attack_s"))
+    curve: dict[tuple[str, str, int], dict] = {}
+    seconds: list[float] = []
+    for lr in curve_lrs(a):
+        label = f"{lr:g}" if lr is not None else "preset"
+        spent = 0.0
+        for e in epochs:
+            over = {"ga": {"epochs": e, "schedule": "constant"},
+                    "npo": {"epochs": e, "schedule": "constant", "alpha": 0.0}}
+            spec = {**base_spec(a), "methods": ["ga", "npo"], "baselines": False, "overrides": over, "lr": lr,
+                    "name": "lm_tofu-curve", "attacks": ["relearn"]}
+            for r in run_lm(spec, store=store, progress=progress, errors=errors):
+                curve[(r["spec"]["method"], label, e)] = r["metrics"]
+                spent += sum(r["timings"].get(k, 0.0) for k in ("wall_s", "eval_s", "attack_s"))
+        seconds.append(spent)
     return curve, epochs, seconds
 
 
@@ -241,13 +259,14 @@ def main(argv: list[str] | None = None) -> int:
     records = run_lm({**base_spec(a), "methods": methods}, store=store, progress=progress, errors=errors)
     table_s = time.perf_counter() - t0
     by = {r["spec"]["method"]: r for r in records}
-    curve, epochs, curve_s = run_curve(a, store, progress, errors) if a.curve_epochs else ({}, [], 0.0)
+    curve, epochs, curve_s = run_curve(a, store, progress, errors) if a.curve_epochs else ({}, [], [0.0])
     total = time.perf_counter() - t0
     t_ft = by["original"]["timings"].get("finetune_s", 0.0) + by["retrain"]["timings"]["wall_s"]
     t_methods = sum(r["timings"]["wall_s"] for n, r in by.items() if n not in ("original", "retrain"))
     t_eval = sum(r["timings"].get("eval_s", 0.0) for r in records)
     t_attack = sum(r["timings"].get("attack_s", 0.0) for r in records)
-    t_sum = t_ft + t_methods + t_eval + t_attack + curve_s
+    t_sum = t_ft + t_methods + t_eval + t_attack + curve_s[0]
+    lrs = [f"{x:g}" if x is not None else "preset" for x in curve_lrs(a)]
     n_qa = a.authors * a.facts
     doc = ["# Language-model benchmark: TOFU-style fictitious authors", "",
            f"Command: `.venv/bin/python benchmarks/lm_tofu.py {' '.join(sys.argv[1:] if argv is None else argv)}`",
@@ -259,13 +278,15 @@ def main(argv: list[str] | None = None) -> int:
            "kept = (forget ROUGE − oracle)/(target − oracle).", "", *main_table(records), "",
            "## Checks", "", *setup_checks(records), ""]
     if curve:
-        doc += ["## GA vs NPO: utility vs unlearning epochs (constant lr, NPO without a retain term)", "",
-                *curve_section(curve, by["original"]["metrics"], epochs), ""]
+        doc += ["## GA vs NPO: utility vs unlearning epochs (constant lr, NPO without a retain term)", ""]
+        for lr in lrs:
+            doc += [*curve_section(curve, by["original"]["metrics"], lr, epochs), ""]
     doc += ["## Relearning attack", "", *relearn_section(records, curve, relearn_steps(a)), ""]
     doc += [f"- error: {e['method']} seed {e['seed']}: {e['error']}" for e in errors]
     doc += ["## Time", "", f"- target + oracle fine-tunes {dur(t_ft)}, methods {dur(t_methods)}, evaluations "
-            f"{dur(t_eval)}, attacks {dur(t_attack)}, GA/NPO curve with relearning {dur(curve_s)}: "
-            f"{dur(t_sum)} in all (as recorded when each run was made)",
+            f"{dur(t_eval)}, attacks {dur(t_attack)}, GA/NPO curve with relearning at lr {lrs[0]} {dur(curve_s[0])}: "
+            f"{dur(t_sum)} in all (as recorded when each run was made)"
+            + "".join(f"; further curve at lr {lr}: {dur(t)}" for lr, t in zip(lrs[1:], curve_s[1:], strict=True)),
             f"- this invocation: {dur(total)} wall ({dur(table_s)} for the table), torch "
             f"{torch.__version__}, {torch.get_num_threads()} threads; a rerun reuses stored runs and fine-tunes", ""]
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ def test_quick_benchmark_writes_report_and_resumes(tmp_path, capsys):
 
     bench = _load()
     out, results = tmp_path / "report.md", tmp_path / "results"
-    argv = ["--quick", "--results", str(results), "--out", str(out)]
+    argv = ["--quick", "--results", str(results), "--out", str(out), "--curve-lr", "1e-3,3e-3"]
     assert bench.main(argv) == 0
     text = out.read_text()
     assert f"benchmarks/lm_tofu.py {' '.join(argv)}" in text  # the exact command is in the report
@@ -28,13 +28,15 @@ def test_quick_benchmark_writes_report_and_resumes(tmp_path, capsys):
     assert "| target (original) |" in text and "| oracle (retrain) |" in text
     assert "target forget ROUGE" in text and "(high vs low, gap >= 0.3): yes" in text  # the set-up measures forgetting
     assert "| 1 |" in text and "| 3 |" in text  # the GA/NPO curve points
-    for label in ("| GA curve, 1 epoch |", "| GA curve, 3 epochs |", "| NPO curve, 3 epochs |", "| ga |",
-                  "| oracle (control: never saw D_f) |"):
+    for label in ("| GA curve lr 0.001, 1 epoch |", "| GA curve lr 0.003, 3 epochs |",
+                  "| NPO curve lr 0.001, 3 epochs |", "| ga |", "| oracle (control: never saw D_f) |"):
         assert label in text, label  # relearning ran on the oracle control, every table row and every curve point
     assert "relearning restores most of GA's forgotten answers (table GA" in text
     assert "| paraphrased ROUGE | relearn recovery |" in text
     n = Store(results).count_runs()
-    assert n == 12 + 4  # target, oracle, 10 methods; GA and NPO at 1 and 3 epochs
+    assert n == 12 + 8  # target, oracle, 10 methods; GA and NPO at 1 and 3 epochs for each of the two curve rates
+    assert "- lr 0.001: GA's utility collapses" in text and "- lr 0.003: GA's utility collapses" in text
+    assert "; further curve at lr 0.003:" in text
     capsys.readouterr()
     assert bench.main(argv) == 0  # a rerun reuses the fine-tunes and every stored run
     err = capsys.readouterr().err
