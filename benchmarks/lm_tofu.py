@@ -86,10 +86,11 @@ def base_spec(a: argparse.Namespace) -> dict:
 
 
 def family_overrides(model: str) -> dict[str, dict]:
-    """Per-method presets of the model family that the benchmark's single --lr must not replace (RMU's loss is an
-    activation MSE, not an NLL, so its rate is calibrated separately)."""
+    """The model family's method-specific presets (not its "*" entry), passed as overrides so that the benchmark's
+    single --lr / --epochs do not replace what was calibrated per method (e.g. RMU's loss is an activation MSE, not
+    an NLL; see benchmarks/lm_rmu_calibration.py)."""
     presets = METHOD_PRESETS.get(family(model), {})
-    return {"rmu": dict(presets["rmu"])} if "rmu" in presets else {}
+    return {name: dict(over) for name, over in presets.items() if name != "*"}
 
 
 def fmt(value: float | None, spec: str) -> str:

@@ -63,7 +63,7 @@ METHOD_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {"*": {"lr": 1e-3, "batch_size": 8}, "rmu": {"lr": 1e-2, "alpha": 1.0, "epochs": 10}},
     # RMU: WMDP's fixed c=6.5 sits far below SmolLM2's block-7 activation norm (~133 on D_f), and at α=1200 or lr<=3e-3
     # nothing moves (forget ROUGE 0.975 -> 0.975); Adaptive RMU (c = 5·‖h‖) at lr 1e-2, α=100, 20 epochs reaches
-    # forget ROUGE 0.000 with retain ROUGE 1.000 (measured on the benchmark's 40-author set, docs/benchmark_lm_tofu.md).
+    # forget ROUGE 0.000 with retain ROUGE 1.000 (docs/rmu_calibration_smollm2.md).
     "smollm2": {"*": {"lr": 2e-5, "batch_size": 8},
                 "rmu": {"adaptive_scale": 5.0, "lr": 1e-2, "alpha": 100.0, "epochs": 20}},
 }
