@@ -17,10 +17,11 @@ from pathlib import Path
 import torch
 
 from unlearnlab import api
+from unlearnlab.engine.records import environment
 from unlearnlab.methods import METHODS
-from unlearnlab.runner import environment, method_names
 from unlearnlab.spec import from_dict
 from unlearnlab.store import Store
+from unlearnlab.tasks.classifier import method_names
 
 PAPER_RETRAIN_EPOCHS = 182  # SalUn / Sparsity recipe for CIFAR-10 ResNet-18
 COLUMNS = ("UA", "RA", "TA", "MIA-Eff", "Avg.Gap", "RTE", "RTE/retrain")

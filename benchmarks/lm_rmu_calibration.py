@@ -1,6 +1,6 @@
 """RMU calibration on the LM benchmark's cached SmolLM2 target: forget / retain ROUGE for a grid of RMU settings.
 
-Why the smollm2 preset in lm_pipeline.METHOD_PRESETS is Adaptive RMU: WMDP's fixed steering coefficient
+Why the smollm2 preset in tasks/lm.py METHOD_PRESETS is Adaptive RMU: WMDP's fixed steering coefficient
 (c=6.5, tuned on Zephyr-7B) is small next to SmolLM2's block-7 activation norm, and the grid shows which
 (c, alpha, lr, epochs) move the model at all. It reuses the target fine-tune stored by benchmarks/lm_tofu.py
 (run that first, same --results); each setting costs one RMU run plus greedy answers on D_f and 40 retain rows.
@@ -41,10 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     spec_.loader.exec_module(bench)
 
     from unlearnlab.eval.lm_attacks import answer_metrics
-    from unlearnlab.lm_pipeline import prepare_lm
     from unlearnlab.methods import MethodContext, run_method
     from unlearnlab.methods.rmu import mean_activation_norm
     from unlearnlab.store import Store
+    from unlearnlab.tasks.lm import prepare_lm
 
     b = bench.parse_args([])
     setup = prepare_lm({**bench.base_spec(b), "attacks": []}, store=Store(a.results))

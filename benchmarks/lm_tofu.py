@@ -28,8 +28,8 @@ from pathlib import Path
 
 import torch
 
-from unlearnlab.lm_pipeline import METHOD_PRESETS, family, run_lm
 from unlearnlab.store import Store
+from unlearnlab.tasks.lm import METHOD_PRESETS, family, run_lm
 
 METHODS = "ga,grad_diff,kl,npo,simnpo,idk_nll,idk_dpo,rmu,undial,wga"
 # Full run: 40 authors x 10 facts = 400 trained QA (+4 holdout authors); 10 fine-tune epochs (3 memorise only 22%
@@ -213,7 +213,7 @@ def relearn_section(records: list[dict], curve: dict[tuple[str, str, int], dict]
 
 def relearn_steps(a) -> int:
     """The relearning attack's step count for this model family (attack defaults, then the family preset)."""
-    from unlearnlab.lm_attack_runner import attack_configs
+    from unlearnlab.tasks.lm_attacks import attack_configs
 
     return attack_configs(("relearn",), family(a.model), None)["relearn"].steps
 

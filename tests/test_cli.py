@@ -45,13 +45,15 @@ def results(tmp_path_factory):
     d = tmp_path_factory.mktemp("results")
     r = invoke("run", "--dataset", "blobs", "--methods", "ft,ga", "--seeds", "2", "--results", str(d), "--json")
     assert r.exit_code == 0, r.output
-    return d, json.loads(r.output)
+    return d, json.loads(r.stdout)
 
 
 def test_run_json(results):
     _, payload = results
     methods = [r["spec"]["method"] for r in payload["records"]]
-    assert sorted(methods) == sorted(["original", "retrain", "ft", "ga"] * 2)
+    assert sorted(methods) == sorted(["original", "retrain", "ft", "ga"] * 2 + ["oracle-floor"])
+    floor = next(r for r in payload["records"] if r["spec"]["method"] == "oracle-floor")
+    assert floor["spec"]["config"] == {"other_seed": 1} and floor["metrics"]["Avg.Gap"] >= 0
     table = {row["method"]: row for row in payload["table"]}
     assert table["retrain"]["Avg.Gap"]["mean"] == 0.0
     assert table["original"]["UA"]["mean"] < table["retrain"]["UA"]["mean"]  # the original remembers D_f
@@ -61,7 +63,7 @@ def test_run_json(results):
 def test_rerun_resumes_from_store(results):
     d, payload = results
     r = invoke("run", "--dataset", "blobs", "--methods", "ft,ga", "--seeds", "2", "--results", str(d), "--json")
-    again = json.loads(r.output)
+    again = json.loads(r.stdout)
     assert {x["id"] for x in again["records"]} == {x["id"] for x in payload["records"]}
 
 
@@ -69,14 +71,14 @@ def test_runs_list_show_export(results, tmp_path):
     d, payload = results
     r = invoke("runs", "list", "--results", str(d), "--json")
     rows = json.loads(r.output)
-    assert len(rows) == 8
+    assert len(rows) == 9  # 4 methods x 2 seeds + the noise floor
     rid = payload["records"][0]["id"]
     r = invoke("runs", "show", rid[:6], "--results", str(d))
     assert json.loads(r.output)["id"] == rid
     out = tmp_path / "runs.csv"
     r = invoke("runs", "export", str(out), "--results", str(d))
     assert r.exit_code == 0
-    assert len(list(csv.DictReader(out.open()))) == 8
+    assert len(list(csv.DictReader(out.open()))) == 9
 
 
 @pytest.mark.parametrize("args, needle", [

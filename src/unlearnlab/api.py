@@ -8,13 +8,12 @@ from typing import Any
 
 from torch import nn
 
-from .errors import UnlearnLabError
 from .eval import OutputCache, evaluate_model
 from .eval.aggregate import summarise_runs
 from .methods import MethodContext, run_method
 from .models import ClassifierTask
-from .runner import SeedContext, method_names, prepare_seed, record_spec, run_one
 from .spec import RunSpec, from_dict, load_yaml
+from .tasks.classifier import validate as validate  # noqa: E402,F401  (kept importable)
 from .train import TrainConfig, resolve_device
 
 TABLE_METRICS = ("UA", "RA", "TA", "MIA-Eff", "Avg.Gap", "RTE", "RTE/retrain")
@@ -50,44 +49,65 @@ def as_spec(spec: RunSpec | dict | str | Path) -> RunSpec:
 
 
 def run(spec: RunSpec | dict | str | Path, *, store=None, progress: Callable[[str], None] | None = None,
-        resume: bool = True) -> dict[str, Any]:
-    """Run a spec: every (method, seed) is evaluated against the retrained oracle and stored as it completes.
+        resume: bool = True, backend: str = "serial", workers: int | None = None, address: str | None = None,
+        events: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Run a spec on the engine: every (method, seed) is evaluated against the retrained oracle and stored as it
+    completes; with >= 2 seeds, the two-oracle noise floor (method 'oracle-floor') is measured too.
 
-    Returns {"records": [...], "errors": [{"method", "seed", "error"}], "table": compare(records)}. A run whose
-    method fails (e.g. diverges) is reported in `errors` and nothing is stored for it.
+    backend: 'serial' (this process), 'local' (process pool) or 'ray'. progress receives text lines, events the
+    structured event stream (unlearnlab.engine.events). Returns {"records": [...], "errors": [{"method", "seed",
+    "error"}], "table": compare(records)}; a failing job is reported in `errors` and nothing is stored for it.
     """
-    spec = as_spec(spec)
-    progress = progress or (lambda msg: None)
-    if spec.task == "qa":
-        from .lm_pipeline import run_lm
+    from .engine.runner import execute, text_sink
 
-        errors: list[dict[str, Any]] = []
-        records = run_lm(spec.to_dict(), store=store, progress=progress, resume=resume, errors=errors)
-        return {"records": records, "errors": errors, "table": compare(records)}
-    device = resolve_device(spec.device)
-    names = method_names(spec)
-    validate(spec, names)
-    records, errors = [], []
-    for seed in spec.seeds:
-        sc: SeedContext | None = None
-        for method in ["original", "retrain", *(n for n in names if n != "retrain")]:
-            rspec = record_spec(spec, method, seed, spec.overrides.get(method, {}))
-            found = store.find_run(rspec) if (store is not None and resume) else None
-            if found:
-                progress(f"{method} (seed {seed}): reusing stored run {found}")
-                records.append(store.get_run(found))
-                continue
-            sc = sc or prepare_seed(spec, seed, store, device, progress)
-            progress(f"{method} (seed {seed})")
-            try:
-                rec = run_one(spec, method, seed, sc, device)
-            except UnlearnLabError as e:
-                errors.append({"method": method, "seed": seed, "error": str(e)})
-                continue
-            if store is not None:
-                rec["id"] = store.add_run(rec)
-            records.append(rec)
+    spec = as_spec(spec)
+    texts = text_sink(progress)
+    sink = texts if events is None else (lambda ev: (texts(ev), events(ev)))
+    res = execute([spec], store=store, backend=backend, workers=workers, address=address, resume=resume, sink=sink)
+    records = res["records"][0]
+    errors = [{k: e[k] for k in ("method", "seed", "error")} for e in res["errors"]]
     return {"records": records, "errors": errors, "table": compare(records)}
+
+
+def sweep(spec: dict | str | Path, *, store=None, backend: str | None = None, workers: int | None = None,
+          address: str | None = None, resume: bool = True, events: Callable[[dict], None] | None = None,
+          report_dir: str | Path | None = None) -> dict[str, Any]:
+    """Run a sweep (a YAML path or dict: see unlearnlab.engine.sweep) as one job graph on a backend.
+
+    Returns {"name", "records", "errors", "jobs", "tables": {scenario: compare rows}, "tuned", "report"}; the
+    report (markdown + HTML + figures) is written under `report_dir` (default STORE/reports/NAME) when the
+    `report` extra is installed.
+    """
+    from .engine.sweep import load_sweep
+    from .engine.sweep import sweep as _sweep
+
+    d = load_sweep(spec) if isinstance(spec, (str, Path)) else dict(spec)
+    res = _sweep(d, store=store, backend=backend, workers=workers, address=address, resume=resume, sink=events)
+    groups: dict[str, list[dict]] = {}
+    for r in res["records"]:
+        s = r["spec"]
+        groups.setdefault(f"{s['dataset']} | forget {s['forget']} | {s['model']}", []).append(r)
+    res["tables"] = {k: compare(v) for k, v in groups.items()}
+    res["report"] = _maybe_report(res["records"], report_dir or (Path(store.root) / "reports" / str(res["name"])
+                                                                 if store is not None else None),
+                                  f"sweep {res['name']}")
+    return res
+
+
+def _maybe_report(records: list[dict], out: str | Path | None, title: str) -> str | None:
+    """Write the report of `records` to `out` when matplotlib is installed; its HTML path, else None."""
+    if out is None or not records:
+        return None
+    try:
+        from .engine.report import build_report
+    except ImportError:
+        return None
+    from .errors import ConfigError
+
+    try:
+        return str(build_report(records, out, title=title)["html"])
+    except ConfigError:  # the report extra is missing: runs are stored, the report is optional
+        return None
 
 
 def train_original(*, dataset: str = "digits", model: str = "", epochs: int | None = None, seed: int = 0,
@@ -115,25 +135,18 @@ def train_original(*, dataset: str = "digits", model: str = "", epochs: int | No
     return meta
 
 
-def validate(spec: RunSpec, names: list[str]) -> None:
-    """Check recipe, method names and every override before anything is trained or stored."""
-    from .errors import ConfigError
-    from .runner import method_config
-
-    spec.train_config()
-    for method in spec.overrides:
-        if method not in names and method != "retrain":
-            raise ConfigError(f"Overrides are given for {method!r}, which is not among the methods of this run "
-                              f"({', '.join(names)}); add it to --methods or drop the override.")
-    for method in ["retrain", *names]:
-        method_config(method, spec.overrides.get(method, {}))
-
-
 def compare(records: list[dict[str, Any]], metrics: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-    """One row per method: mean/std over seeds of each metric, sorted by Avg.Gap (best first)."""
+    """One row per method (per setting, where records hold several configs of a method, e.g. a sweep's grid):
+    mean/std over seeds of each metric, sorted by Avg.Gap (best first)."""
+    import json
+
+    configs: dict[str, dict[str, dict]] = {}
+    for r in records:
+        configs.setdefault(r["spec"]["method"], {})[json.dumps(r["spec"].get("config", {}), sort_keys=True)] = \
+            r["spec"].get("config", {})
     groups: dict[str, list[dict[str, float]]] = {}
     for r in records:
-        groups.setdefault(r["spec"]["method"], []).append(r["metrics"])
+        groups.setdefault(_row_name(r["spec"], configs[r["spec"]["method"]]), []).append(r["metrics"])
     rows = []
     for method, ms in groups.items():
         names = metrics or tuple(dict.fromkeys(k for m in ms for k in m))
@@ -141,8 +154,69 @@ def compare(records: list[dict[str, Any]], metrics: tuple[str, ...] | None = Non
         rows.append({"method": method, "n": len(ms), **{k: summ[k] for k in names if k in summ}})
 
     def order(row):
-        special = {"retrain": -2, "original": -1}.get(row["method"])
+        special = {"retrain": -3, "oracle-floor": -2, "original": -1}.get(row["method"])
         gap = row.get("Avg.Gap", {}).get("mean", math.inf)
         return (special is None, special if special is not None else (gap if not math.isnan(gap) else math.inf))
 
     return sorted(rows, key=order)
+
+
+def _row_name(spec: dict, configs: dict[str, dict]) -> str:
+    """'ga' or, when the method ran with several configs, 'ga[lr=0.01]' naming the fields that differ."""
+    if len(configs) < 2 or spec["method"] == "oracle-floor":
+        return spec["method"]
+    cfg = spec.get("config", {})
+    differ = [k for k in cfg if len({json_key(c.get(k)) for c in configs.values()}) > 1]
+    return f"{spec['method']}[" + ",".join(f"{k}={cfg[k]}" for k in differ) + "]"
+
+
+def json_key(v: Any) -> str:
+    """A hashable JSON form of a config value."""
+    import json
+
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+def tune(spec, methods, *, budget: int, store=None, **kw) -> dict:
+    """Tune each method's declared search space with `budget` trials on a disjoint validation forget set."""
+    from .engine.tune import tune as _tune
+
+    return _tune(spec, methods, budget=budget, store=store, **kw)
+
+
+def report(runs: list[str] | str | None = None, *, store=None, out: str | Path = "report", title: str = "",
+           command: str = "") -> dict:
+    """Write a report (report.md, self-contained report.html, figures/) of stored runs; returns their paths.
+
+    `runs`: None for every run in the store, else run ids / unique prefixes or experiment names (spec.name).
+    """
+    from .engine.report import build_report, open_store
+    from .errors import StoreError
+
+    st = open_store(store)
+    everything = st.list_runs()
+    records = everything
+    if runs is not None:
+        chosen: dict[str, dict] = {}
+        for item in [runs] if isinstance(runs, str) else list(runs):
+            named = [r for r in everything if (r.get("spec") or {}).get("name") == item]
+            if not named:
+                try:
+                    named = [st.get_run(item)]
+                except StoreError as e:
+                    names = sorted({n for r in everything if (n := (r.get("spec") or {}).get("name"))})
+                    raise StoreError(f"{item!r} is neither an experiment name (known: {', '.join(names) or 'none'}) "
+                                     f"nor a run id: {e}") from None
+            chosen.update((r["id"], r) for r in named)
+        records = list(chosen.values())
+    if not records:
+        raise StoreError(f"No runs to report in {st.db_path}. Run an experiment first (`unlearnlab run ...`), or "
+                         "point --results (or $UNLEARNLAB_HOME) at the results directory that holds your runs.")
+    return build_report(records, out, title=title, command=command or f"unlearnlab.report(runs={runs!r})")
+
+
+def runs_frame(store=None, **filters):
+    """A pandas DataFrame with one row per stored run (columns spec.*, metrics.*, timings.*, ...); see engine.report."""
+    from .engine.report import runs_frame as _runs_frame
+
+    return _runs_frame(store, **filters)

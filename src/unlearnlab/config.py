@@ -7,14 +7,46 @@ from typing import Any
 
 from .errors import ConfigError, UnknownNameError
 
+SEARCH_KINDS = ("log", "float", "int", "choice")
+
 
 def param(default: Any, help: str, *, choices: tuple | None = None, low: float | None = None,
-          high: float | None = None) -> Any:
-    """A dataclass field with help text and optional validation bounds/choices."""
-    meta = {"help": help, "choices": choices, "low": low, "high": high}
+          high: float | None = None, search: tuple | None = None) -> Any:
+    """A dataclass field with help text, optional validation bounds/choices and an optional tuning search space.
+
+    `search` is ("log", lo, hi) (log-uniform), ("float", lo, hi), ("int", lo, hi) or ("choice", v1, v2, ...).
+    """
+    meta = {"help": help, "choices": choices, "low": low, "high": high, "search": None}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use tuples for sequence defaults in frozen configs")
+    if search is not None:
+        meta["search"] = check_search(search, choices=choices, low=low, high=high)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def check_search(search: Any, *, choices: tuple | None = None, low: float | None = None,
+                 high: float | None = None) -> tuple:
+    """Validate a search-space tuple (see `param`) against a field's bounds/choices; returns it as a tuple."""
+    form = "('log', lo, hi), ('float', lo, hi), ('int', lo, hi) or ('choice', v1, v2, ...)"
+    if not isinstance(search, (tuple, list)) or not search or search[0] not in SEARCH_KINDS:
+        raise ConfigError(f"search must be one of {form}. Got {search!r} instead.")
+    kind, *vals = search
+    if kind == "choice":
+        if not vals:
+            raise ConfigError(f"search ('choice', ...) needs at least one value. Got {search!r} instead.")
+        if choices and any(v not in choices for v in vals):
+            raise ConfigError(f"search {search!r} has values outside the field's choices {choices}.")
+    else:
+        if len(vals) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            raise ConfigError(f"search ({kind!r}, lo, hi) needs two numbers. Got {search!r} instead.")
+        if not vals[0] < vals[1] or (kind == "log" and vals[0] <= 0):
+            raise ConfigError(f"search {search!r} needs lo < hi (and lo > 0 for 'log').")
+        if kind == "int" and not all(float(v).is_integer() for v in vals):
+            raise ConfigError(f"search ('int', lo, hi) needs integer bounds. Got {search!r} instead.")
+    nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if nums and ((low is not None and min(nums) < low) or (high is not None and max(nums) > high)):
+        raise ConfigError(f"search {search!r} leaves the field's valid range [{low}, {high}]; narrow it.")
+    return (kind, *vals)
 
 
 def fields(cls: type) -> list[dataclasses.Field]:
@@ -86,8 +118,16 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def describe(cls: type) -> list[dict[str, Any]]:
-    """Field name, default and help text for each field of `cls` (for `unlearnlab methods`)."""
-    return [
-        {"name": f.name, "default": f.default, "help": f.metadata.get("help", "")}
-        for f in dataclasses.fields(cls)
-    ]
+    """Field name, default and help text (plus "search" for tunable fields) of each field of `cls`."""
+    out = []
+    for f in dataclasses.fields(cls):
+        entry = {"name": f.name, "default": f.default, "help": f.metadata.get("help", "")}
+        if f.metadata.get("search"):  # only for tunable fields, so other configs describe exactly as before
+            entry["search"] = list(f.metadata["search"])
+        out.append(entry)
+    return out
+
+
+def search_space(config_cls: type) -> dict[str, tuple]:
+    """The declared tuning search space of a config class: field name -> search tuple (see `param`)."""
+    return {f.name: f.metadata["search"] for f in dataclasses.fields(config_cls) if f.metadata.get("search")}

@@ -17,6 +17,7 @@ DEFAULT_RECIPES: dict[str, dict[str, Any]] = {
     "cifar10": {"epochs": 182, "lr": 0.1, "batch_size": 256, "augment": True},
     "imagefolder": {"epochs": 30, "lr": 0.05, "batch_size": 64, "augment": True},
 }
+LM_OPTIONS = frozenset({"epochs", "lr", "eval_rows", "system_prompt", "attack_options", "baselines", "max_length"})
 DEFAULT_MODELS = {"digits": "mlp", "blobs": "mlp", "cifar10-dev": "resnet18:width=0.25",
                   "cifar10": "resnet18", "imagefolder": "cnn"}
 
@@ -39,10 +40,19 @@ class RunSpec:
     attacks: tuple[str, ...] = param((), "language-model robustness attacks added to each run: relearn, leak, "
                                          "paraphrase")
     original: str = param("", "checkpoint of your own original model (from `unlearnlab train`); empty = train one")
+    options: dict = dataclasses.field(default=None, metadata={"help": "task-specific options; language models: "
+                                      + ", ".join(sorted(("epochs", "lr", "eval_rows", "system_prompt",
+                                                          "attack_options", "baselines", "max_length")))})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "recipe", dict(self.recipe or {}))
         object.__setattr__(self, "overrides", {k: dict(v) for k, v in (self.overrides or {}).items()})
+        object.__setattr__(self, "options", dict(self.options or {}))
+        bad_opts = set(self.options) - LM_OPTIONS
+        if bad_opts or (self.options and self.task != "qa"):
+            raise ConfigError(f"options {sorted(self.options)} are language-model options (task: qa) from "
+                              f"{sorted(LM_OPTIONS)}; {'unknown: ' + str(sorted(bad_opts)) if bad_opts else ''}"
+                              "remove them or set task: qa.")
         object.__setattr__(self, "methods", tuple(self.methods))
         attacks = self.attacks.split(",") if isinstance(self.attacks, str) else self.attacks
         object.__setattr__(self, "attacks", tuple(a.strip() for a in attacks if a.strip()))
@@ -78,6 +88,12 @@ class RunSpec:
         d["methods"], d["seeds"], d["attacks"] = list(self.methods), list(self.seeds), list(self.attacks)
         return d
 
+    def lm_dict(self) -> dict[str, Any]:
+        """The flat dict the language-model task reads: spec keys plus the options."""
+        d = self.to_dict()
+        d.update(d.pop("options"))
+        return d
+
 
 def from_dict(d: dict[str, Any]) -> RunSpec:
     """Build a RunSpec from a dict, rejecting unknown keys with did-you-mean."""
@@ -85,6 +101,10 @@ def from_dict(d: dict[str, Any]) -> RunSpec:
 
     known = {f.name for f in dataclasses.fields(RunSpec)}
     d = dict(d)
+    if d.get("task") == "qa":  # the LM extras may be given at the top level (as run_lm specs do)
+        extras = {k: d.pop(k) for k in list(d) if k in LM_OPTIONS}
+        if extras:
+            d["options"] = {**extras, **(d.get("options") or {})}
     for k in list(d):
         if k not in known:
             raise UnknownNameError("spec key", k, known)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from unlearnlab.errors import ConfigError
-from unlearnlab.lm_attack_runner import attack_configs, parse_attacks
-from unlearnlab.lm_pipeline import evaluation_rows, record_spec, run_lm, with_system_prompt
+from unlearnlab.tasks.lm import evaluation_rows, record_spec, run_lm, with_system_prompt
+from unlearnlab.tasks.lm_attacks import attack_configs, parse_attacks
 
 SPEC = {"task": "qa", "model": "tiny", "dataset": "qa:authors=8,facts=6", "forget": "10%", "methods": ["ga"],
         "seeds": [0], "recipe": {"epochs": 20}, "epochs": 3, "device": "cpu",

@@ -9,8 +9,8 @@ import torch
 
 from unlearnlab.errors import ConfigError
 from unlearnlab.eval.outputs import split_outputs
-from unlearnlab.lm_pipeline import finetune, finetune_config
 from unlearnlab.methods import METHODS, MethodContext, run_method
+from unlearnlab.tasks.lm import finetune, finetune_config
 
 LM_METHODS = ["ga", "grad_diff", "kl", "npo", "simnpo", "idk_nll", "idk_dpo", "rmu", "undial", "wga"]
 FAST = {"lr": 1e-3, "batch_size": 8, "epochs": 3}
@@ -83,7 +83,7 @@ def test_retain_kl_option_and_bad_config(setup):
 
 
 def test_finetune_cache_returns_the_same_model(setup):
-    from unlearnlab.lm_pipeline import cache_key
+    from unlearnlab.tasks.lm import cache_key
 
     t0 = time.perf_counter()
     again, seconds = finetune(setup["base"], setup["data"], "target", finetune_config("tiny", {"epochs": 30}),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from unlearnlab.errors import ConfigError, DataError
-from unlearnlab.lm_pipeline import lm_method_names, method_overrides, parse_dataset, run_lm
+from unlearnlab.tasks.lm import lm_method_names, method_overrides, parse_dataset, run_lm
 
 SPEC = {"task": "qa", "model": "tiny", "dataset": "qa:authors=6,facts=4", "forget": "random:10%",
         "methods": ["grad_diff"], "seeds": [0], "recipe": {"epochs": 60}, "epochs": 2, "device": "cpu"}

@@ -8,8 +8,8 @@ import pytest
 from unlearnlab.data.lm_sources import lm_source
 from unlearnlab.data.qa import generate_qa
 from unlearnlab.errors import ConfigError, DataError
-from unlearnlab.lm_pipeline import run_lm
 from unlearnlab.store import Store
+from unlearnlab.tasks.lm import run_lm
 
 BASE = {"task": "qa", "model": "tiny", "seeds": [0], "recipe": {"epochs": 60}, "epochs": 2, "device": "cpu"}
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .. import __version__
@@ -68,11 +69,14 @@ def print_table(rows: list[dict[str, Any]], columns: tuple[str, ...], title: str
     for r in rows:
         def digits(c):
             return 3 if c == "RTE/retrain" else 2
-        t.add_row(r["method"], *[fmt(r.get(c), digits(c)) for c in columns])
+        t.add_row(escape(str(r["method"])), *[fmt(r.get(c), digits(c)) for c in columns])
     out.print(t)
 
 
 from . import commands  # noqa: E402,F401  (registers run/methods/runs commands)
+from . import report as _report  # noqa: E402,F401
+from . import sweep as _sweep  # noqa: E402,F401
+from . import tune as _tune  # noqa: E402,F401
 
 try:  # deletion-service commands (ledger extra)
     from .ledger import register as _register_ledger

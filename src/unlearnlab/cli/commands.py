@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from .. import api
 from ..config import describe
+from ..engine.events import renderer
 from ..errors import UnlearnLabError
 from . import _store, app, err, fail, out, print_table, runs_app
 
+BACKEND_HELP = "where jobs run: local (process pool sized to the cores), serial (this process) or ray"
 RESULTS_HELP = "results directory (SQLite store + artifacts); default $UNLEARNLAB_HOME or ./results"
 
 
@@ -87,8 +87,14 @@ def run_cmd(
     no_store: bool = typer.Option(False, "--no-store", help="do not read or write the results store"),
     fresh: bool = typer.Option(False, "--fresh", help="recompute runs already in the store"),
     as_json: bool = typer.Option(False, "--json", help="print records + table as JSON on stdout"),
+    backend: str = typer.Option("local", help=BACKEND_HELP),
+    workers: int | None = typer.Option(None, min=1, help="parallel jobs (default: the machine's cores)"),
+    address: str | None = typer.Option(None, help="Ray cluster address to join (--backend ray)"),
 ) -> None:
     """Train (or reuse) the original and retrained models, run methods, print a table sorted by Avg.Gap.
+
+    Jobs run on the engine (--backend local: a process pool; serial; ray); progress goes to stderr (a live display
+    on a terminal, timestamped lines otherwise). With 2+ seeds the two-oracle noise floor is measured too.
 
     Example: unlearnlab run --dataset digits --forget random:10% --methods all --seeds 3
     """
@@ -102,11 +108,9 @@ def run_cmd(
                                 "device": device, "task": task, "original": original,
                                 "attacks": attacks})
         store = None if no_store else _store(results)
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
-                      transient=True, disable=not sys.stderr.isatty()) as bar:
-            job = bar.add_task("starting", total=None)
-            result = api.run(spec, store=store, progress=lambda msg: bar.update(job, description=msg),
-                             resume=not fresh)
+        with renderer(workers or 1) as sink:
+            result = api.run(spec, store=store, events=sink, resume=not fresh, backend=backend, workers=workers,
+                             address=address)
     except UnlearnLabError as e:
         fail(e)
     if as_json:

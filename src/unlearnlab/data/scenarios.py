@@ -1,4 +1,9 @@
-"""Forget scenarios: random:<pct>, class:<c>, subclass:<c>:<pct>, indices:<file>, all deterministic from a seed."""
+"""Forget scenarios: random:<pct>, class:<c>, subclass:<c>:<pct>, indices:<file>, all deterministic from a seed.
+
+`val:<scenario>` is a validation forget set for hyper-parameter tuning: the same kind and size as <scenario> at the
+same split seed, but disjoint from <scenario>'s indices (see `validation_indices`), so that selection never
+touches the forget set that is reported.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -13,7 +18,8 @@ from ..errors import DataError
 from ..seeding import numpy_rng
 from .core import UnlearnData, labels_of
 
-SPEC_HELP = "random:10%, class:3, subclass:3:50%, indices:ids.txt (one id per line, or a JSON list)"
+SPEC_HELP = ("random:10%, class:3, subclass:3:50%, indices:ids.txt (one id per line, or a JSON list), each "
+             "optionally prefixed by val: (a disjoint validation set for tuning)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,8 +30,11 @@ class ForgetSpec:
     pct: float | None = None
     cls: int | str | None = None
     path: str | None = None
+    val: bool = False
 
     def __str__(self) -> str:
+        if self.val:
+            return f"val:{dataclasses.replace(self, val=False)}"
         if self.kind == "random":
             return f"random:{self.pct:g}%"
         if self.kind == "class":
@@ -49,6 +58,11 @@ def parse_forget(spec: str) -> ForgetSpec:
     """Parse a forget spec string; raise DataError with the accepted forms otherwise."""
     spec = spec.strip()
     kind, _, rest = spec.partition(":")
+    if kind == "val":
+        base = parse_forget(rest)
+        if base.val:
+            raise DataError(f"Forget spec {spec!r}: val: can be given once; use e.g. val:random:10%.")
+        return dataclasses.replace(base, val=True)
     if kind == "random" and rest:
         return ForgetSpec("random", pct=_pct(rest, spec))
     if re.fullmatch(r"[0-9.]+%", spec):
@@ -93,6 +107,8 @@ def forget_indices(spec: ForgetSpec | str, labels: np.ndarray, seed: int, *, cla
     s = parse_forget(spec) if isinstance(spec, str) else spec
     n = len(labels)
     k = int(num_classes or (labels.max() + 1 if n else 0))
+    if s.val:
+        return _checked(validation_indices(s, labels, seed, classes=classes, num_classes=k), n, s)
     rng = numpy_rng(seed, "forget", str(s))
     if s.kind == "random":
         m = max(1, int(round(n * s.pct / 100)))
@@ -107,12 +123,46 @@ def forget_indices(spec: ForgetSpec | str, labels: np.ndarray, seed: int, *, cla
         bad = idx[(idx < 0) | (idx >= n)]
         if bad.size:
             raise DataError(f"Indices file {s.path}: ids {bad[:5].tolist()} are outside the train set [0, {n}).")
+    return _checked(idx, n, s)
+
+
+def _checked(idx: np.ndarray, n: int, s: ForgetSpec) -> np.ndarray:
     idx = np.sort(np.asarray(idx, dtype=np.int64))
     if idx.size == 0:
         raise DataError(f"Forget spec {str(s)!r} selects no training example; choose another spec.")
     if idx.size == n:
         raise DataError(f"Forget spec {str(s)!r} selects the whole training set; nothing would be retained.")
     return idx
+
+
+def validation_indices(spec: ForgetSpec | str, labels: np.ndarray, seed: int, *, classes: list[str] | None = None,
+                       num_classes: int | None = None) -> np.ndarray:
+    """Sorted indices of the validation set of `spec` (with or without its val: prefix), disjoint from its forget set.
+
+    random:p and indices:FILE -> as many examples, drawn (seeded) from the rest of the train set; class:c -> class
+    (c+1) mod K (a different class of the same scenario type); subclass:c:p -> as many examples from the
+    non-forgotten rest of class c when it has enough, else from class (c+1) mod K.
+    """
+    s = parse_forget(spec) if isinstance(spec, str) else spec
+    base = dataclasses.replace(s, val=False)
+    n = len(labels)
+    k = int(num_classes or (labels.max() + 1 if n else 0))
+    taken = forget_indices(base, labels, seed, classes=classes, num_classes=k)
+    rng = numpy_rng(seed, "forget-val", str(base))
+    if base.kind == "class":
+        return np.flatnonzero(labels == (_class_id(base.cls, classes, k, str(base)) + 1) % k)
+    if base.kind == "subclass":
+        c = _class_id(base.cls, classes, k, str(base))
+        pool = np.setdiff1d(np.flatnonzero(labels == c), taken)
+        if len(pool) < len(taken):
+            pool = np.flatnonzero(labels == (c + 1) % k)
+    else:
+        pool = np.setdiff1d(np.arange(n), taken)
+    if len(pool) < len(taken) or (base.kind != "subclass" and len(pool) == len(taken)):
+        raise DataError(f"Forget spec 'val:{base}': the rest of the train set has {len(pool)} examples, too few for "
+                        f"a disjoint validation set of {len(taken)} (with something left to retain); use a smaller "
+                        "forget set.")
+    return np.sort(rng.choice(pool, size=len(taken), replace=False))
 
 
 def make_split(train: Dataset, test: Dataset, spec: ForgetSpec | str, seed: int, *, num_classes: int,

@@ -29,7 +29,8 @@ class LMUnlearnConfig:
     effective batch 32, weight decay 0.01. Deviation: linear decay without TOFU's one-epoch warm-up."""
 
     epochs: int = param(5, "epochs over D_f (TOFU: 5)", low=0)
-    lr: float = param(1e-5, "learning rate (TOFU: 1e-5)", low=0.0)
+    lr: float = param(1e-5, "learning rate (TOFU: 1e-5; search: ours, log 1e-6..1e-4)", low=0.0,
+                      search=("log", 1e-6, 1e-4))
     batch_size: int = param(32, "forget examples per step; each is paired with as many retain examples "
                                 "(TOFU: effective batch 32)", low=1)
     optimizer: str = param("adamw", "sgd, adam or adamw (TOFU: AdamW)", choices=("sgd", "adam", "adamw"))

@@ -27,14 +27,16 @@ class BadTeacherConfig(FinetuneConfig):
     KL per example divided by the number of classes (a constant scale that Adam largely absorbs)."""
 
     epochs: int = param(1, "epochs over the mixed dataset (paper/notebook: 1)", low=0)
-    lr: float = param(1e-4, "Adam learning rate (paper/notebook: 1e-4)", low=0.0)
+    lr: float = param(1e-4, "Adam learning rate (paper/notebook: 1e-4; search: ours, log 1e-5..1e-3)", low=0.0,
+                      search=("log", 1e-5, 1e-3))
     batch_size: int = param(256, "batch size (code: 256)", low=1)
     optimizer: str = param("adam", "optimiser (code: Adam)", choices=("sgd", "adam", "adamw"))
     weight_decay: float = param(0.0, "weight decay (code: none)", low=0.0)
     schedule: str = param("constant", "learning-rate schedule (code: constant)",
                           choices=("constant", "cosine", "step", "linear"))
     temperature: float = param(1.0, "KL temperature T (paper: 1)", low=1e-6)
-    retain_fraction: float = param(0.3, "fraction of D_r mixed in (paper: 30%)", low=0.0, high=1.0)
+    retain_fraction: float = param(0.3, "fraction of D_r mixed in (paper: 30%; search: ours, 0.1/0.3/0.5)",
+                                   low=0.0, high=1.0, search=("choice", 0.1, 0.3, 0.5))
 
 
 class _Flagged(Dataset):

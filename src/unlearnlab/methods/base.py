@@ -71,7 +71,8 @@ class FinetuneConfig:
     """Shared optimisation fields for fine-tuning-style methods."""
 
     epochs: int = param(10, "passes over the data", low=0)
-    lr: float = param(0.01, "learning rate", low=0.0)
+    lr: float = param(0.01, "learning rate (search: ours, log 1e-3..1e-1 around the FT default 0.01)", low=0.0,
+                      search=("log", 1e-3, 1e-1))
     batch_size: int = param(128, "examples per step", low=1)
     optimizer: str = param("sgd", "sgd, adam or adamw", choices=("sgd", "adam", "adamw"))
     momentum: float = param(0.9, "SGD momentum", low=0.0, high=1.0)

@@ -22,8 +22,9 @@ class BoundaryExpandConfig(FinetuneConfig):
 
     epochs: int = param(10, "epochs over D_f (REFERENCES / SalUn: 10)", low=0)
     lr: float = param(1e-3, "learning rate, tuned per method in both codebases (original code 1e-5 for full-class "
-                            "forgetting; SalUn code default 0.01). Our choice 1e-3: at 0.01 the whole network "
-                            "collapses onto the shadow class (digits MLP: retain accuracy 100% -> 28%)", low=0.0)
+                            "forgetting; SalUn code default 0.01; search: log 1e-5..1e-2 spans both). Our choice "
+                            "1e-3: at 0.01 the whole network collapses onto the shadow class (digits MLP: retain "
+                            "accuracy 100% -> 28%)", low=0.0, search=("log", 1e-5, 1e-2))
     schedule: str = param("constant", "learning-rate schedule (constant in both codebases)",
                           choices=("constant", "cosine", "step", "linear"))
 

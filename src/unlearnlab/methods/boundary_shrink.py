@@ -26,8 +26,9 @@ class BoundaryShrinkConfig(FinetuneConfig):
                            low=0.0)
     epochs: int = param(10, "epochs over D_f (Boundary Unlearning code: 10 poison epochs)", low=0)
     lr: float = param(1e-3, "learning rate, tuned per method in both codebases (original code 1e-5 for full-class "
-                            "forgetting; SalUn code default 0.01). Our choice 1e-3: at 0.01 the digits MLP's retain "
-                            "accuracy falls from 100% to 72%", low=0.0)
+                            "forgetting; SalUn code default 0.01; search: log 1e-5..1e-2 spans both). Our choice "
+                            "1e-3: at 0.01 the digits MLP's retain accuracy falls from 100% to 72%", low=0.0,
+                      search=("log", 1e-5, 1e-2))
     schedule: str = param("constant", "learning-rate schedule (constant in both codebases)",
                           choices=("constant", "cosine", "step", "linear"))
 

@@ -36,7 +36,8 @@ class FisherForgettingConfig:
     layers of that width); the per-example loop (batch size 1) is vectorised with vmap(jacrev), same values."""
 
     alpha: float = param(1e-6, "noise scale α (the SSD authors' port uses 1e-6; Golatkar's function default 3e-6; "
-                               "REFERENCES range 1e-9..1e-6). Larger forgets more and costs accuracy", low=0.0)
+                               "REFERENCES range 1e-9..1e-6, the log search grid). Larger forgets more and costs "
+                               "accuracy", low=0.0, search=("log", 1e-9, 1e-6))
     chunk_size: int = param(32, "examples per vectorised per-example Jacobian chunk (their code: batch size 1); "
                                 "lowered automatically to fit max_memory_mb", low=1)
     max_memory_mb: float = param(1024.0, "memory cap for one chunk of per-example Jacobians (chunk x classes x "

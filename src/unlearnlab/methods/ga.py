@@ -15,7 +15,8 @@ class GAConfig(FinetuneConfig):
 
     epochs: int = param(5, "epochs over D_f (SalUn code: 5)", low=0)
     lr: float = param(1e-3, "learning rate (SalUn README 1e-4; raised to 1e-3 because 1e-4 barely forgets "
-                            "under random forgetting)", low=0.0)
+                            "under random forgetting; search: log 1e-5..1e-2, spanning the README's 1e-4, which "
+                            "REFERENCES says to tune)", low=0.0, search=("log", 1e-5, 1e-2))
     schedule: str = param("constant", "learning-rate schedule", choices=("constant", "cosine", "step", "linear"))
 
 

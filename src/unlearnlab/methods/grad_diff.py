@@ -14,7 +14,8 @@ class GradDiffConfig(LMUnlearnConfig):
     loss = -γ·NLL(D_f) + α·R(D_r). Defaults γ = α = 1 and retain NLL, as in OpenUnlearning's GradDiff."""
 
     gamma: float = param(1.0, "weight of the forget (ascent) term γ (TOFU/OpenUnlearning: 1)", low=0.0)
-    alpha: float = param(1.0, "weight of the retain term α (TOFU/OpenUnlearning: 1)", low=0.0)
+    alpha: float = param(1.0, "weight of the retain term α (TOFU/OpenUnlearning: 1; search: ours, log 0.1..10)",
+                         low=0.0, search=("log", 0.1, 10.0))
     retain: str = retain_field("nll")
 
 

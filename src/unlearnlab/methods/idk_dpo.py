@@ -17,7 +17,8 @@ class IdkDPOConfig(LMUnlearnConfig):
     (ℓ_θ - ℓ_ref)(y_forget)]) with summed answer log-probabilities and π_ref the input model, + α·NLL(D_r).
     Defaults β=0.1, α=γ=1 (OpenUnlearning DPO); the 2/β scale follows OpenUnlearning's compute_dpo_loss."""
 
-    beta: float = param(0.1, "DPO inverse temperature β (0.1)", low=1e-8)
+    beta: float = param(0.1, "DPO inverse temperature β (0.1; search: ours, log 0.01..1)", low=1e-8,
+                        search=("log", 0.01, 1.0))
     gamma: float = param(1.0, "weight of the DPO forget term (1)", low=0.0)
     alpha: float = param(1.0, "weight of the retain term (1)", low=0.0)
     retain: str = retain_field("nll")

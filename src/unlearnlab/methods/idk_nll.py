@@ -13,7 +13,8 @@ class IdkNLLConfig(LMUnlearnConfig):
     """IdkNLL (Maini et al. 2024, TOFU 'Preference Optimization' baseline; OpenUnlearning 'IdkNLL'): NLL of a
     refusal answer (drawn per example from TOFU's idontknow.jsonl) for each forget question + α·NLL(D_r)."""
 
-    alpha: float = param(1.0, "weight of the retain term (OpenUnlearning: 1)", low=0.0)
+    alpha: float = param(1.0, "weight of the retain term (OpenUnlearning: 1; search: ours, log 0.1..10)", low=0.0,
+                         search=("log", 0.1, 10.0))
     retain: str = retain_field("nll")
     idk_file: str = param("", "file of refusal answers, one per line ('' = TOFU's idontknow.jsonl when "
                               "available, else a built-in list)")

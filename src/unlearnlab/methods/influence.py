@@ -30,7 +30,8 @@ class InfluenceConfig:
     gradient) in place of F̂_{k-1}⁻¹g_k; the m samples are a seeded random subset of D_r, not its first m."""
 
     alpha: float = param(10.0, "step scale α (Jia et al. search α in [1, 20]; 10 is the middle of that range; "
-                               "their arg_parser default 0.2 is for other methods)", low=0.0)
+                               "their arg_parser default 0.2 is for other methods; grid: that range)", low=0.0,
+                       search=("float", 1.0, 20.0))
     samples: int = param(1000, "per-example retain gradients in the WoodFisher estimate (their code stops after "
                                "~1,000 samples and uses N=1000 as the normaliser)", low=1)
     damping: float = param(1.0, "λ: F̂ = λI + (1/m)GᵀG (their recursion starts from the identity, i.e. λ=1)", low=1e-12)

@@ -14,7 +14,8 @@ class KLConfig(LMUnlearnConfig):
     input model. Deviation: the KL is averaged over retain answer tokens only (OpenUnlearning averages over all
     positions of the batch, prompt included)."""
 
-    alpha: float = param(1.0, "weight of the retain KL term (TOFU: 1)", low=0.0)
+    alpha: float = param(1.0, "weight of the retain KL term (TOFU: 1; search: ours, log 0.1..10)", low=0.0,
+                         search=("log", 0.1, 10.0))
 
 
 @register("kl", KLConfig, "Gradient ascent on D_f + KL to the original model on D_r",

@@ -17,7 +17,9 @@ class LFSSDConfig(SSDConfig):
     importance objective is mean_batch ‖f(x)‖²₂ (no labels) and importances accumulate |∇| (not ∇²), averaged over
     batches; selection and dampening are SSD's. Defaults are SSD's λ=1, α=10, which the paper reuses."""
 
-    selection_weighting: float = param(10.0, "α: select parameters with I_f > α·I_D (as SSD: 10)", low=0.0)
+    selection_weighting: float = param(10.0, "α: select parameters with I_f > α·I_D (as SSD: 10; grid as SSD's: "
+                                             "{0.1, 1, 10, 50}, REFERENCES-SEEDS A9)", low=0.0,
+                                       search=("choice", 0.1, 1.0, 10.0, 50.0))
 
 
 def output_sq_norm(task, model: nn.Module, batch) -> torch.Tensor:

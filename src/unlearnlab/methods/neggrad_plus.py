@@ -23,10 +23,12 @@ class NegGradPlusConfig(FinetuneConfig):
     β·CE(D_r) − (1−β)·CE(D_f); each retain batch is paired with a forget batch, the smaller set cycles."""
 
     beta: float = param(0.99, "weight of the retain loss; the forget loss gets 1-β (Kurmanji et al. tune β in "
-                              "≈0.95-0.99; we take the upper end, the gentler forget term)", low=0.0, high=1.0)
+                              "≈0.95-0.99; we take the upper end, the gentler forget term; grid: that range, "
+                              "REFERENCES)", low=0.0, high=1.0, search=("float", 0.95, 0.99))
     epochs: int = param(5, "epochs; one epoch = as many paired steps as the larger of D_r and D_f has batches "
                            "(the paper tunes epochs per setting; 5 is our choice)", low=0)
-    lr: float = param(0.01, "learning rate (FT-style SGD, as for FT in Fan et al. 2024)", low=0.0)
+    lr: float = param(0.01, "learning rate (FT-style SGD, as for FT in Fan et al. 2024; search: ours, log "
+                            "1e-3..1e-1)", low=0.0, search=("log", 1e-3, 1e-1))
 
 
 def _cycle(ds: Dataset, batch_size: int, gen: torch.Generator, augment: bool) -> Iterator:

@@ -16,7 +16,8 @@ class NPOConfig(LMUnlearnConfig):
     -(2/β)·log σ(-β·[ℓ_θ(y|x) - ℓ_ref(y|x)]) with ℓ the summed answer log-probability and π_ref the input model;
     plus α·NLL(D_r) (the paper's NPO+RT). Defaults β=0.1, α=γ=1 (paper / OpenUnlearning)."""
 
-    beta: float = param(0.1, "inverse temperature β (NPO paper: 0.1)", low=1e-8)
+    beta: float = param(0.1, "inverse temperature β (NPO paper: 0.1; search: ours, log 0.01..1)", low=1e-8,
+                        search=("log", 0.01, 1.0))
     gamma: float = param(1.0, "weight of the NPO forget term (OpenUnlearning: 1)", low=0.0)
     alpha: float = param(1.0, "weight of the retain term (NPO+RT / OpenUnlearning: 1; 0 = plain NPO)", low=0.0)
     retain: str = retain_field("nll")

@@ -25,7 +25,8 @@ class RandomLabelConfig(FinetuneConfig):
     """Random labels (Golatkar et al. 2020; as implemented in SalUn's code, Fan et al. 2024, unlearn/RL.py)."""
 
     epochs: int = param(10, "epochs; each is one pass over relabelled D_f and one over D_r (SalUn: 10)", low=0)
-    lr: float = param(0.01, "learning rate (SalUn code default unlearn_lr 0.01)", low=0.0)
+    lr: float = param(0.01, "learning rate (SalUn code default unlearn_lr 0.01; search: ours, log 1e-3..1e-1)",
+                      low=0.0, search=("log", 1e-3, 1e-1))
     schedule: str = param("constant", "learning-rate schedule; SalUn's code decays at epochs 91/136, i.e. constant "
                                       "over 10 unlearning epochs", choices=("constant", "cosine", "step", "linear"))
     order: str = param("sequential", "SalUn RL.py: 'sequential' = per epoch all D_f batches then all D_r batches "

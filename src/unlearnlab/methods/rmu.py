@@ -27,11 +27,16 @@ class RMUConfig(LMUnlearnConfig):
     over all of D_f's answer tokens under the frozen model, not over the first batch's tokens (same model at step
     0; independent of batch order and padding)."""
 
-    lr: float = param(5e-5, "learning rate (WMDP: 5e-5)", low=0.0)
+    lr: float = param(5e-5, "learning rate (WMDP: 5e-5; search: log 1e-5..1e-2, up to the SmolLM2 preset's 1e-2)",
+                      low=0.0, search=("log", 1e-5, 1e-2))
     layer: int = param(7, "block whose output is steered (WMDP: 7; clamped to the middle block of small models)",
                        low=0)
-    steering_coeff: float = param(6.5, "norm c of the control vector (WMDP Zephyr-7B: 6.5)", low=0.0)
-    alpha: float = param(1200.0, "weight of the retain activation-matching term (WMDP: 1200)", low=0.0)
+    steering_coeff: float = param(6.5, "norm c of the control vector (WMDP Zephyr-7B: 6.5; search: log 1..20, "
+                                       "spanning OpenUnlearning's TOFU c=2, REFERENCES)", low=0.0,
+                                  search=("log", 1.0, 20.0))
+    alpha: float = param(1200.0, "weight of the retain activation-matching term (WMDP: 1200; search: log 1..1200, "
+                                 "from OpenUnlearning's TOFU α=1 to WMDP's, REFERENCES)", low=0.0,
+                         search=("log", 1.0, 1200.0))
     weight_decay: float = param(0.0, "weight decay (WMDP uses AdamW without decay)", low=0.0)
     adaptive_scale: float = param(0.0, "Adaptive RMU (Dang et al. 2025): c = scale x mean ‖h_l(D_f)‖; replaces "
                                   "steering_coeff when > 0 (paper: 5; 0 = off)", low=0.0)

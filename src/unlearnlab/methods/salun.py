@@ -18,9 +18,12 @@ class SalUnConfig(RandomLabelConfig):
     updating only the masked weights. Code: OPTML-Group/Unlearn-Saliency, generate_mask.py + unlearn/RL.py."""
 
     threshold: float = param(0.5, "fraction of all weights kept trainable, ranked globally by saliency "
-                                  "(SalUn: 50% for CIFAR-10 random forgetting)", low=0.0, high=1.0)
-    lr: float = param(0.013, "learning rate (SalUn paper, CIFAR-10 10% random: ~0.013; README example uses 0.1)",
-                      low=0.0)
+                                  "(SalUn: 50% for CIFAR-10 random forgetting; grid: 0.1..0.9 in steps of 0.1, "
+                                  "the with_{ratio}.pt mask ratios of the OPTML-Group mask scripts, REFERENCES-SEEDS "
+                                  "C5)", low=0.0, high=1.0, search=("choice", 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7,
+                                                                     0.8, 0.9))
+    lr: float = param(0.013, "learning rate (SalUn paper, CIFAR-10 10% random: ~0.013; README example uses 0.1; "
+                             "search: log 1e-3..1e-1, spanning both)", low=0.0, search=("log", 1e-3, 1e-1))
     mask_batch_size: int = param(256, "batch size for the saliency gradient, which sums per-batch mean-CE gradients "
                                       "as generate_mask.py does (SalUn code batch size 256)", low=1)
 

@@ -24,13 +24,16 @@ class SCRUBConfig:
     optimiser (momentum state shared by both passes); student in train mode, teacher in eval mode."""
 
     epochs: int = param(3, "total epochs (their sgda_epochs: 3)", low=0)
-    msteps: int = param(2, "epochs that start with a max-pass over D_f (their msteps: 2)", low=0)
-    lr: float = param(5e-4, "SGD learning rate (their sgda_learning_rate: 5e-4)", low=0.0)
+    msteps: int = param(2, "epochs that start with a max-pass over D_f (their msteps: 2; search: ours, 1..3)",
+                        low=0, search=("int", 1, 3))
+    lr: float = param(5e-4, "SGD learning rate (their sgda_learning_rate: 5e-4; search: ours, log 1e-4..5e-3)",
+                      low=0.0, search=("log", 1e-4, 5e-3))
     momentum: float = param(0.9, "SGD momentum (theirs: 0.9)", low=0.0, high=1.0)
     weight_decay: float = param(5e-4, "weight decay (theirs: 5e-4)", low=0.0)
     optimizer: str = param("sgd", "optimiser (theirs: sgd; adam also offered)", choices=("sgd", "adam", "adamw"))
     gamma: float = param(0.99, "γ: weight of CE in the min-step (theirs: 0.99)", low=0.0)
-    alpha: float = param(1e-3, "α: weight of the KL in the min-step (theirs: 1e-3)", low=0.0)
+    alpha: float = param(1e-3, "α: weight of the KL in the min-step (theirs: 1e-3; search: ours, log 1e-4..1)",
+                         low=0.0, search=("log", 1e-4, 1.0))
     temperature: float = param(4.0, "distillation temperature T (their kd_T: 4)", low=1e-6)
     forget_batch_size: int = param(512, "batch size of max-passes over D_f (large-scale notebook: 512; "
                                         "small-scale: 64)", low=1)

@@ -16,9 +16,10 @@ class SimNPOConfig(LMUnlearnConfig):
     -(2/β)·log σ(-β·ℓ_θ(y|x)/|y| - δ) with no reference model, plus α·NLL(D_r). Defaults are the authors'
     TOFU settings as used by OpenUnlearning: β=4.5, δ=0, forget weight γ=0.125 (their npo_coeff), α=1."""
 
-    beta: float = param(4.5, "inverse temperature β (SimNPO TOFU: 4.5)", low=1e-8)
+    beta: float = param(4.5, "inverse temperature β (SimNPO TOFU: 4.5; search: ours, log 0.5..10)", low=1e-8,
+                        search=("log", 0.5, 10.0))
     delta: float = param(0.0, "reward margin δ (γ in the paper, outside β as there; OpenUnlearning multiplies it "
-                              "by β; TOFU: 0, where both agree)")
+                              "by β; TOFU: 0, where both agree; search: ours, 0..2)", search=("float", 0.0, 2.0))
     gamma: float = param(0.125, "weight of the SimNPO forget term (authors' npo_coeff on TOFU: 0.125)", low=0.0)
     alpha: float = param(1.0, "weight of the retain term (TOFU: 1)", low=0.0)
     retain: str = retain_field("nll")

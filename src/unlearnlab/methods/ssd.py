@@ -29,9 +29,11 @@ class SSDConfig:
     notes λ=1, α=10 can wreck retain accuracy for some classes; lower α to be gentler."""
 
     dampening_constant: float = param(1.0, "λ: selected parameters are scaled by min(λ·I_D/I_f, 1) (SSD paper and "
-                                           "code: 1)", low=0.0)
+                                           "code: 1; search: ours, log 0.1..10)", low=0.0, search=("log", 0.1, 10.0))
     selection_weighting: float = param(10.0, "α: a parameter is selected when I_f > α·I_D (SSD code: 10 for "
-                                             "ResNet-18, CIFAR full-class/sub-class/random)", low=0.0)
+                                             "ResNet-18, CIFAR full-class/sub-class/random; grid: {0.1, 1, 10, 50}, "
+                                             "the corrective-unlearning bench, REFERENCES-SEEDS A9)", low=0.0,
+                                       search=("choice", 0.1, 1.0, 10.0, 50.0))
     batch_size: int = param(128, "batch size of the importance estimates; importances are per-batch gradients "
                                  "squared and averaged over batches, so it matters (SSD code: 128)", low=1)
     order: str = param("shuffled", "batch order of the importance passes: 'shuffled' (seeded; mixed batches as in "

@@ -19,8 +19,10 @@ class UNDIALConfig(LMUnlearnConfig):
     OpenUnlearning's UNDIAL config: β=10, lr 1e-4, 10 epochs, no retain term (α=0)."""
 
     epochs: int = param(10, "epochs over D_f (OpenUnlearning UNDIAL: 10)", low=0)
-    lr: float = param(1e-4, "learning rate (UNDIAL: 1e-4)", low=0.0)
-    beta: float = param(10.0, "logit reduction β of the true token (UNDIAL: 10)", low=0.0)
+    lr: float = param(1e-4, "learning rate (UNDIAL: 1e-4; search: ours, log 1e-5..1e-3)", low=0.0,
+                      search=("log", 1e-5, 1e-3))
+    beta: float = param(10.0, "logit reduction β of the true token (UNDIAL: 10; search: ours, log 1..30)", low=0.0,
+                        search=("log", 1.0, 30.0))
     alpha: float = param(0.0, "weight of an optional retain term (UNDIAL: 0)", low=0.0)
     retain: str = retain_field("nll")
 

@@ -16,7 +16,8 @@ class WGAConfig(LMUnlearnConfig):
     Go Beyond', ICLR): forget loss -mean_t[p_t^β (detached) · CE_t] over answer tokens, + α·NLL(D_r).
     Defaults from OpenUnlearning's WGA config: β=1, α=γ=1, lr 1e-5, 5 epochs."""
 
-    beta: float = param(1.0, "exponent β of the token-probability weight (WGA: 1)", low=0.0)
+    beta: float = param(1.0, "exponent β of the token-probability weight (WGA: 1; search: ours, log 0.1..5)",
+                        low=0.0, search=("log", 0.1, 5.0))
     gamma: float = param(1.0, "weight of the forget term (1)", low=0.0)
     alpha: float = param(1.0, "weight of the retain term (1)", low=0.0)
     retain: str = retain_field("nll")

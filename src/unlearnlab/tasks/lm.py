@@ -1,6 +1,7 @@
-"""Language-model pipeline: fine-tune target and retain oracle (cached), run LM methods, evaluate, store records.
+"""Language models in the engine: fine-tune target and retain oracle (cached), method presets, records.
 
-`run_lm(spec)` is what `api.run` calls for `task: qa`. Spec keys (RunSpec.to_dict() plus extras):
+The engine Task is tasks/lm_task.py (QATask); `run_lm(spec)` runs a spec dict through it. Spec keys (RunSpec keys;
+the LM extras below travel in RunSpec.options):
   model    'smollm2' (default), 'tiny[:opts]', or a Hugging Face id / local folder
   dataset  'qa[:authors=20,facts=10,holdout=2]' (generated fictitious authors), 'tofu:DIR' / 'tofu:train=..,forget=..'
            (TOFU's JSON files) or 'corpus:DIR' (MUSE-style documents); see data/lm_sources.py
@@ -8,7 +9,7 @@
   methods  list of LM method names, or ['all']; seeds: list of ints; split_seed: the QA generator seed
   recipe   overrides of the fine-tune recipe (FinetuneLMConfig); overrides: {method: {field: value}}
   epochs / lr  optional overrides applied to every method's config; device; max_length; baselines (bool)
-  attacks  'relearn', 'leak', 'paraphrase' metrics added to every record (lm_attack_runner.py); attack_options
+  attacks  'relearn', 'leak', 'paraphrase' metrics added to every record (tasks/lm_attacks.py); attack_options
   eval_rows  score retain / real_authors / world_facts on a seeded subset of this many rows (0 = all; D_f and the
            holdout authors stay complete), as TOFU scores a retain subset
   system_prompt  system turn before every question (None = the template's own; SmolLM2's costs 18 tokens)
@@ -28,12 +29,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import build, param, to_dict
-from .data.lm_sources import LMSource, lm_source, parse_qa_options
-from .errors import ConfigError, UnlearnLabError
-from .lm_attack_runner import AttackRunner, attack_configs, check_attack_data, describe, evaluation_rows, parse_attacks
-from .lm_attack_runner import with_system_prompt as with_system_prompt
-from .train import TrainConfig, resolve_device, train
+from ..config import build, param, to_dict
+from ..data.lm_sources import LMSource, lm_source, parse_qa_options
+from ..errors import ConfigError, UnlearnLabError
+from ..train import TrainConfig, resolve_device, train
+from .lm_attacks import AttackRunner, attack_configs, check_attack_data, describe, evaluation_rows, parse_attacks
+from .lm_attacks import with_system_prompt as with_system_prompt
 
 Progress = Callable[[str], None]
 
@@ -137,7 +138,7 @@ def _save_cached(key: str, model: nn.Module, meta: dict, store, cache_dir: Path 
     elif cache_dir is not None:
         from safetensors.torch import save_file
 
-        from .models.checkpoint import atomic_write
+        from ..models.checkpoint import atomic_write
 
         state = _tied_free_state(model)
         atomic_write(cache_dir / f"{key}.safetensors", lambda t: save_file(state, t))
@@ -196,19 +197,30 @@ def parse_dataset(name: str) -> dict[str, Any]:
     return parse_qa_options(rest)
 
 
-def prepare_lm(spec: dict[str, Any], *, store=None, progress: Progress | None = None,
-               cache_dir: str | Path | None = None, seed: int = 0, source: LMSource | None = None) -> LMSetup:
-    """Read or generate the data (data/lm_sources.py), load the base model, fine-tune (or load cached) target and
-    oracle."""
-    from .data.qa import row_texts
-    from .data.tofu import idk_answers, utility_sets
-    from .eval.lm_eval import LMOutputCache
-    from .models.lm import LMTask, load_lm
+@dataclasses.dataclass
+class LMBase:
+    """The base model, tokenizer, tokenised data and fine-tune recipe of one LM spec (before any fine-tune)."""
+
+    base: nn.Module
+    tokenizer: Any
+    data: Any
+    task: Any
+    cfg: FinetuneLMConfig
+    model_spec: str
+    load_s: float
+
+
+def load_base(spec: dict[str, Any], *, progress: Progress | None = None,
+              source: LMSource | None = None) -> LMBase:
+    """Read or generate the data (data/lm_sources.py), load the base model and tokenise; checks that the requested
+    attacks can run on this data before anything is fine-tuned."""
+    from ..data.qa import row_texts
+    from ..data.tofu import idk_answers, utility_sets
+    from ..models.lm import LMTask, load_lm
 
     progress = progress or (lambda msg: None)
     model_spec = spec.get("model") or "smollm2"
-    split_seed = int(spec.get("split_seed", 0))
-    source = source or lm_source(spec.get("dataset", "qa"), spec.get("forget"), split_seed)
+    source = source or lm_source(spec.get("dataset", "qa"), spec.get("forget"), int(spec.get("split_seed", 0)))
     utility = utility_sets() if source.kind != "corpus" else {}
     system = spec.get("system_prompt")
     texts = source.texts + [t for rows in utility.values() for t in row_texts(rows)] + idk_answers() + [system or ""]
@@ -220,26 +232,41 @@ def prepare_lm(spec: dict[str, Any], *, store=None, progress: Progress | None = 
     load_s = time.perf_counter() - t0
     cfg = finetune_config(model_spec, spec.get("recipe"))
     data = source.build(tok, cfg.max_length, utility)
-    task = LMTask(tok, device)
+    check_attack_data(parse_attacks(spec.get("attacks")), data.extra.get("rows", {}).get("forget", []))
+    return LMBase(base, tok, data, LMTask(tok, device), cfg, model_spec, load_s)
+
+
+def finetune_role(lb: LMBase, which: str, *, seed: int, store=None, cache_dir: str | Path | None = None,
+                  progress: Progress | None = None) -> tuple[nn.Module, float]:
+    """The fine-tuned 'target' (all QA) or 'oracle' (retain QA only) of `lb`, cached in the store."""
+    progress = progress or (lambda msg: None)
+    progress("fine-tuning the target model (all QA)" if which == "target" else
+             "fine-tuning the retain oracle (retain QA only)")
+    return finetune(lb.base, lb.data, which, lb.cfg, lb.task, seed=seed, store=store, cache_dir=cache_dir,
+                    model_spec=lb.model_spec)
+
+
+def prepare_lm(spec: dict[str, Any], *, store=None, progress: Progress | None = None,
+               cache_dir: str | Path | None = None, seed: int = 0, source: LMSource | None = None) -> LMSetup:
+    """Load base model and data (load_base), fine-tune (or load cached) target and oracle: an LMSetup."""
+    from ..eval.lm_eval import LMOutputCache
+
+    lb = load_base(spec, progress=progress, source=source)
+    target, target_s = finetune_role(lb, "target", seed=seed, store=store, cache_dir=cache_dir, progress=progress)
+    oracle, oracle_s = finetune_role(lb, "oracle", seed=seed, store=store, cache_dir=cache_dir, progress=progress)
     attacks = parse_attacks(spec.get("attacks"))
-    forget_rows = data.extra.get("rows", {}).get("forget", [])
-    check_attack_data(attacks, forget_rows)
-    progress("fine-tuning the target model (all QA)")
-    target, target_s = finetune(base, data, "target", cfg, task, seed=seed, store=store, cache_dir=cache_dir,
-                                model_spec=model_spec)
-    progress("fine-tuning the retain oracle (retain QA only)")
-    oracle, oracle_s = finetune(base, data, "oracle", cfg, task, seed=seed, store=store, cache_dir=cache_dir,
-                                model_spec=model_spec)
-    runner = AttackRunner(attack_configs(attacks, family(model_spec), spec.get("attack_options")), tok,
+    forget_rows = lb.data.extra.get("rows", {}).get("forget", [])
+    runner = AttackRunner(attack_configs(attacks, family(lb.model_spec), spec.get("attack_options")), lb.tokenizer,
                           forget_rows, target, oracle, seed=seed) if attacks else None
-    return LMSetup(data, tok, task, base, target, oracle, {"load_s": load_s, "target_s": target_s,
-                   "oracle_s": oracle_s}, evaluation_rows(data, int(spec.get("eval_rows") or 0), split_seed),
+    return LMSetup(lb.data, lb.tokenizer, lb.task, lb.base, target, oracle,
+                   {"load_s": lb.load_s, "target_s": target_s, "oracle_s": oracle_s},
+                   evaluation_rows(lb.data, int(spec.get("eval_rows") or 0), int(spec.get("split_seed", 0))),
                    LMOutputCache(), runner)
 
 
 def lm_method_names(requested: list[str] | tuple[str, ...]) -> list[str]:
     """Requested LM methods ('all' = every method registered for kind 'lm'), validated."""
-    from .methods import METHODS
+    from ..methods import METHODS
 
     lm = [n for n, m in METHODS.items() if "lm" in m.kinds]
     names = lm if not requested or list(requested) == ["all"] else list(requested)
@@ -252,8 +279,8 @@ def lm_method_names(requested: list[str] | tuple[str, ...]) -> list[str]:
 
 def method_overrides(spec: dict[str, Any], name: str) -> dict[str, Any]:
     """Config overrides of `name`: model-family preset, then spec epochs/lr, then spec overrides[name]."""
-    from .config import fields
-    from .methods import METHODS
+    from ..config import fields
+    from ..methods import METHODS
 
     known = {f.name for f in fields(METHODS.get(name).config)}
     presets = METHOD_PRESETS.get(family(spec.get("model") or "smollm2"), {})
@@ -267,7 +294,7 @@ def method_overrides(spec: dict[str, Any], name: str) -> dict[str, Any]:
 
 def _evaluate(model: nn.Module, setup: LMSetup) -> dict[str, float]:
     """evaluate_lm on the setup's evaluation rows, against the oracle, sharing the setup's output cache."""
-    from .eval.lm_eval import evaluate_lm
+    from ..eval.lm_eval import evaluate_lm
 
     return evaluate_lm(model, setup.tokenizer, setup.eval_rows or setup.data, reference=setup.oracle,
                        target=setup.target, cache=setup.cache)
@@ -294,19 +321,6 @@ def record_spec(spec: dict, method: str, seed: int, config: dict, digest: str | 
     return out
 
 
-def _record(rspec: dict, device: Any, metrics: dict, wall: float, cpu: float, **timings: float) -> dict:
-    import resource
-
-    try:
-        from .runner import environment
-
-        env = environment(device)
-    except (ImportError, RuntimeError):
-        env = {}
-    return {"spec": rspec, "metrics": {**metrics, "RTE": wall}, "timings": {"wall_s": wall, "cpu_s": cpu, **timings},
-            "memory": {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, "env": env}
-
-
 SHOWN = ("forget_ROUGE", "retain_ROUGE", "Model Utility", "Forget Quality", "Relearn-recovery-ROUGE")
 
 
@@ -324,57 +338,12 @@ def _measure(model: nn.Module, setup: LMSetup, timings: dict[str, float]) -> dic
 
 def run_lm(spec: dict[str, Any], *, store=None, progress: Progress | None = None, resume: bool = True,
            errors: list[dict] | None = None) -> list[dict]:
-    """Run every (method, seed) of an LM spec; returns one record each, stored (and resumed) via `store`.
+    """Run every (method, seed) of an LM spec dict through the engine (serial); see tasks/lm_task.py."""
+    from .lm_task import run_lm as _run
 
-    With an `errors` list, a method that fails (UnlearnLabError, e.g. divergence) is appended to it as
-    {"method", "seed", "error"} and skipped; without one, the error propagates.
-    """
-    from .methods import METHODS, MethodContext, run_method
-
-    progress = progress or (lambda msg: None)
-    names = lm_method_names(spec.get("methods") or ["all"])
-    attack_configs(parse_attacks(spec.get("attacks")), family(spec.get("model") or "smollm2"),
-                   spec.get("attack_options"))  # bad attack names / options fail before any training
-    configs = {n: to_dict(build(METHODS.get(n).config, method_overrides(spec, n), what=n)) for n in names}
-    source = lm_source(spec.get("dataset", "qa"), spec.get("forget"), int(spec.get("split_seed", 0)))
-    baselines = ["original", "retrain"] if spec.get("baselines", True) else []
-    records: list[dict] = []
-    for seed in [int(s) for s in (spec.get("seeds") or [0])]:
-        setup: LMSetup | None = None
-        for name in baselines + names:
-            rspec = record_spec(spec, name, seed, configs.get(name, {}), source.digest)
-            found = store.find_run(rspec) if store is not None and resume and hasattr(store, "find_run") else None
-            if found:
-                progress(f"{name} (seed {seed}): reusing stored run {found}")
-                records.append(store.get_run(found))
-                continue
-            setup = setup or prepare_lm(spec, store=store, progress=progress, seed=seed, source=source)
-            progress(f"{name} (seed {seed})")
-            wall, cpu, extra = 0.0, float("nan"), {}
-            if name == "original":
-                model, extra["finetune_s"] = setup.target, setup.timings["target_s"]
-            elif name == "retrain":
-                model, wall = setup.oracle, setup.timings["oracle_s"]
-            else:
-                t0, c0 = time.perf_counter(), time.process_time()
-                try:
-                    model = run_method(name, setup.target, setup.data, setup.task, method_overrides(spec, name),
-                                       MethodContext(seed=seed))
-                except UnlearnLabError as e:
-                    if errors is None:
-                        raise
-                    errors.append({"method": name, "seed": seed, "error": str(e)})
-                    progress(f"{name} (seed {seed}) failed: {e}")
-                    continue
-                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            metrics = _measure(model, setup, extra)
-            progress(f"{name} (seed {seed}): " + ", ".join(f"{k} {metrics[k]:.3f}" for k in SHOWN if k in metrics))
-            rec = _record(rspec, setup.task.device, metrics, wall, cpu, **extra)
-            if store is not None and hasattr(store, "add_run"):
-                rec["id"] = store.add_run(rec)
-            records.append(rec)
-    return records
+    return _run(spec, store=store, progress=progress, resume=resume, errors=errors)
 
 
 __all__ = ["FinetuneLMConfig", "finetune", "finetune_config", "cache_key", "family", "PRESETS",
-           "METHOD_PRESETS", "run_lm", "prepare_lm", "LMSetup"]
+           "METHOD_PRESETS", "run_lm", "prepare_lm", "load_base", "finetune_role", "LMBase",
+           "LMSetup", "lm_method_names", "method_overrides", "record_spec", "evaluation_rows", "with_system_prompt"]

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from .config import build, param, to_dict
-from .errors import ConfigError, UnknownNameError
+from ..config import build, param, to_dict
+from ..errors import ConfigError, UnknownNameError
 
 ATTACKS = ("relearn", "leak", "paraphrase")
 
@@ -96,7 +96,7 @@ def describe(configs: dict[str, Any]) -> dict[str, Any]:
 
 def with_system_prompt(tokenizer: Any, text: str | None) -> Any:
     """Make the tokenizer's chat template open every conversation without a system turn with `text` (None: as is)."""
-    from .models.lm_format import has_chat_template
+    from ..models.lm_format import has_chat_template
 
     if text is None:
         return tokenizer
@@ -111,7 +111,7 @@ def with_system_prompt(tokenizer: Any, text: str | None) -> Any:
 
 def evaluation_rows(data, cap: int = 0, seed: int = 0) -> dict[str, list[dict]]:
     """QA rows per evaluated split; retain and the utility sets cut to a seeded subset of `cap` rows when cap > 0."""
-    from .seeding import numpy_rng
+    from ..seeding import numpy_rng
 
     if not data.extra.get("rows"):
         return {}  # a document corpus: evaluate_lm scores the documents themselves
@@ -162,8 +162,8 @@ class AttackRunner:
 
     def relearn(self, model: nn.Module) -> dict[str, float]:
         """Relearning attack; the target/oracle anchors are computed on the first call and reused."""
-        from .eval.lm_attacks import relearn_attack
-        from .eval.lm_metrics import recovery
+        from ..eval.lm_attacks import relearn_attack
+        from ..eval.lm_metrics import recovery
 
         c: RelearnAttackConfig = self.configs["relearn"]
         kw = {"frac": c.frac, "steps": c.steps, "lr": c.lr, "batch_size": c.batch_size, "seed": self.seed,
@@ -181,7 +181,7 @@ class AttackRunner:
 
     def leak(self, model: nn.Module) -> dict[str, float]:
         """leak@k over the sampling grid on the forget questions."""
-        from .eval.lm_attacks import leak_at_k
+        from ..eval.lm_attacks import leak_at_k
 
         c: LeakAttackConfig = self.configs["leak"]
         return leak_at_k(model, self.tokenizer, self.rows, k=c.k, grid=c.grid, threshold=c.threshold,
@@ -189,7 +189,7 @@ class AttackRunner:
 
     def paraphrase(self, model: nn.Module) -> dict[str, float]:
         """Prob and ROUGE of the forget answers asked with the paraphrased questions."""
-        from .eval.lm_attacks import paraphrased_eval
+        from ..eval.lm_attacks import paraphrased_eval
 
         res = paraphrased_eval(model, self.tokenizer, self.rows, max_new_tokens=self.max_new_tokens,
                                batch_size=self.batch_size)

@@ -1,0 +1,112 @@
+"""`unlearnlab tune`: the same trial budget for every method, selected on a validation forget set."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .. import api
+from ..errors import UnlearnLabError
+from . import _store, app, err, fail, fmt, out
+from .commands import RESULTS_HELP, _parse_overrides
+
+
+@app.command("tune")
+def tune_cmd(
+    method: str = typer.Option(..., "--method", help="comma-separated methods to tune, e.g. ft,ga,salun"),
+    budget: int = typer.Option(..., min=1, help="trials per method (every method gets the same budget)"),
+    dataset: str = typer.Option("digits", help="digits, blobs, cifar10-dev, cifar10:PATH, imagefolder:PATH"),
+    forget: str = typer.Option("random:10%", help="the forget set to report: random:10%, class:3, subclass:3:50%, "
+                               "indices:FILE; trials run on the disjoint val:<forget>"),
+    model: str = typer.Option("", help="mlp, cnn:width=16, resnet18:width=0.25 (default: per dataset)"),
+    seeds: int = typer.Option(1, min=1, help="number of seeds (0..N-1); the objective is their mean"),
+    epochs: int | None = typer.Option(None, help="epochs of the original/retrain recipe"),
+    set_: list[str] = typer.Option([], "--set", help="fixed override under the sampled values, e.g. --set ga.epochs=3"),
+    floor: float = typer.Option(5.0, min=0.0, help="a trial is infeasible when RA or TA falls more than this many "
+                                "points below the validation oracle's"),
+    objective: str = typer.Option("Avg.Gap", help="metric to minimise: Avg.Gap, or any metric as |gap to oracle|"),
+    sampler: str = typer.Option("tpe", help="tpe (seeded TPE with the utility constraint) or random"),
+    tune_seed: int = typer.Option(0, "--tune-seed", help="seed of the samplers"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, mps"),
+    backend: str | None = typer.Option(None, help="where each trial's jobs run (as `unlearnlab run --backend`: "
+                                       "local, serial or ray); default: api.run's"),
+    workers: int | None = typer.Option(None, min=1, help="parallel jobs per trial (with --backend local/ray)"),
+    results: Path | None = typer.Option(None, help=RESULTS_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print the tuning summary + final records as JSON on stdout"),
+) -> None:
+    """Tune methods' declared search spaces with a fixed trial budget on a validation forget set disjoint from the
+    reported one; run each best setting on the reported forget set; show how sensitive each method was.
+
+    Exit codes: 0 ok, 1 some method had no feasible trial, 2 usage/config/data errors or a failed final run.
+
+    Example: unlearnlab tune --method ft,ga --budget 20 --dataset digits --forget random:10% --seeds 3
+    """
+    try:
+        recipe = {"epochs": epochs} if epochs is not None else {}
+        spec = {"dataset": dataset, "forget": forget, "model": model, "seeds": seeds, "recipe": recipe,
+                "overrides": _parse_overrides(set_), "device": device}
+        store = _store(results)
+        run_kwargs = {k: v for k, v in {"backend": backend, "workers": workers}.items() if v is not None}
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                      transient=True, disable=not sys.stderr.isatty()) as bar:
+            job = bar.add_task("starting", total=None)
+            result = api.tune(spec, method, budget=budget, store=store, utility_floor=floor, objective=objective,
+                              sampler=sampler, seed=tune_seed, progress=lambda m: bar.update(job, description=m),
+                              run_kwargs=run_kwargs)
+    except UnlearnLabError as e:
+        fail(e)
+    if as_json:
+        typer.echo(json.dumps(result, indent=1, default=str))
+    else:
+        print_tune(result)
+    code = 0
+    for name, entry in result["methods"].items():
+        for e in entry["errors"]:
+            err.print(f"error: {e['method']} (seed {e['seed']}): {e['error']}", highlight=False, markup=False)
+            code = 2
+        if entry["best"] is None:
+            err.print(f"warning: {name}: {entry['note']}", highlight=False, markup=False)
+            code = code or 1
+    if code:
+        raise typer.Exit(code)
+
+
+def _num(v: Any, digits: int = 2) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def _params(params: dict[str, Any] | None) -> str:
+    if not params:
+        return "-"
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def print_tune(result: dict[str, Any]) -> None:
+    """One table per method (its trials on the validation set), then the summary: best, reported, sensitivity."""
+    obj = result["objective"]
+    for name, entry in result["methods"].items():
+        t = Table(title=f"{name}: {result['budget']} trials on {result['validation_forget']} ({obj}, lower is better)")
+        for c in ("trial", "setting", obj, "RA", "TA", "feasible"):
+            t.add_column(c, justify="left" if c == "setting" else "right")
+        best = (entry["best"] or {}).get("trial")
+        for tr in entry["trials"]:
+            mark = "error" if tr["error"] else ("yes" if tr["feasible"] else "no (utility)")
+            t.add_row(f"{tr['number']}{' *' if tr['number'] == best else ''}", _params(tr["params"]),
+                      _num(tr["value"]), _num(tr.get("RA")), _num(tr.get("TA")), mark)
+        out.print(t)
+    s = Table(title=f"{result['spec']['dataset']} | forget {result['spec']['forget']} | budget {result['budget']} | "
+                    f"utility floor {result['utility_floor']:g}")
+    for c in ("method", "best setting", f"val {obj}", "reported Avg.Gap", "feasible", "median", "IQR", "near best"):
+        s.add_column(c, justify="left" if c in ("method", "best setting") else "right")
+    for name, entry in result["methods"].items():
+        sens, rep = entry["sensitivity"], entry["reported"] or {}
+        s.add_row(name, _params((entry["best"] or {}).get("params")), _num((entry["best"] or {}).get("value")),
+                  fmt(rep.get("Avg.Gap")), f"{sens['frac_feasible']:.0%}", _num(sens["median"]), _num(sens["iqr"]),
+                  f"{sens['frac_near_best']:.0%}")
+    out.print(s)

@@ -1,0 +1,217 @@
+"""Progress as an event stream: jobs emit events, a renderer shows them (live on a terminal, lines otherwise).
+
+Events are small dicts so they cross process boundaries (a pool worker puts them on a queue):
+    {"kind": "plan"|"start"|"progress"|"done"|"failed"|"cached"|"wait"|"message", "job": label, "t": epoch secs,
+     ...kind-specific fields}
+`emit()` sends to the sink installed for the current job (`reporting()`); with none installed it does nothing,
+so library code (the training loop) can report unconditionally.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TextIO
+
+Sink = Callable[[dict], None]
+
+_state = threading.local()
+
+
+def _sink() -> tuple[Sink | None, str]:
+    return getattr(_state, "sink", None), getattr(_state, "job", "")
+
+
+@contextmanager
+def reporting(sink: Sink | None, job: str = "") -> Iterator[None]:
+    """Route `emit()` calls made inside the block (this thread) to `sink`, tagged with `job`."""
+    old = _sink()
+    _state.sink, _state.job = sink, job
+    try:
+        yield
+    finally:
+        _state.sink, _state.job = old
+
+
+def emit(kind: str, **fields: Any) -> None:
+    """Send one event to the current sink (no-op without one)."""
+    sink, job = _sink()
+    if sink is not None:
+        sink({"kind": kind, "job": fields.pop("job", job), "t": time.time(), **fields})
+
+
+_last_step: dict[str, float] = {}
+
+
+def training_step(what: str, epoch: int, epochs: int, step: int, steps: int, *, every_s: float = 2.0) -> None:
+    """Report training progress (called by the training loop); throttled to one event per `every_s` per job."""
+    sink, job = _sink()
+    if sink is None:
+        return
+    now = time.monotonic()
+    if step < steps and now - _last_step.get(job, 0.0) < every_s:
+        return
+    _last_step[job] = now
+    emit("progress", what=what, epoch=epoch, epochs=epochs, step=step, steps=steps)
+
+
+class Tracker:
+    """Counts of jobs by state and a rate estimate, shared by both renderers."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = self.failed = self.cached = 0
+        self.running: dict[str, dict] = {}
+        self.t0 = time.time()
+        self.durations: list[float] = []
+
+    def update(self, ev: dict) -> None:
+        """Fold one event into the counts."""
+        k, job = ev["kind"], ev.get("job", "")
+        if k == "plan":
+            self.total = int(ev.get("jobs", 0))
+        elif k == "start":
+            self.running[job] = {"since": ev["t"], "detail": ""}
+        elif k == "progress" and job in self.running:
+            self.running[job]["detail"] = _step_text(ev)
+        elif k in ("done", "failed", "cached"):
+            info = self.running.pop(job, None)
+            if k == "cached":
+                self.cached += 1
+            elif k == "failed":
+                self.failed += 1
+            else:
+                self.done += 1
+                if info is not None:
+                    self.durations.append(ev["t"] - info["since"])
+
+    @property
+    def finished(self) -> int:
+        """Jobs that need no more work (computed, reused or failed)."""
+        return self.done + self.failed + self.cached
+
+    def eta_s(self, workers: int = 1) -> float | None:
+        """Seconds left: median job time x remaining jobs / parallel workers (None before a job has finished)."""
+        if not self.durations:
+            return None
+        med = sorted(self.durations)[len(self.durations) // 2]
+        return med * max(0, self.total - self.finished) / max(1, workers)
+
+    def summary(self, workers: int = 1) -> str:
+        """'12/30 jobs (3 reused, 1 failed), 2 running, ETA 4m10s'."""
+        eta = self.eta_s(workers)
+        extra = ", ".join(x for x in (f"{self.cached} reused" if self.cached else "",
+                                      f"{self.failed} failed" if self.failed else "") if x)
+        return (f"{self.finished}/{self.total} jobs" + (f" ({extra})" if extra else "") +
+                f", {len(self.running)} running" + (f", ETA {_duration(eta)}" if eta is not None else ""))
+
+
+def _duration(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _step_text(ev: dict) -> str:
+    return (f"{ev.get('what', 'training')} epoch {ev.get('epoch')}/{ev.get('epochs')}, "
+            f"step {ev.get('step')}/{ev.get('steps')}")
+
+
+class LineRenderer:
+    """Timestamped plain lines (stderr not a terminal: files, pipes, nohup); progress lines at most every 10 s."""
+
+    def __init__(self, stream: TextIO | None = None, workers: int = 1, every_s: float = 10.0):
+        self.stream = stream or sys.stderr
+        self.tracker, self.workers, self.every_s = Tracker(), workers, every_s
+        self._last_progress: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, ev: dict) -> None:
+        with self._lock:
+            self.tracker.update(ev)
+            line = self._line(ev)
+            if line:
+                stamp = datetime.fromtimestamp(ev["t"]).strftime("%Y-%m-%d %H:%M:%S")
+                self.stream.write(f"{stamp} {line}\n")
+                self.stream.flush()
+
+    def _line(self, ev: dict) -> str:
+        k, job, tr = ev["kind"], ev.get("job", ""), self.tracker
+        if k == "plan":
+            return f"plan: {ev.get('jobs', 0)} jobs ({ev.get('detail', '')}), backend {ev.get('backend', 'serial')}"
+        if k == "progress":
+            if ev["t"] - self._last_progress.get(job, 0.0) < self.every_s and ev.get("step") != ev.get("steps"):
+                return ""
+            self._last_progress[job] = ev["t"]
+            return f"  {job}: {_step_text(ev)}"
+        if k == "start":
+            return f"start {job}"
+        if k == "done":
+            return f"done  {job} ({ev.get('seconds', 0):.1f}s) {ev.get('summary', '')}".rstrip() + \
+                f" | {tr.summary(self.workers)}"
+        if k == "cached":
+            return f"reuse {job}: {ev.get('summary', 'stored')} | {tr.summary(self.workers)}"
+        if k == "failed":
+            return f"FAIL  {job}: {ev.get('error', '')} | {tr.summary(self.workers)}"
+        if k == "wait":
+            return f"wait  {job}: {ev.get('detail', 'computed by another process')}"
+        if k == "message":
+            return ev.get("text", "")
+        return ""
+
+
+class LiveRenderer:
+    """A rich live display on a terminal: counts, ETA and each running job's epoch/step."""
+
+    def __init__(self, console: Any = None, workers: int = 1):
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = console or Console(stderr=True)
+        self.tracker, self.workers = Tracker(), workers
+        self._lock = threading.Lock()
+        self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
+
+    def __enter__(self) -> LiveRenderer:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(*exc)
+        self.console.print(f"finished: {self.tracker.summary(self.workers)}", highlight=False)
+
+    def __call__(self, ev: dict) -> None:
+        with self._lock:
+            self.tracker.update(ev)
+            if ev["kind"] == "failed":
+                self.console.print(f"failed {ev.get('job')}: {ev.get('error', '')}", highlight=False, markup=False)
+            self.live.update(self._render())
+
+    def _render(self) -> Any:
+        from rich.table import Table
+
+        t = Table.grid(padding=(0, 1))
+        t.add_row(f"[bold]{self.tracker.summary(self.workers)}[/]")
+        now = time.time()
+        for job, info in list(self.tracker.running.items())[:12]:
+            t.add_row(f"  {job} [dim]{_duration(now - info['since'])}[/] {info['detail']}")
+        return t
+
+
+@contextmanager
+def renderer(workers: int = 1, *, quiet: bool = False, stream: TextIO | None = None) -> Iterator[Sink]:
+    """The sink for a run: live display if stderr is a terminal, timestamped lines otherwise, nothing if quiet."""
+    if quiet:
+        yield lambda ev: None
+        return
+    target = stream or sys.stderr
+    if stream is None and target.isatty():
+        with LiveRenderer(workers=workers) as live:
+            yield live
+    else:
+        yield LineRenderer(target, workers=workers)
+
+
+__all__ = ["LineRenderer", "LiveRenderer", "Tracker", "emit", "renderer", "reporting", "training_step"]

@@ -1,0 +1,400 @@
+"""Reports of stored runs: per-scenario leaderboards with seed intervals and the two-oracle noise floor, written
+as report.md, a self-contained report.html and figures (PNG + SVG); and runs_frame(), the store as a DataFrame.
+
+A scenario is every run sharing (task, dataset, forget, model, split_seed, name). Each method setting in it is a
+leaderboard row: mean and 95% t-interval across seeds of the ranking metric (Avg.Gap, lower is better; QA runs:
+Forget Quality, higher is better) and of each metric, a paired interval of its difference to the best row over the
+seeds both share, and its cost (RTE/retrain, optimiser steps). `oracle-floor` runs (a second retrained oracle scored
+against the first) give the noise floor: differences below it are not rankings.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, StoreError
+
+REFERENCE = ("retrain", "original")
+FLOOR = "oracle-floor"
+SCENARIO_KEYS = ("task", "dataset", "forget", "model", "split_seed", "name")
+GAP_METRICS = ("UA", "RA", "TA", "MIA-Eff")
+KINDS: dict[str, dict[str, Any]] = {
+    "classifier": {"primary": "Avg.Gap", "higher": False, "metrics": GAP_METRICS, "extra": ("KL", "JS"),
+                   "same": GAP_METRICS},
+    "qa": {"primary": "Forget Quality", "higher": True, "metrics": ("Model Utility", "forget_ROUGE", "retain_ROUGE"),
+           "extra": ("PrivLeak",), "same": ("Forget Quality", "Model Utility", "forget_ROUGE", "retain_ROUGE")},
+}
+NOOP_TOL = 1e-9
+CONFIDENCE = 0.95
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _fin(v: Any) -> bool:
+    return math.isfinite(_num(v))
+
+
+def _name(v: Any) -> str:
+    if isinstance(v, dict):
+        return str(v.get("name") or json.dumps(v, sort_keys=True))
+    return "" if v is None else str(v)
+
+
+def _sorted(seeds: Iterable[Any]) -> list[Any]:
+    try:
+        return sorted(seeds)
+    except TypeError:
+        return sorted(seeds, key=str)
+
+
+def _canon(v: Any) -> str:
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+def interval(values: Iterable[Any], confidence: float = CONFIDENCE) -> dict[str, float]:
+    """Mean and two-sided Student-t interval of the mean over the finite values: {"mean", "lo", "hi", "n"}."""
+    from scipy import stats
+
+    v = np.array([_num(x) for x in values], dtype=np.float64)
+    v = v[np.isfinite(v)]
+    n = len(v)
+    mean = float(v.mean()) if n else math.nan
+    if n < 2:
+        return {"mean": mean, "lo": math.nan, "hi": math.nan, "n": n}
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * v.std(ddof=1) / math.sqrt(n))
+    half = 0.0 if half <= 1e-12 * max(1.0, abs(mean)) else half  # equal values: no rounding noise
+    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": n}
+
+
+# -- grouping -------------------------------------------------------------------------------------------------------
+def scenarios(records: Iterable[dict]) -> list[dict[str, Any]]:
+    """Completed records grouped by scenario: [{"key", "kind", "settings": {label: {...}}, "floor": [records]}]."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        spec = r.get("spec") if isinstance(r, dict) else None
+        if not isinstance(spec, dict) or r.get("status", "completed") != "completed":
+            continue
+        key = tuple(_canon(spec.get(k) if k != "task" else spec.get(k) or "classifier") for k in SCENARIO_KEYS)
+        groups.setdefault(key, []).append(r)
+    return [_scenario(rs) for _, rs in sorted(groups.items())]
+
+
+def _scenario(recs: list[dict]) -> dict[str, Any]:
+    spec0 = recs[0]["spec"]
+    key = {k: spec0.get(k) for k in SCENARIO_KEYS}
+    key["task"] = key["task"] or "classifier"
+    floor: dict[str, dict] = {}
+    by_method: dict[str, dict[str, dict]] = {}
+    for r in sorted(recs, key=lambda r: str(r.get("created", ""))):  # oldest first: a newer rerun replaces it
+        s = r["spec"]
+        if s.get("method") == FLOOR:
+            floor[_canon([s.get("seed"), s.get("config")])] = r
+            continue
+        setting = _canon({"config": s.get("config") or {}, "recipe": s.get("recipe") or {}})
+        by_method.setdefault(str(s.get("method")), {}).setdefault(setting, {})[s.get("seed")] = r
+    settings = {}
+    for method, per in by_method.items():
+        for setting, runs in per.items():
+            label = method if len(per) == 1 else f"{method} ({_setting_diff(setting, list(per))})"
+            settings[label] = {"method": method, "config": json.loads(setting)["config"], "runs": runs}
+    return {"key": key, "kind": "qa" if key["task"] == "qa" else "classifier", "settings": settings,
+            "floor": list(floor.values()), "n_runs": len(recs)}
+
+
+def _setting_diff(setting: str, all_settings: list[str]) -> str:
+    """'lr=0.001, epochs=5': the config/recipe fields in which this setting differs from the method's others."""
+    def leaves(d: dict) -> dict[str, str]:
+        return {f"{g}.{k}" if g == "recipe" else k: _canon(v) for g in ("config", "recipe") for k, v in d[g].items()}
+
+    mine, others = leaves(json.loads(setting)), [leaves(json.loads(s)) for s in all_settings]
+    keys = [k for k in dict.fromkeys(k for o in others for k in o) if len({o.get(k) for o in others}) > 1]
+    return ", ".join(f"{k}={json.loads(mine[k]) if k in mine else '-'}" for k in keys) or "duplicate"
+
+
+# -- leaderboard ----------------------------------------------------------------------------------------------------
+def _values(rec: dict, ref: dict | None, kind: str) -> dict[str, float]:
+    """The record's numeric metrics, completed with Avg.Gap / RTE/retrain from the oracle run when missing."""
+    m = {k: _num(v) for k, v in (rec.get("metrics") or {}).items()}
+    if rec["spec"].get("method") == "retrain":
+        m.setdefault("RTE/retrain", 1.0)
+        if kind == "classifier":
+            m.setdefault("Avg.Gap", 0.0)
+    rm = {k: _num(v) for k, v in ((ref or {}).get("metrics") or {}).items()}
+    if kind == "classifier" and not _fin(m.get("Avg.Gap")) and rm:
+        diffs = [abs(m[k] - rm[k]) for k in GAP_METRICS if _fin(m.get(k)) and _fin(rm.get(k))]
+        m["Avg.Gap"] = float(np.mean(diffs)) if diffs else math.nan
+    if not _fin(m.get("RTE/retrain")) and _fin(m.get("RTE")) and _num(rm.get("RTE")) > 0:
+        m["RTE/retrain"] = m["RTE"] / rm["RTE"]
+    m["opt_steps"] = _num((rec.get("timings") or {}).get("opt_steps"))
+    return m
+
+
+def _row(label: str, entry: dict, sc: dict, prim: str, shown: list[str], oracle: dict) -> dict[str, Any]:
+    runs = entry["runs"]
+    by_seed = {s: _values(runs[s], oracle.get(s), sc["kind"]) for s in _sorted(runs)}
+    vals = list(by_seed.values())
+    gaps = {m: interval(abs(v[m] - _values(oracle[s], None, sc["kind"]).get(m, math.nan))
+                        for s, v in by_seed.items() if s in oracle and _fin(v.get(m))) for m in shown}
+    return {"method": label, "method_name": entry["method"], "config": entry["config"],
+            "reference": entry["method"] in REFERENCE, "rank": None, "seeds": list(by_seed), "n": len(by_seed),
+            "ids": [runs[s].get("id") for s in by_seed], "primary": interval(v.get(prim) for v in vals),
+            "metrics": {m: interval(v.get(m) for v in vals) for m in shown}, "gaps": gaps,
+            "cost": interval(v.get("RTE/retrain") for v in vals), "opt_steps": interval(v["opt_steps"] for v in vals),
+            "diff_to_best": None, "flags": [], "by_seed": by_seed}
+
+
+def _floor(sc: dict, prim: str, shown: list[str], oracle: dict) -> dict[str, Any] | None:
+    if not sc["floor"]:
+        return None
+    vals = [(r["spec"].get("seed"), _values(r, oracle.get(r["spec"].get("seed")), sc["kind"])) for r in sc["floor"]]
+    ref = {s: _values(oracle[s], None, sc["kind"]) for s, _ in vals if s in oracle}
+    return {"n": len(vals), "primary": interval(v.get(prim) for _, v in vals),
+            "metrics": {m: interval(abs(v.get(m, math.nan) - ref[s].get(m, math.nan)) for s, v in vals if s in ref)
+                        for m in shown},
+            "pairs": [[r["spec"].get("seed"), (r["spec"].get("config") or {}).get("other_seed")] for r in sc["floor"]],
+            "ids": [r.get("id") for r in sc["floor"]]}
+
+
+def _unchanged(row: dict, original: dict | None, keys: tuple[str, ...]) -> bool:
+    """True when every seed of `row` has the original's values (|diff| < NOOP_TOL) on all `keys` present."""
+    if original is None or not row["by_seed"]:
+        return False
+    for s, v in row["by_seed"].items():
+        o = original["by_seed"].get(s)
+        common = [k for k in keys if o is not None and _fin(v.get(k)) and _fin(o.get(k))]
+        if not common or max(abs(v[k] - o[k]) for k in common) >= NOOP_TOL:
+            return False
+    return True
+
+
+def _flag(row: dict, best: dict | None, floor: dict | None, original: dict | None, kind: dict) -> list[str]:
+    flags = []
+    if row is best:
+        flags.append("best")
+    d = row["diff_to_best"]
+    if row is not best and d and d["n"] >= 2 and d["lo"] <= 0 <= d["hi"]:
+        flags.append("ties best")
+    f, m = (floor or {}).get("primary", {}).get("mean", math.nan), row["primary"]["mean"]
+    if row["method_name"] != "retrain" and _fin(f) and _fin(m) and (m >= f if kind["higher"] else m <= f):
+        flags.append("within noise floor")
+    if not row["reference"] and _unchanged(row, original, kind["same"]):
+        flags.append("CHANGED NOTHING")
+    return flags
+
+
+def leaderboard(sc: dict[str, Any]) -> dict[str, Any]:
+    """The leaderboard of one scenario (see the module docstring): rows, best row, noise floor and flags."""
+    kind = KINDS[sc["kind"]]
+    prim, higher = kind["primary"], kind["higher"]
+    settings = sc["settings"]
+    present = {k for e in settings.values() for r in e["runs"].values() for k in (r.get("metrics") or {})}
+    shown = [m for m in (*kind["metrics"], *kind["extra"]) if m in present]
+    firsts = {e["method"]: e for e in reversed(settings.values())}
+    oracle = firsts["retrain"]["runs"] if "retrain" in firsts else {}
+    rows = [_row(label, e, sc, prim, shown, oracle) for label, e in settings.items()]
+    refs = sorted((r for r in rows if r["reference"]), key=lambda r: REFERENCE.index(r["method_name"]))
+    sign = -1.0 if higher else 1.0
+    cands = sorted((r for r in rows if not r["reference"]),
+                   key=lambda r: (not _fin(r["primary"]["mean"]), sign * _num(r["primary"]["mean"]), r["method"]))
+    best = cands[0] if cands and _fin(cands[0]["primary"]["mean"]) else None
+    for i, r in enumerate(cands, 1):
+        r["rank"] = i
+        if best is not None:
+            common = [s for s in r["by_seed"] if s in best["by_seed"]]
+            d = interval(r["by_seed"][s].get(prim, math.nan) - best["by_seed"][s].get(prim, math.nan) for s in common)
+            r["diff_to_best"] = {**d, "seeds": common}
+    floor = _floor(sc, prim, shown, oracle)
+    original = next((r for r in refs if r["method_name"] == "original"), None)
+    for r in rows:
+        r["flags"] = _flag(r, best, floor, original, kind)
+    key = sc["key"]
+    title = " · ".join(p for p in (_name(key["dataset"]), f"forget {_name(key['forget'])}", _name(key["model"]),
+                                   f"split seed {key['split_seed']}", f"“{key['name']}”" if key["name"] else "") if p)
+    return {"scenario": key, "title": title, "task": key["task"], "kind": sc["kind"], "primary": prim,
+            "higher_is_better": higher, "metrics": shown, "rows": refs + cands,
+            "best": best["method"] if best else None, "floor": floor, "n_runs": sc["n_runs"], "figures": []}
+
+
+# -- building -------------------------------------------------------------------------------------------------------
+def _slug(i: int, board: dict) -> str:
+    key = board["scenario"]
+    text = "-".join(_name(key[k]) for k in ("dataset", "forget", "model", "name") if key[k])
+    return f"s{i}-" + re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:60]
+
+
+def build_report(records: Iterable[dict], out_dir: str | Path, *, title: str = "", command: str = "") -> dict:
+    """Write report.md, report.html and figures/ (PNG + SVG) for `records` into `out_dir`; returns the paths.
+
+    Returns {"markdown": Path, "html": Path, "figures": [Path], "scenarios": [leaderboard dicts]}. `command` is
+    quoted in the report as the way it was produced.
+    """
+    from .figures import render_html, render_markdown, require_matplotlib, scenario_figures
+
+    require_matplotlib()
+    scs = scenarios(records)
+    if not scs:
+        raise ConfigError("There are no completed run records to report. Run an experiment first "
+                          "(`unlearnlab run ...`), or check the run ids / experiment names you gave.")
+    out = Path(out_dir)
+    fig_dir = out / "figures"
+    try:
+        fig_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"Cannot create the report directory {fig_dir} ({e}); choose another --out.") from None
+    boards, figures = [], []
+    for i, sc in enumerate(scs, 1):
+        board = leaderboard(sc)
+        board["figures"] = scenario_figures(board, sc, fig_dir, _slug(i, board))
+        figures += [p for f in board["figures"] for p in (f["png"], f["svg"])]
+        boards.append(board)
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    blocks = report_blocks(boards, title or "Unlearning report", command or "unlearnlab.engine.report.build_report()",
+                           when)
+    md, page = out / "report.md", out / "report.html"
+    md.write_text(render_markdown(blocks), encoding="utf-8")
+    page.write_text(render_html(blocks, out), encoding="utf-8")
+    return {"markdown": md, "html": page, "figures": figures, "scenarios": boards}
+
+
+# -- report content: blocks that figures.render_markdown / render_html turn into pages -----------------------------
+def _fmt(x: Any) -> str:
+    x = _num(x)
+    return "–" if not math.isfinite(x) else f"{x:.0f}" if abs(x) >= 1000 else f"{x:.3g}"
+
+
+def _ci(st: dict | None) -> str:
+    if not st or not _fin(st["mean"]):
+        return "–"
+    return _fmt(st["mean"]) + (f" [{_fmt(st['lo'])}, {_fmt(st['hi'])}]" if st["n"] >= 2 else "")
+
+
+def _pm(st: dict | None) -> str:
+    if not st or not _fin(st["mean"]):
+        return "–"
+    return _fmt(st["mean"]) + (f" ± {_fmt((st['hi'] - st['lo']) / 2)}" if st["n"] >= 2 else "")
+
+
+def _table(b: dict) -> tuple:
+    prim, ms = b["primary"], b["metrics"]
+    head = ["#", "method", "n", f"{prim} (95% CI)", "Δ to best (paired 95% CI)", *ms, "cost (RTE/retrain)",
+            "opt steps", "flags"]
+    rows, classes = [], []
+    for r in b["rows"]:
+        if r["rank"] == 1 and b["floor"]:
+            f = b["floor"]
+            rows.append(["floor", "noise floor (oracle vs oracle)", str(f["n"]), _ci(f["primary"]), "",
+                         *[f"|Δ| {_pm(f['metrics'][m])}" for m in ms], "", "", ""])
+            classes.append("floor")
+        diff = "(best)" if "best" in r["flags"] else _ci(r["diff_to_best"])
+        rows.append([str(r["rank"] or "ref"), r["method"], str(r["n"]), _ci(r["primary"]), diff,
+                     *[_pm(r["metrics"][m]) for m in ms], _pm(r["cost"]), _fmt(r["opt_steps"]["mean"]),
+                     ", ".join(r["flags"])])
+        classes.append("noop" if "CHANGED NOTHING" in r["flags"] else "ref" if r["reference"] else "")
+    return ("table", head, rows, classes)
+
+
+def _notes(b: dict) -> list[tuple]:
+    prim, f, better = b["primary"], b["floor"], "above" if b["higher_is_better"] else "below"
+    if f:
+        per = "; ".join(f"{m} {_pm(st)}" for m, st in f["metrics"].items() if _fin(st["mean"]))
+        text = (f"**Noise floor.** A second retrained oracle scored against the first (seed pairs "
+                f"{', '.join(f'{a}/{c}' for a, c in f['pairs'])}) has {prim} {_ci(f['primary'])}"
+                + (f"; per metric |Δ|: {per}" if per else "") + f". Differences in {prim} smaller than this are seed "
+                "noise, not rankings.")
+    else:
+        text = (f"**Noise floor.** Not measured: there are no `{FLOOR}` runs in this scenario. Run 2 or more seeds "
+                "(e.g. `--seeds 3`) so the engine adds them; until then small differences may be seed noise.")
+    items = []
+    for r in b["rows"]:
+        m = r["method"]
+        if "best" in r["flags"]:
+            items.append(f"**{m}** ranks first ({prim} {_ci(r['primary'])}).")
+        if "ties best" in r["flags"]:
+            d = r["diff_to_best"]
+            items.append(f"{m} ties the best: the paired 95% interval of its {prim} difference to {b['best']} "
+                         f"({_ci(d)}, seeds {', '.join(map(str, d['seeds']))}) contains 0.")
+        if "within noise floor" in r["flags"]:
+            items.append(f"{m} is within the noise floor: its mean {prim} {_fmt(r['primary']['mean'])} is at or "
+                         f"{better} the two-oracle floor {_fmt(f['primary']['mean'])}"
+                         + (" — the forget set leaves no trace this scenario can measure." if m == "original"
+                            else ", as close to the oracle as a second retrained model."))
+        if "CHANGED NOTHING" in r["flags"]:
+            items.append(f"**{m}: CHANGED NOTHING** — its {', '.join(KINDS[b['kind']]['same'])} equal the original "
+                         f"model's on every seed (max |Δ| < 1e-9): the method did not change the model. "
+                         "Check its config (learning rate, steps, epochs) before reading its row.")
+    if any(r["n"] == 1 for r in b["rows"]):
+        items.append("Rows with one seed have no interval: run more seeds (e.g. `--seeds 3`).")
+    return [("p", text), ("ul", items)] if items else [("p", text)]
+
+
+def report_blocks(boards: list[dict], title: str, command: str, when: str) -> list[tuple]:
+    """The report as blocks (h1, h2, p, ul, table, fig), rendered by figures.render_markdown / render_html."""
+    n = sum(b["n_runs"] for b in boards)
+    blocks: list[tuple] = [
+        ("h1", title),
+        ("p", f"Produced by `{command}` on {when} from {n} runs in {len(boards)} scenario(s)."),
+        ("p", "One row per method setting; `original` (before unlearning) and `retrain` (the retrained oracle, the "
+              "gold standard) are reference rows. Classifiers rank by Avg.Gap, the mean |metric − oracle's| over "
+              "UA, RA, TA and MIA-Eff (lower is better); QA models by Forget Quality (higher is better). Intervals "
+              "are 95% Student-t intervals across seeds; Δ to best is paired by seed over the seeds both rows share. "
+              "Cost is RTE/retrain, the fraction of the retraining time, and the optimiser steps taken.")]
+    for i, b in enumerate(boards, 1):
+        blocks += [("h2", f"{i}. {b['title']}"), _table(b), *_notes(b)]
+        blocks += [("fig", f["caption"], f["png"], f["svg"]) for f in b["figures"]]
+    return blocks
+
+
+# -- selecting runs and the DataFrame view ----------------------------------------------------------------------------
+def open_store(store: Any = None):
+    """A Store from None ($UNLEARNLAB_HOME or ./results), a path, or a Store (returned as is)."""
+    from ..store import Store
+
+    return store if isinstance(store, Store) else Store(store)
+
+
+def runs_frame(store: Any = None, **filters: Any):
+    """A pandas DataFrame, one row per stored run (newest first), columns from unlearnlab.store.flatten(record).
+
+    Filters select rows: `method="ga"` (spec.* columns may drop the prefix; `__` stands for a dot, as in
+    `metrics__UA=...`); a list/tuple/set value means any of them; a callable value is a row predicate on the column.
+    """
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ConfigError("runs_frame needs pandas, which is not installed: "
+                          "pip install 'unlearnlab[report]'.") from None
+    from ..errors import UnknownNameError
+    from ..store import flatten
+
+    rows = [flatten(r) for r in open_store(store).list_runs()]
+    df = pd.DataFrame(rows, columns=list(dict.fromkeys(k for r in rows for k in r)))
+    for key, want in filters.items():
+        col = key.replace("__", ".")
+        col = f"spec.{col}" if col not in df.columns and f"spec.{col}" in df.columns else col
+        if df.empty:
+            continue
+        if col not in df.columns:
+            raise UnknownNameError("runs_frame column", key, df.columns)
+        if callable(want):
+            mask = df[col].map(want).astype(bool)
+        elif isinstance(want, (list, tuple, set, frozenset)):
+            mask = df[col].isin(list(want))
+        else:
+            mask = df[col] == want
+        df = df[mask]
+    return df.reset_index(drop=True)
+
+
+__all__ = ["build_report", "interval", "leaderboard", "open_store", "runs_frame", "scenarios"]

@@ -1,0 +1,271 @@
+"""The classifier Task of the engine: data and split, original and retrained oracle, method runs, evaluation."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import to_dict
+from ..engine.records import count_steps, make_record, timed
+from ..errors import ConfigError, UnlearnLabError
+from ..spec import RunSpec
+from .base import Plan
+
+KIND = "classifier"
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def method_names(spec: RunSpec, kind: str = KIND) -> list[str]:
+    """The methods a spec asks for ('all' expands to every method of the task kind except retrain)."""
+    from ..methods import METHODS
+
+    names: list[str] = []
+    for m in spec.methods:
+        if m == "all":
+            names += [n for n, meth in METHODS.items() if kind in meth.kinds and n != "retrain"]
+        else:
+            meth = METHODS.get(m)
+            if kind not in meth.kinds:
+                raise UnlearnLabError(f"Method {m!r} does not apply to {kind} models; it supports {meth.kinds}.")
+            names.append(m)
+    return list(dict.fromkeys(names))
+
+
+def method_config(method: str, overrides: dict) -> dict[str, Any]:
+    """The full config (defaults + overrides) of `method`; empty for the original model."""
+    from ..config import build
+    from ..methods import METHODS
+
+    if method in ("original", "oracle-floor"):
+        return {}
+    return to_dict(build(METHODS.get(method).config, overrides, what=method))
+
+
+def validate(spec: RunSpec, names: list[str]) -> None:
+    """Check recipe, method names and every override before anything is trained or stored."""
+    spec.train_config()
+    for method in spec.overrides:
+        if method not in names and method != "retrain":
+            raise ConfigError(f"Overrides are given for {method!r}, which is not among the methods of this run "
+                              f"({', '.join(names)}); add it to --methods or drop the override.")
+    for method in ["retrain", *names]:
+        method_config(method, spec.overrides.get(method, {}))
+
+
+def _file_hash(path: str) -> str:
+    from pathlib import Path
+
+    p = Path(path).with_suffix(".safetensors")
+    return hashlib.sha256(p.read_bytes()).hexdigest()[:16] if p.is_file() else "missing"
+
+
+def record_spec(spec: RunSpec, method: str, seed: int, overrides: dict, data_hash: str = "") -> dict[str, Any]:
+    """The stored spec of one (method, seed) run: enough to reproduce and to resume (`data_hash`: the content of
+    the train/test data and of the split, so an edited data or indices file is never matched to an old run)."""
+    out = {"task": spec.task, "dataset": spec.dataset, "forget": spec.forget, "split_seed": spec.split_seed,
+           "model": spec.model_spec(), "recipe": to_dict(spec.train_config()), "method": method,
+           "config": method_config(method, overrides), "seed": seed, "name": spec.name,
+           **({"original": _file_hash(spec.original)} if spec.original else {})}
+    if data_hash:
+        out["data"] = data_hash
+    return out
+
+
+@dataclasses.dataclass
+class SeedContext:
+    """Everything shared by the methods of one seed: data, task, original and oracle models, output cache."""
+
+    data: Any
+    task: Any
+    original: torch.nn.Module
+    oracle: torch.nn.Module
+    recipe: Any
+    retrain_s: float
+    cache: Any
+
+
+def _data(spec: RunSpec, seed: int):
+    from ..data import load_dataset, make_split
+
+    bundle = load_dataset(spec.dataset, seed=seed)
+    data = make_split(bundle.train, bundle.test, spec.forget, spec.split_seed, num_classes=bundle.num_classes,
+                      name=bundle.name, classes=bundle.classes)
+    return bundle, data
+
+
+def _base(spec: RunSpec, bundle, seed: int) -> dict[str, Any]:
+    return {"arch": spec.model_spec(), "dataset": bundle.name, "recipe": to_dict(spec.train_config()), "seed": seed}
+
+
+def load_original(path: str, model: torch.nn.Module, arch: str, bundle) -> torch.nn.Module:
+    """Load a user's original checkpoint, refusing one made for another architecture or other training data."""
+    from ..errors import CheckpointError
+    from ..models.checkpoint import load_checkpoint, read_meta
+
+    meta = read_meta(path)
+    load_checkpoint(path, model, expect={"arch": arch, "dataset": bundle.name})
+    if meta.get("data_hash") and meta["data_hash"] != bundle.train.fingerprint():
+        raise CheckpointError(f"Checkpoint {path} was trained on different {bundle.name} data (hash "
+                              f"{meta['data_hash']} vs {bundle.train.fingerprint()}); retrain it on this dataset.")
+    return model.eval()
+
+
+class ClassifierTask:
+    """Engine Task for image / vector classifiers (one process-local memo of loaded seed contexts)."""
+
+    kind = KIND
+
+    def __init__(self) -> None:
+        self._contexts: OrderedDict[str, SeedContext] = OrderedDict()
+
+    # -- planning ---------------------------------------------------------------------------------
+    def plan(self, spec: RunSpec) -> Plan:
+        """Validate the spec and name every job it needs (content keys; data loaded to hash it)."""
+        names = method_names(spec)
+        validate(spec, names)
+        if spec.original:
+            from ..models.checkpoint import read_meta
+
+            read_meta(spec.original)  # a missing checkpoint fails now, not in every job
+        plan = Plan(methods=["original", "retrain", *(n for n in names if n != "retrain")])
+        for seed in spec.seeds:
+            bundle, data = _data(spec, seed)
+            base = _base(spec, bundle, seed)
+            if not spec.original:
+                plan.model_keys[("original", seed)] = _key("original", base, bundle.train.fingerprint())
+            plan.model_keys[("oracle", seed)] = _key("retrain", base, data.fingerprint())
+            for m in plan.methods:
+                plan.record_specs[(m, seed)] = record_spec(spec, m, seed, spec.overrides.get(m, {}),
+                                                           data.fingerprint())
+        for s1, s2 in zip(spec.seeds, spec.seeds[1:]):
+            plan.record_specs[("oracle-floor", s1)] = {**record_spec(spec, "oracle-floor", s1, {},
+                                                                     plan.record_specs[("retrain", s1)]["data"]),
+                                                       "config": {"other_seed": s2}}
+        return plan
+
+    # -- models -----------------------------------------------------------------------------------
+    def _model(self, spec: RunSpec, seed: int, role: str, store, data=None, bundle=None) -> tuple[Any, float]:
+        """The original or the oracle of `seed`: from the store's model cache, else trained (and cached)."""
+        from ..methods import MethodContext, run_method
+        from ..models import ClassifierTask as Cls
+        from ..models import build_model
+        from ..train import resolve_device, train
+
+        if data is None:
+            bundle, data = _data(spec, seed)
+        device = resolve_device(spec.device)
+        task, rec, arch = Cls(bundle.num_classes, device), spec.train_config(), spec.model_spec()
+        base = _base(spec, bundle, seed)
+
+        def build() -> torch.nn.Module:
+            return build_model(arch, data.input_shape, bundle.num_classes, seed=seed).to(device)
+
+        if role == "original" and spec.original:
+            return load_original(spec.original, build(), arch, bundle), 0.0
+        if role == "original":
+            key, meta = _key("original", base, bundle.train.fingerprint()), {"data_hash": bundle.train.fingerprint()}
+            fit: Callable = lambda m: train(m, data.train, rec, task, seed=seed, what="training the original")  # noqa: E731
+        else:
+            key, meta = _key("retrain", base, data.fingerprint()), {"data_hash": data.fingerprint()}
+            ctx = MethodContext(seed=seed, recipe=rec)
+            fit = lambda m: run_method("retrain", m, data, task, ctx=ctx)  # noqa: E731
+        model = build()
+        if store is not None:
+            got = store.load_model(key, model)
+            if got is not None:
+                return model.eval(), float(got.get("train_s", 0.0))
+        model, t = timed(lambda: fit(model))
+        if store is not None:
+            store.save_model(key, model, {**base, **meta, "role": role, "train_s": t["wall_s"]})
+        return model.eval(), t["wall_s"]
+
+    def build(self, spec: RunSpec, seed: int, role: str, store) -> str:
+        """Train (or find cached) the original or oracle model of `seed`; returns a one-line summary."""
+        _, seconds = self._model(spec, seed, role, store)
+        return f"{role} ready ({seconds:.1f}s of training)"
+
+    def context(self, spec: RunSpec, seed: int, store) -> SeedContext:
+        """Data, task, original and oracle of `seed`, memoised in this process (the last two contexts)."""
+        from ..eval import OutputCache
+        from ..models import ClassifierTask as Cls
+        from ..train import resolve_device
+
+        ckey = _key(spec.to_dict(), seed)
+        if ckey in self._contexts:
+            self._contexts.move_to_end(ckey)
+            return self._contexts[ckey]
+        bundle, data = _data(spec, seed)
+        original, _ = self._model(spec, seed, "original", store, data, bundle)
+        oracle, retrain_s = self._model(spec, seed, "oracle", store, data, bundle)
+        sc = SeedContext(data, Cls(bundle.num_classes, resolve_device(spec.device)), original, oracle,
+                         spec.train_config(), retrain_s, OutputCache())
+        self._contexts[ckey] = sc
+        while len(self._contexts) > 2:
+            self._contexts.popitem(last=False)
+        return sc
+
+    # -- runs -------------------------------------------------------------------------------------
+    def run(self, spec: RunSpec, seed: int, method: str, store, rspec: dict) -> dict[str, Any]:
+        """Apply `method` to the original model of `seed`, evaluate it against the oracle; a run record."""
+        from ..eval import evaluate_model
+        from ..methods import MethodContext, run_method
+
+        sc = self.context(spec, seed, store)
+        overrides = spec.overrides.get(method, {})
+        ctx = MethodContext(seed=seed, recipe=sc.recipe)
+        steps = 0
+        if method == "original":
+            model, t = sc.original, {"wall_s": 0.0, "cpu_s": 0.0}
+        elif method == "retrain":
+            model, t = sc.oracle, {"wall_s": sc.retrain_s, "cpu_s": float("nan")}
+        else:
+            if sc.task.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            with count_steps() as box:
+                model, t = timed(lambda: run_method(method, sc.original, sc.data, sc.task, overrides, ctx))
+            steps = box[0]
+        metrics = evaluate_model(model, sc.data, sc.task, reference=sc.oracle, cache=sc.cache)
+        metrics["RTE"] = t["wall_s"]
+        metrics["RTE/retrain"] = t["wall_s"] / sc.retrain_s if sc.retrain_s > 0 else float("nan")
+        details = details_of(sc.cache.get(model, sc.data, sc.task, tuple(sc.data.splits())), sc.data.num_classes)
+        return make_record(rspec, metrics, {**t, "opt_steps": steps}, sc.task.device, details=details)
+
+    def floor(self, spec: RunSpec, seed: int, other: int, store, rspec: dict) -> dict[str, Any]:
+        """The noise floor: the oracle of seed `other` evaluated against the oracle of `seed` (same data)."""
+        from ..eval import evaluate_model
+
+        sc = self.context(spec, seed, store)
+        other_oracle, _ = self._model(spec, other, "oracle", store)
+        metrics = evaluate_model(other_oracle, sc.data, sc.task, reference=sc.oracle, cache=sc.cache)
+        return make_record(rspec, metrics, {"wall_s": 0.0, "cpu_s": 0.0, "opt_steps": 0}, sc.task.device)
+
+
+def details_of(out: dict[str, dict[str, np.ndarray]], num_classes: int, bins: int = 20) -> dict[str, Any]:
+    """Per-class accuracy (%) per split and histograms of p(true class) on forget and test (for reports)."""
+    from ..eval.outputs import softmax
+
+    per_class: dict[str, list[float | None]] = {}
+    for split, o in out.items():
+        labels, correct = o["labels"].astype(int), o["correct"]
+        per_class[split] = [float(100 * correct[labels == c].mean()) if (labels == c).any() else None
+                            for c in range(num_classes)]
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    hist: dict[str, Any] = {"score": "p(true class)", "bins": edges.tolist()}
+    for split in ("forget", "test"):
+        if split in out:
+            p = softmax(out[split]["logits"])[np.arange(len(out[split]["labels"])), out[split]["labels"].astype(int)]
+            hist[split] = np.histogram(p, bins=edges)[0].tolist()
+    return {"per_class_acc": per_class, "hist": hist}
+
+
+__all__ = ["ClassifierTask", "SeedContext", "details_of", "load_original", "method_config", "method_names",
+           "record_spec", "validate"]

@@ -1,0 +1,166 @@
+"""The causal-LM Task of the engine (spec task 'qa'): target and oracle fine-tunes, LM methods, TOFU/MUSE metrics,
+robustness attacks. The recipes, presets and fine-tuning live in tasks/lm.py, the attacks in tasks/lm_attacks.py."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from typing import Any
+
+from ..config import build, to_dict
+from ..engine.events import emit
+from ..engine.records import count_steps, make_record
+from ..spec import RunSpec
+from .base import Plan
+from .lm import (
+    SHOWN,
+    LMBase,
+    LMSetup,
+    _measure,
+    attack_configs,
+    evaluation_rows,
+    family,
+    finetune_config,
+    finetune_role,
+    lm_method_names,
+    lm_source,
+    load_base,
+    method_overrides,
+    parse_attacks,
+    record_spec,
+)
+
+# spec keys that define the fine-tuned target / oracle (so their job keys change when any of them changes)
+_MODEL_KEYS = ("model", "dataset", "forget", "split_seed", "recipe", "system_prompt", "max_length", "device")
+
+
+def _say(msg: str) -> None:
+    emit("message", text=msg)
+
+
+class QATask:
+    """Engine Task for causal language models on QA or document data (process-local memo of loaded setups)."""
+
+    kind = "qa"
+
+    def __init__(self) -> None:
+        self._bases: OrderedDict[str, LMBase] = OrderedDict()
+        self._setups: OrderedDict[str, LMSetup] = OrderedDict()
+
+    def plan(self, spec: RunSpec) -> Plan:
+        """Validate methods, attacks and data (before any training) and name the jobs' content keys."""
+        from ..methods import METHODS
+
+        d = spec.lm_dict()
+        names = lm_method_names(d.get("methods") or ["all"])
+        attack_configs(parse_attacks(d.get("attacks")), family(d.get("model") or "smollm2"), d.get("attack_options"))
+        configs = {n: to_dict(build(METHODS.get(n).config, method_overrides(d, n), what=n)) for n in names}
+        finetune_config(d.get("model") or "smollm2", d.get("recipe"))
+        source = lm_source(d.get("dataset", "qa"), d.get("forget"), int(d.get("split_seed", 0)))
+        baselines = ["original", "retrain"] if d.get("baselines", True) else []
+        plan = Plan(methods=baselines + names)
+        body = {k: d.get(k) for k in _MODEL_KEYS} | {"digest": source.digest}
+        for seed in spec.seeds:
+            for role in ("original", "oracle"):
+                plan.model_keys[(role, seed)] = "lm-" + hashlib.sha256(
+                    json.dumps({**body, "role": role, "seed": seed}, sort_keys=True, default=str).encode()
+                ).hexdigest()[:24]
+            for m in plan.methods:
+                plan.record_specs[(m, seed)] = record_spec(d, m, seed, configs.get(m, {}), source.digest)
+        if d.get("baselines", True):
+            for s1, s2 in zip(spec.seeds, spec.seeds[1:]):
+                plan.record_specs[("oracle-floor", s1)] = {**record_spec(d, "oracle-floor", s1, {}, source.digest),
+                                                           "config": {"other_seed": s2}}
+        return plan
+
+    def _base(self, spec: RunSpec) -> LMBase:
+        d = spec.lm_dict()
+        key = json.dumps({k: d.get(k) for k in (*_MODEL_KEYS, "attacks")}, sort_keys=True, default=str)
+        if key not in self._bases:
+            source = lm_source(d.get("dataset", "qa"), d.get("forget"), int(d.get("split_seed", 0)))
+            self._bases[key] = load_base(d, progress=_say, source=source)
+            while len(self._bases) > 1:
+                self._bases.popitem(last=False)
+        return self._bases[key]
+
+    def build(self, spec: RunSpec, seed: int, role: str, store) -> str:
+        """Fine-tune (or find cached) the target ('original') or the retain oracle of `seed`."""
+        which = "target" if role == "original" else "oracle"
+        _, seconds = finetune_role(self._base(spec), which, seed=seed, store=store, progress=_say)
+        return f"{which} ready ({seconds:.1f}s of fine-tuning)"
+
+    def setup(self, spec: RunSpec, seed: int, store) -> LMSetup:
+        """Target, oracle, evaluation rows, output cache and attack runner of `seed` (memoised per process)."""
+        from ..eval.lm_eval import LMOutputCache
+        from .lm_attacks import AttackRunner
+
+        d = spec.lm_dict()
+        key = json.dumps({"spec": d, "seed": seed}, sort_keys=True, default=str)
+        if key in self._setups:
+            return self._setups[key]
+        lb = self._base(spec)
+        target, target_s = finetune_role(lb, "target", seed=seed, store=store, progress=_say)
+        oracle, oracle_s = finetune_role(lb, "oracle", seed=seed, store=store, progress=_say)
+        attacks = parse_attacks(d.get("attacks"))
+        rows = lb.data.extra.get("rows", {}).get("forget", [])
+        runner = AttackRunner(attack_configs(attacks, family(lb.model_spec), d.get("attack_options")), lb.tokenizer,
+                              rows, target, oracle, seed=seed) if attacks else None
+        setup = LMSetup(lb.data, lb.tokenizer, lb.task, lb.base, target, oracle,
+                        {"load_s": lb.load_s, "target_s": target_s, "oracle_s": oracle_s},
+                        evaluation_rows(lb.data, int(d.get("eval_rows") or 0), int(d.get("split_seed", 0))),
+                        LMOutputCache(), runner)
+        self._setups[key] = setup
+        while len(self._setups) > 1:
+            self._setups.popitem(last=False)
+        return setup
+
+    def run(self, spec: RunSpec, seed: int, method: str, store, rspec: dict) -> dict[str, Any]:
+        """Apply an LM method to the target (or take a baseline), evaluate and attack it: the run record."""
+        from ..methods import MethodContext, run_method
+
+        setup = self.setup(spec, seed, store)
+        wall, cpu, extra, steps = 0.0, float("nan"), {}, 0
+        if method == "original":
+            model, extra["finetune_s"] = setup.target, setup.timings["target_s"]
+        elif method == "retrain":
+            model, wall = setup.oracle, setup.timings["oracle_s"]
+        else:
+            t0, c0 = time.perf_counter(), time.process_time()
+            with count_steps() as box:
+                model = run_method(method, setup.target, setup.data, setup.task,
+                                   method_overrides(spec.lm_dict(), method), MethodContext(seed=seed))
+            wall, cpu, steps = time.perf_counter() - t0, time.process_time() - c0, box[0]
+        metrics = _measure(model, setup, extra)
+        _say(f"{method} (seed {seed}): " + ", ".join(f"{k} {metrics[k]:.3f}" for k in SHOWN if k in metrics))
+        return make_record(rspec, {**metrics, "RTE": wall}, {"wall_s": wall, "cpu_s": cpu, "opt_steps": steps,
+                                                             **extra}, setup.task.device)
+
+    def floor(self, spec: RunSpec, seed: int, other: int, store, rspec: dict) -> dict[str, Any]:
+        """The oracle of seed `other` scored against the oracle (and target) of `seed`: the noise floor."""
+        setup = self.setup(spec, seed, store)
+        other_oracle, _ = finetune_role(self._base(spec), "oracle", seed=other, store=store, progress=_say)
+        metrics = _measure(other_oracle, setup, {})
+        return make_record(rspec, metrics, {"wall_s": 0.0, "cpu_s": 0.0, "opt_steps": 0}, setup.task.device)
+
+
+def run_lm(spec: dict[str, Any], *, store=None, progress=None, resume: bool = True,
+           errors: list[dict] | None = None) -> list[dict]:
+    """Run every (method, seed) of an LM spec dict on the serial engine; returns one record each, stored (and
+    resumed) via `store`. A failing method goes to `errors` ({"method", "seed", "error"}) when a list is given,
+    else raises; a failure to build the target or oracle (data or config) always raises."""
+    from ..engine import runner
+    from ..spec import from_dict
+
+    rs = from_dict({**spec, "task": "qa"})
+    res = runner.execute([rs], store=store, backend="serial", resume=resume, sink=runner.text_sink(progress),
+                         floor=False)
+    for e in res["errors"]:
+        if e.get("exception") is not None and (errors is None or e["kind"] == "build"):
+            raise e["exception"]
+    if errors is not None:
+        errors.extend({k: e[k] for k in ("method", "seed", "error")} for e in res["errors"])
+    return res["records"][0]
+
+
+__all__ = ["QATask", "run_lm"]

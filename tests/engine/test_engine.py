@@ -1,0 +1,171 @@
+"""The experiment engine: graph expansion and sharing, failure isolation, resume after kill -9, two processes on
+one store, progress lines on a pipe, and identical records across backends."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from unlearnlab.engine import coord
+from unlearnlab.engine.runner import execute, expand
+from unlearnlab.engine.sweep import expand_sweep
+from unlearnlab.spec import from_dict
+from unlearnlab.store import Store
+
+CLI = [sys.executable, "-m", "unlearnlab.cli"]
+BASE = {"dataset": "blobs", "model": "mlp", "recipe": {"epochs": 3}, "overrides": {"ft": {"epochs": 1}}}
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def test_graph_shares_originals_and_oracles():
+    specs = expand_sweep({"name": "g", **BASE, "forget": ["random:10%", "class:1"], "methods": ["ft", "ga"],
+                          "seeds": 2, "grid": {"ga.lr": [0.001, 0.01]}})
+    assert len(specs) == 2 * 3  # per scenario: ft alone, then ga at each grid value
+    g = expand(specs)
+    builds = [j for j in g.jobs.values() if j.kind == "build"]
+    # one original per seed (both scenarios train on the same data) + one oracle per (scenario, seed)
+    assert sorted(j.role for j in builds) == ["oracle"] * 4 + ["original"] * 2
+    runs = [j for j in g.jobs.values() if j.kind == "run"]
+    # baselines are shared by the three specs of a scenario: original, retrain, ft, ga x 2 per seed and scenario
+    assert len(runs) == 2 * 2 * 5
+    assert all(len(j.deps) == 2 and all(d in g.jobs for d in j.deps) for j in runs)
+    floors = [j for j in g.jobs.values() if j.kind == "floor"]
+    assert len(floors) == 2 and all(j.rspec["config"] == {"other_seed": 1} for j in floors)
+
+
+def test_lm_target_is_one_job_for_many_methods():
+    spec = from_dict({"task": "qa", "model": "tiny", "dataset": "qa:authors=6,facts=2", "forget": "10%",
+                      "methods": ["ga", "npo", "grad_diff"], "seeds": [0], "epochs": 1})
+    g = expand([spec])
+    assert sorted(j.role for j in g.jobs.values() if j.kind == "build") == ["oracle", "original"]
+    runs = [j for j in g.jobs.values() if j.kind == "run"]
+    assert [j.method for j in runs] == ["original", "retrain", "ga", "npo", "grad_diff"]
+    assert len({d for j in runs for d in j.deps}) == 2
+
+
+def test_oracle_trained_once_and_stored_runs_never_recomputed(tmp_path):
+    store = Store(tmp_path)
+    specs = [from_dict({**BASE, "forget": "random:10%", "methods": [m], "seeds": [0],
+                        "overrides": BASE["overrides"] if m == "ft" else {}}) for m in ("ft", "ga")]
+    events: list[dict] = []
+    res = execute(specs, store=store, sink=events.append)
+    started = [e["job"] for e in events if e["kind"] == "start"]
+    assert sum(s.startswith("build oracle") for s in started) == 1 and sum(s.startswith("build original") for s in
+                                                                        started) == 1
+    assert store.count_runs() == 4 and not res["errors"]
+    events.clear()
+    again = execute(specs, store=store, sink=events.append)
+    assert not [e for e in events if e["kind"] == "start"] and store.count_runs() == 4
+    assert [r["id"] for r in again["records"][0]] == [r["id"] for r in res["records"][0]]
+
+
+def test_failing_job_is_isolated_and_recorded(tmp_path):
+    store = Store(tmp_path)
+    spec = from_dict({**BASE, "methods": ["ga", "ft"], "overrides": {"ga": {"lr": 1e12, "batch_size": 4},
+                                                                     "ft": {"epochs": 1}}, "name": "bad"})
+    res = execute([spec], store=store)
+    assert [e["method"] for e in res["errors"]] == ["ga"] and "diverged" in res["errors"][0]["error"]
+    assert {r["spec"]["method"] for r in res["records"][0]} == {"original", "retrain", "ft"}
+    failed = [j for j in coord.jobs(store, "bad") if j["status"] == "failed"]
+    assert len(failed) == 1 and "diverged" in failed[0]["error"]
+
+
+def _sweep_file(tmp_path: Path, methods: list[str], seeds: int = 2) -> Path:
+    p = tmp_path / "sweep.yaml"
+    p.write_text(json.dumps({"name": "kill", **BASE, "forget": "random:10%", "methods": methods, "seeds": seeds}))
+    return p
+
+
+def test_resume_after_kill_9(tmp_path):
+    spec = _sweep_file(tmp_path, ["ft", "ga", "random_label", "salun"])
+    results = tmp_path / "r"
+    proc = subprocess.Popen([*CLI, "sweep", str(spec), "--backend", "serial", "--results", str(results)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (results / "runs.sqlite").exists() and Store(results).count_runs() >= 3:
+            break
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {r["spec_key"]: r["id"] for r in Store(results).list_runs()}
+    assert 3 <= len(before) < 13, "the sweep must be killed mid-way"
+    r = subprocess.run([*CLI, "sweep", str(spec), "--backend", "serial", "--results", str(results), "--json"],
+                       capture_output=True, text=True, env=_env(), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    runs = Store(results).list_runs()
+    keys = [x["spec_key"] for x in runs]
+    assert len(keys) == len(set(keys)) == 13  # 6 methods x 2 seeds + the floor, each once
+    assert all({x["spec_key"]: x["id"] for x in runs}[k] == v for k, v in before.items())
+
+
+def test_two_processes_never_compute_the_same_job(tmp_path):
+    spec = _sweep_file(tmp_path, ["ft", "ga", "random_label"])
+    results = tmp_path / "r"
+    cmd = [*CLI, "sweep", str(spec), "--backend", "serial", "--results", str(results)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+             for _ in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errs
+    keys = [x["spec_key"] for x in Store(results).list_runs()]
+    assert len(keys) == len(set(keys)) == 11
+    assert any("another process" in e for e in errs)  # one of them waited for the other's job
+
+
+def test_progress_lines_when_stderr_is_a_pipe(tmp_path):
+    r = subprocess.run([*CLI, "run", "--dataset", "blobs", "--methods", "ft", "--epochs", "2", "--backend", "serial",
+                        "--results", str(tmp_path)], capture_output=True, text=True, env=_env(), timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    stamp = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
+    assert lines and all(stamp.match(x) for x in lines if x.strip())
+    assert any("plan:" in x for x in lines) and any(" done " in x and "ft seed 0" in x for x in lines)
+    assert any("epoch 2/2" in x for x in lines)  # the training loop's epoch/step events reach the renderer
+
+
+def _metrics(res) -> dict:
+    return {(r["spec"]["method"], r["spec"]["seed"]): r["metrics"] for r in res["records"][0]}
+
+
+def test_local_pool_matches_serial_with_equal_threads(tmp_path, monkeypatch):
+    import torch
+
+    spec = from_dict({**BASE, "methods": ["ft", "ga"], "seeds": [0, 1]})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the pool gives each of its 2 workers 1 thread on 2 cores
+    try:
+        serial = execute([spec], store=Store(tmp_path / "s"), backend="serial")
+    finally:
+        torch.set_num_threads(threads)
+    local = execute([spec], store=Store(tmp_path / "l"), backend="local", workers=2)
+    assert not serial["errors"] and not local["errors"]
+    a, b = _metrics(serial), _metrics(local)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert {m: v for m, v in a[k].items() if not m.startswith("RTE")} == \
+            {m: v for m, v in b[k].items() if not m.startswith("RTE")}, k
+
+
+def test_ray_backend_gives_the_same_records(tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is not installed (make test installs it where it can)")
+    spec = from_dict({**BASE, "methods": ["ft"], "seeds": [0]})
+    local = execute([spec], store=Store(tmp_path / "l"), backend="local", workers=2)
+    try:
+        viaray = execute([spec], store=Store(tmp_path / "r"), backend="ray", workers=2)
+    finally:
+        ray.shutdown()
+    assert not viaray["errors"], viaray["errors"]
+    a, b = _metrics(local), _metrics(viaray)
+    for k in a:
+        assert {m: v for m, v in a[k].items() if not m.startswith("RTE")} == \
+            {m: v for m, v in b[k].items() if not m.startswith("RTE")}, k

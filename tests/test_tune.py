@@ -1,0 +1,223 @@
+"""Budgeted tuning: search spaces in configs, the disjoint val: forget set, selection on it only, the CLI."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from unlearnlab import api
+from unlearnlab import config as C
+from unlearnlab.data.scenarios import forget_indices, parse_forget, validation_indices
+from unlearnlab.errors import ConfigError, DataError, UnknownNameError
+from unlearnlab.methods import METHODS
+from unlearnlab.store import Store
+
+pytest.importorskip("optuna")
+
+SPEC = {"dataset": "blobs", "model": "mlp", "forget": "random:10%", "seeds": 1, "recipe": {"epochs": 3}}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One store for the module: originals, oracles and trials are computed once and then reused."""
+    return Store(tmp_path_factory.mktemp("tune-store"))
+
+
+# ---- search spaces declared in configs -------------------------------------------------------------------------
+
+def _inside(value, s) -> bool:
+    kind, *vals = s
+    return value in vals if kind == "choice" else vals[0] <= value <= vals[1]
+
+
+def test_every_method_declares_a_search_space_that_holds_its_default():
+    for name, m in METHODS.items():
+        space = C.search_space(m.config)
+        if name == "retrain":
+            assert space == {}
+            continue
+        assert space, f"{name} declares no search space"
+        defaults = {f.name: f.default for f in dataclasses.fields(m.config)}
+        for field, s in space.items():
+            assert s[0] in C.SEARCH_KINDS
+            assert _inside(defaults[field], s), f"{name}.{field}: default {defaults[field]} outside {s}"
+        described = {d["name"]: d for d in C.describe(m.config)}
+        assert all(described[f]["search"] == list(s) for f, s in space.items())
+        assert all("search" not in d for f, d in described.items() if f not in space)
+
+
+def test_param_search_is_validated():
+    assert C.param(0.1, "x", search=("log", 1e-3, 1.0)).metadata["search"] == ("log", 1e-3, 1.0)
+    assert C.param(1, "x").metadata["search"] is None
+    for bad in [("log", 0.0, 1.0), ("float", 2.0, 1.0), ("int", 1.5, 3), ("grid", 1, 2), ("choice",), "log"]:
+        with pytest.raises(ConfigError):
+            C.param(1.0, "x", search=bad)
+    with pytest.raises(ConfigError, match="valid range"):
+        C.param(0.5, "x", low=0.0, high=1.0, search=("float", 0.5, 2.0))
+    with pytest.raises(ConfigError, match="choices"):
+        C.param("sgd", "x", choices=("sgd", "adam"), search=("choice", "sgd", "lion"))
+
+
+# ---- the validation forget set -------------------------------------------------------------------------------
+
+LABELS = np.repeat(np.arange(5), 40)
+
+
+@pytest.mark.parametrize("spec", ["random:10%", "class:2", "class:4", "subclass:1:25%", "subclass:1:75%"])
+def test_val_forget_set_is_disjoint_same_size_and_deterministic(spec):
+    reported = forget_indices(spec, LABELS, 7, num_classes=5)
+    val = forget_indices(f"val:{spec}", LABELS, 7, num_classes=5)
+    assert len(val) == len(reported) and np.intersect1d(val, reported).size == 0
+    assert np.array_equal(val, forget_indices(f"val:{spec}", LABELS, 7, num_classes=5))
+    assert np.array_equal(val, validation_indices(spec, LABELS, 7, num_classes=5))
+    assert str(parse_forget(f"val:{spec}")) == f"val:{parse_forget(spec)}"
+    if spec.startswith("class:"):  # a different class of the same scenario type
+        assert set(LABELS[val]) == {(int(spec[6:]) + 1) % 5}
+    if spec == "subclass:1:25%":  # the rest of class 1 has enough examples
+        assert set(LABELS[val]) == {1}
+    if spec == "subclass:1:75%":  # it has not: the next class
+        assert set(LABELS[val]) == {2}
+
+
+def test_val_forget_set_for_indices_files_and_errors(tmp_path):
+    f = tmp_path / "ids.txt"
+    f.write_text("\n".join(map(str, range(0, 60, 3))))
+    val = forget_indices(f"val:indices:{f}", LABELS, 0)
+    assert len(val) == 20 and np.intersect1d(val, np.arange(0, 60, 3)).size == 0
+    assert not np.array_equal(val, forget_indices(f"val:indices:{f}", LABELS, 1))  # seeded by the split seed
+    with pytest.raises(DataError, match="too few"):
+        forget_indices("val:random:60%", LABELS, 0)
+    with pytest.raises(DataError, match="once"):
+        parse_forget("val:val:random:10%")
+
+
+# ---- tune() end to end on real runs --------------------------------------------------------------------------
+
+def test_tune_selects_on_val_only_then_reports(store, monkeypatch):
+    calls = []
+    real_run = api.run
+
+    def spy(spec, **kw):
+        calls.append(dict(spec))
+        return real_run(spec, **kw)
+
+    monkeypatch.setattr(api, "run", spy)
+    r = api.tune(SPEC, ["ft", "ga"], budget=3, store=store, seed=0)
+    # per method: exactly `budget` trials on val:, then one run on the reported forget set
+    assert [c["forget"] for c in calls] == ["val:random:10%"] * 3 + ["random:10%"] + ["val:random:10%"] * 3 + [
+        "random:10%"]
+    assert [c["methods"] for c in calls] == [["ft"]] * 4 + [["ga"]] * 4
+    assert calls[3]["name"] == "tune:ft" and calls[0]["name"] == "tune:ft:val"
+    for method in ("ft", "ga"):
+        e = r["methods"][method]
+        assert len(e["trials"]) == 3 and [t["number"] for t in e["trials"]] == [0, 1, 2]
+        assert set(e["space"]) == set(C.search_space(METHODS.get(method).config))
+        feasible = [t for t in e["trials"] if t["feasible"]]
+        assert e["best"]["params"] in [t["params"] for t in feasible]
+        assert e["best"]["value"] == min(t["value"] for t in feasible)
+        for t in e["trials"]:  # the floor: feasible iff RA and TA within 5 points of the validation oracle's
+            assert t["feasible"] == (max(t["oracle_RA"] - t["RA"], t["oracle_TA"] - t["TA"]) <= 5.0)
+        s = e["sensitivity"]
+        assert s["n_trials"] == 3 and s["frac_feasible"] == len(feasible) / 3
+        assert s["min"] <= s["median"] <= s["max"] and s["iqr"] >= 0 and 0 < s["frac_near_best"] <= 1
+        assert s["best"] == e["best"]["value"]
+        assert e["reported"]["Avg.Gap"]["n"] == 1 and math.isfinite(e["reported"]["Avg.Gap"]["mean"])
+        assert e["record_ids"]
+    finals = [x for x in r["records"] if x["spec"]["method"] in ("ft", "ga")]
+    assert {x["spec"]["forget"] for x in r["records"]} == {"random:10%"}
+    assert finals[0]["spec"]["config"]["lr"] == pytest.approx(r["methods"]["ft"]["best"]["params"]["lr"])
+    # the summary is persisted in the store, content-addressed
+    stored = json.loads(store.artifact_path(r["summary_digest"]).read_text())
+    assert stored["methods"]["ft"]["best"] == r["methods"]["ft"]["best"] and stored["budget"] == 3
+    # the validation examples never overlap the reported forget set
+    from unlearnlab.data import load_dataset
+
+    labels = load_dataset("blobs", seed=0).train.y.numpy()
+    assert np.intersect1d(forget_indices("val:random:10%", labels, 0, num_classes=4),
+                          forget_indices("random:10%", labels, 0, num_classes=4)).size == 0
+    # same seed, same trials (and every run is answered from the store)
+    again = api.tune(SPEC, ["ft"], budget=3, store=store, seed=0)
+    assert again["methods"]["ft"]["trials"] == r["methods"]["ft"]["trials"]
+    assert again["summary_digest"] != r["summary_digest"]  # fewer methods, another summary
+
+
+# ---- feasibility and failures, on a fake api.run ---------------------------------------------------------------
+
+def _fake_run(value_of, ra_of, fail_if=lambda p: False):
+    """An api.run stand-in: metrics of the method are functions of its sampled config."""
+
+    def run(spec, **kw):
+        method = spec["methods"][0]
+        params = spec["overrides"][method]
+        oracle = {"spec": {"method": "retrain", "seed": 0}, "metrics": {"Avg.Gap": 0.0, "RA": 90.0, "TA": 80.0}}
+        if fail_if(params):
+            return {"records": [oracle], "errors": [{"method": method, "seed": 0, "error": "diverged"}], "table": []}
+        rec = {"spec": {"method": method, "seed": 0},
+               "metrics": {"Avg.Gap": value_of(params), "RA": ra_of(params), "TA": 80.0}}
+        return {"records": [oracle, rec], "errors": [], "table": api.compare([oracle, rec])}
+
+    return run
+
+
+def test_infeasible_trials_are_never_selected(monkeypatch):
+    # lower objective comes with lower RA: the best raw value is infeasible under the floor
+    monkeypatch.setattr(api, "run", _fake_run(lambda p: 10 - 100 * p["lr"], lambda p: 90 - 100 * p["lr"]))
+    r = api.tune(SPEC, "ft", budget=8, spaces={"ft": {"lr": ("float", 0.0, 0.1)}}, utility_floor=5.0, seed=3)
+    e = r["methods"]["ft"]
+    assert len(e["trials"]) == 8 and r["summary_digest"] is None  # no store: nothing persisted
+    assert {t["feasible"] for t in e["trials"]} == {True, False}
+    assert all(t["feasible"] == (t["params"]["lr"] <= 0.05) for t in e["trials"])
+    assert e["best"]["params"]["lr"] <= 0.05
+    assert e["best"]["value"] == min(t["value"] for t in e["trials"] if t["feasible"])
+    assert e["sensitivity"]["frac_feasible"] == sum(t["feasible"] for t in e["trials"]) / 8
+
+
+def test_failed_and_all_infeasible_trials(monkeypatch):
+    monkeypatch.setattr(api, "run", _fake_run(lambda p: 1.0, lambda p: 50.0, fail_if=lambda p: p["lr"] > 0.05))
+    r = api.tune(SPEC, ["ft"], budget=4, spaces={"ft": {"lr": ("float", 0.0, 0.1)}}, sampler="random")
+    e = r["methods"]["ft"]
+    assert e["best"] is None and e["reported"] is None and "no feasible trial" in e["note"]
+    assert r["records"] == [] and e["sensitivity"]["n_feasible"] == 0
+    failed = [t for t in e["trials"] if t["error"]]
+    assert failed and all("diverged" in t["error"] and not t["feasible"] for t in failed)
+
+
+def test_tune_rejects_bad_requests():
+    with pytest.raises(ConfigError, match="budget"):
+        api.tune(SPEC, ["ft"], budget=0)
+    with pytest.raises(UnknownNameError, match="Did you mean"):
+        api.tune(SPEC, ["fx"], budget=2)
+    with pytest.raises(ConfigError, match="oracle"):
+        api.tune(SPEC, ["retrain"], budget=2)
+    with pytest.raises(ConfigError, match="derives the disjoint validation set"):
+        api.tune({**SPEC, "forget": "val:random:10%"}, ["ft"], budget=2)
+    with pytest.raises(ConfigError, match="does not support task 'qa' yet"):
+        api.tune({"task": "qa", "dataset": "qa", "forget": "10%"}, ["npo"], budget=2)
+    with pytest.raises(ConfigError, match="not a config field"):
+        api.tune(SPEC, ["ft"], budget=2, spaces={"ft": {"lrr": ("log", 1e-3, 1e-1)}})
+    with pytest.raises(ConfigError, match="sampler"):
+        api.tune(SPEC, ["ft"], budget=2, sampler="grid")
+
+
+# ---- CLI -----------------------------------------------------------------------------------------------------
+
+def test_cli_tune(store):
+    from typer.testing import CliRunner
+
+    from unlearnlab.cli import app
+
+    runner = CliRunner()
+    args = ["tune", "--method", "ga", "--budget", "2", "--dataset", "blobs", "--model", "mlp", "--epochs", "3",
+            "--results", str(store.root)]
+    r = runner.invoke(app, [*args, "--json", "--backend", "serial"])
+    assert r.exit_code == 0, r.output
+    payload = json.loads(r.stdout)
+    assert len(payload["methods"]["ga"]["trials"]) == 2 and payload["validation_forget"] == "val:random:10%"
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "ga: 2 trials on val:random:10%" in r.stdout and "reported Avg.Gap" in r.stdout
+    r = runner.invoke(app, ["tune", "--method", "retrain", "--budget", "2", "--results", str(store.root)])
+    assert r.exit_code == 2 and "oracle" in r.output
