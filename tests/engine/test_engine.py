@@ -169,3 +169,22 @@ def test_ray_backend_gives_the_same_records(tmp_path):
     for k in a:
         assert {m: v for m, v in a[k].items() if not m.startswith("RTE")} == \
             {m: v for m, v in b[k].items() if not m.startswith("RTE")}, k
+
+
+def test_sweep_tunes_every_method_with_the_same_budget_then_runs_the_choice(tmp_path):
+    from unlearnlab import api
+
+    store = Store(tmp_path)
+    res = api.sweep({"name": "tuned", **BASE, "methods": ["ft", "ga"], "seeds": 1, "tune": {"budget": 2}},
+                    store=store, backend="serial")
+    tuned = next(iter(res["tuned"].values()))["methods"]
+    assert {m: len(t["trials"]) for m, t in tuned.items()} == {"ft": 2, "ga": 2}
+    assert all(t["spec"]["forget"].startswith("val:") for t in [r for r in store.list_runs()
+                                                                 if r["spec"]["name"] != "tuned"])
+    final = {r["spec"]["method"]: r for r in res["records"]}
+    assert set(final) == {"original", "retrain", "ft", "ga"}
+    for m in ("ft", "ga"):
+        chosen = tuned[m]["best"]["params"]
+        assert all(final[m]["spec"]["config"][k] == v for k, v in chosen.items())
+        assert final[m]["spec"]["forget"] == "random:10%"
+    assert res["report"] and Path(res["report"]).is_file()

@@ -90,6 +90,7 @@ def run_cmd(
     backend: str = typer.Option("local", help=BACKEND_HELP),
     workers: int | None = typer.Option(None, min=1, help="parallel jobs (default: the machine's cores)"),
     address: str | None = typer.Option(None, help="Ray cluster address to join (--backend ray)"),
+    no_report: bool = typer.Option(False, "--no-report", help="do not write the markdown/HTML report"),
 ) -> None:
     """Train (or reuse) the original and retrained models, run methods, print a table sorted by Avg.Gap.
 
@@ -122,6 +123,13 @@ def run_cmd(
             k for k in api.LM_ATTACK_METRICS if k in shown)
         what = spec.dataset if spec.task == "classifier" else f"QA ({spec.model or 'smollm2'})"
         print_table(result["table"], cols, title=f"{what} | forget {spec.forget} | seeds {len(spec.seeds)}")
+    if store is not None and not no_report and not as_json:
+        from ..store import spec_key
+
+        where = store.root / "reports" / (spec.name or f"run-{spec_key(spec.to_dict())[:12]}")
+        path = api._maybe_report(result["records"], where, f"{spec.dataset} | forget {spec.forget}")
+        err.print(f"report: {path}" if path else "report: skipped (pip install 'unlearnlab[report]' for one)",
+                  highlight=False)
     for e in result["errors"]:
         err.print(f"error: {e['method']} (seed {e['seed']}): {e['error']}", highlight=False, markup=False)
     if result["errors"]:

@@ -140,7 +140,17 @@ class LocalBackend:
 
     def submit(self, job: dict, store_root: str | None) -> None:
         """Queue `job` on the pool."""
-        self._futures[self._pool.submit(_pool_work, job, store_root)] = job["key"]
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            self._futures[self._pool.submit(_pool_work, job, store_root)] = job["key"]
+        except BrokenProcessPool:
+            from ..errors import UnlearnLabError
+
+            raise UnlearnLabError(
+                "The local backend's worker processes died. Workers start with multiprocessing 'spawn', which "
+                "re-imports the calling script: put the calling code of a script under `if __name__ == "
+                "'__main__':`, or use backend='serial'.") from None
 
     def wait(self, timeout: float) -> list[tuple[str, dict]]:
         """(job key, result) of the jobs that finished within `timeout` seconds."""

@@ -133,8 +133,12 @@ def _tune_first(d: dict, specs: list, **run_kw: Any) -> tuple[list, dict]:
         names = [m for m in spec.methods if m != "all"] or None
         if names is None:
             raise ConfigError("tune needs explicit methods (not 'all') so every method gets the same budget.")
-        res = tune(spec.to_dict(), names, budget=budget, store=store, run_kwargs=run_kw, **opts)
-        best = {m: r.get("best_config", {}) for m, r in res.get("methods", {}).items()}
+        res = tune(spec.to_dict(), names, budget=budget, store=store, run_kwargs=run_kw, final=False, **opts)
+        best = {m: (r.get("best") or {}).get("params", {}) for m, r in res.get("methods", {}).items()}
+        missing = [m for m, r in res.get("methods", {}).items() if not r.get("best")]
+        if missing:
+            raise ConfigError(f"tuning found no feasible setting for {missing} on {spec.dataset} {spec.forget}; "
+                              "raise tune.budget or tune.utility_floor.")
         chosen[f"{spec.dataset} {spec.forget}"] = res
         over = {**spec.overrides, **{m: {**spec.overrides.get(m, {}), **cfg} for m, cfg in best.items()}}
         out.append(dataclasses.replace(spec, overrides=over))

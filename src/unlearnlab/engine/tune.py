@@ -33,8 +33,9 @@ UTILITY = ("RA", "TA")
 def tune(spec: dict, methods: list[str] | str, *, budget: int, store=None, objective: str = "Avg.Gap",
          utility_floor: float = 5.0, seed: int = 0, sampler: str = "tpe",
          progress: Callable[[str], None] | None = None, run_kwargs: dict | None = None,
-         spaces: dict[str, dict[str, tuple]] | None = None) -> dict[str, Any]:
-    """Tune each method with `budget` trials on `val:<forget>`, then report its best setting on the forget set."""
+         spaces: dict[str, dict[str, tuple]] | None = None, final: bool = True) -> dict[str, Any]:
+    """Tune each method with `budget` trials on `val:<forget>`, then report its best setting on the forget set
+    (final=False: selection only; a sweep runs the chosen settings itself, in its own job graph)."""
     from .. import api
     from ..artifacts import dumps, jsonable
 
@@ -57,7 +58,9 @@ def tune(spec: dict, methods: list[str] | str, *, budget: int, store=None, objec
                  "best": None if best is None else {"trial": best["number"], "params": best["params"],
                                                     "value": best["value"]},
                  "sensitivity": sensitivity(trials, budget), "reported": None, "errors": []}
-        if best is None:
+        if best is not None and not final:
+            pass
+        elif best is None:
             entry["note"] = (f"no feasible trial among {budget}: every setting failed or fell more than "
                              f"{utility_floor:g} points below the oracle's RA/TA; raise --budget or --floor")
         else:
