@@ -50,11 +50,13 @@ def as_spec(spec: RunSpec | dict | str | Path) -> RunSpec:
 
 def run(spec: RunSpec | dict | str | Path, *, store=None, progress: Callable[[str], None] | None = None,
         resume: bool = True, backend: str = "serial", workers: int | None = None, address: str | None = None,
-        events: Callable[[dict], None] | None = None) -> dict[str, Any]:
+        events: Callable[[dict], None] | None = None, cpus_per_job: float = 1.0,
+        gpus_per_job: float = 0.0) -> dict[str, Any]:
     """Run a spec on the engine: every (method, seed) is evaluated against the retrained oracle and stored as it
     completes; with >= 2 seeds, the two-oracle noise floor (method 'oracle-floor') is measured too.
 
-    backend: 'serial' (this process), 'local' (process pool) or 'ray'. progress receives text lines, events the
+    backend: 'serial' (this process), 'local' (process pool) or 'ray' (cpus/gpus_per_job: each job's Ray request;
+    a GPU fraction such as 0.5 packs two jobs per GPU). progress receives text lines, events the
     structured event stream (unlearnlab.engine.events). Returns {"records": [...], "errors": [{"method", "seed",
     "error"}], "table": compare(records)}; a failing job is reported in `errors` and nothing is stored for it.
     """
@@ -63,7 +65,8 @@ def run(spec: RunSpec | dict | str | Path, *, store=None, progress: Callable[[st
     spec = as_spec(spec)
     texts = text_sink(progress)
     sink = texts if events is None else (lambda ev: (texts(ev), events(ev)))
-    res = execute([spec], store=store, backend=backend, workers=workers, address=address, resume=resume, sink=sink)
+    res = execute([spec], store=store, backend=backend, workers=workers, address=address, resume=resume, sink=sink,
+                  cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job)
     records = res["records"][0]
     errors = [{k: e[k] for k in ("method", "seed", "error")} for e in res["errors"]]
     return {"records": records, "errors": errors, "table": compare(records)}
@@ -71,7 +74,7 @@ def run(spec: RunSpec | dict | str | Path, *, store=None, progress: Callable[[st
 
 def sweep(spec: dict | str | Path, *, store=None, backend: str | None = None, workers: int | None = None,
           address: str | None = None, resume: bool = True, events: Callable[[dict], None] | None = None,
-          report_dir: str | Path | None = None) -> dict[str, Any]:
+          report_dir: str | Path | None = None, cpus_per_job: float = 1.0, gpus_per_job: float = 0.0) -> dict[str, Any]:
     """Run a sweep (a YAML path or dict: see unlearnlab.engine.sweep) as one job graph on a backend.
 
     Returns {"name", "records", "errors", "jobs", "tables": {scenario: compare rows}, "tuned", "report"}; the
@@ -82,7 +85,8 @@ def sweep(spec: dict | str | Path, *, store=None, backend: str | None = None, wo
     from .engine.sweep import sweep as _sweep
 
     d = load_sweep(spec) if isinstance(spec, (str, Path)) else dict(spec)
-    res = _sweep(d, store=store, backend=backend, workers=workers, address=address, resume=resume, sink=events)
+    res = _sweep(d, store=store, backend=backend, workers=workers, address=address, resume=resume, sink=events,
+                 cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job)
     groups: dict[str, list[dict]] = {}
     for r in res["records"]:
         s = r["spec"]

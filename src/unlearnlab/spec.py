@@ -115,17 +115,22 @@ def from_dict(d: dict[str, Any]) -> RunSpec:
     return RunSpec(**d)
 
 
-def load_yaml(path: str | Path) -> RunSpec:
-    """Read a RunSpec from a YAML file."""
+def read_mapping(path: str | Path, what: str = "Spec", keys: str = "dataset, forget, methods, seeds, ...") -> dict:
+    """The mapping a YAML file holds (ConfigError for a missing file, invalid YAML or another top-level type)."""
     import yaml
 
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"Spec file {str(p)!r} does not exist.")
+        raise ConfigError(f"{what} file {str(p)!r} does not exist. See examples/ for specs to start from.")
     try:
         d = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{p} is not valid YAML: {e}") from None
     if not isinstance(d, dict):
-        raise ConfigError(f"{p} must hold a mapping of spec keys (dataset, forget, methods, seeds, ...).")
-    return from_dict(d)
+        raise ConfigError(f"{p} must hold a mapping of {what.lower()} keys ({keys}).")
+    return d
+
+
+def load_yaml(path: str | Path) -> RunSpec:
+    """Read a RunSpec from a YAML file."""
+    return from_dict(read_mapping(path))

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from .config import param
 from .data.core import batches
-from .engine.events import training_step
+from .engine.events import record_loss, training_step
 from .errors import ConfigError, DivergenceError
 from .seeding import torch_generator
 
@@ -109,6 +109,7 @@ def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, task, *, seed: i
             opt.step()
             step += 1
             training_step(what, epoch + 1, cfg.epochs, step, total)
+            record_loss(what, step, loss)
         if on_epoch is not None:
             on_epoch(epoch, model)
     model.eval()

@@ -107,6 +107,10 @@ def test_resume_after_kill_9(tmp_path):
     keys = [x["spec_key"] for x in runs]
     assert len(keys) == len(set(keys)) == 13  # 6 methods x 2 seeds + the floor, each once
     assert all({x["spec_key"]: x["id"] for x in runs}[k] == v for k, v in before.items())
+    st = subprocess.run([*CLI, "sweep", "status", "kill", "--results", str(results)], capture_output=True, text=True,
+                        env=_env(), timeout=60)
+    assert st.returncode == 0 and re.search(r"kill: \d+ done", st.stdout), st.stdout + st.stderr
+    assert "running" not in st.stdout  # the killed process's claims are not reported as live
 
 
 def test_two_processes_never_compute_the_same_job(tmp_path):

@@ -90,6 +90,9 @@ def run_cmd(
     backend: str = typer.Option("local", help=BACKEND_HELP),
     workers: int | None = typer.Option(None, min=1, help="parallel jobs (default: the machine's cores)"),
     address: str | None = typer.Option(None, help="Ray cluster address to join (--backend ray)"),
+    cpus_per_job: float = typer.Option(1.0, min=0.0, help="Ray: CPUs each job requests"),
+    gpus_per_job: float = typer.Option(0.0, min=0.0, help="Ray: GPUs each job requests (0.5 packs two per GPU; "
+                                       "default 1 for --device cuda runs, else 0)"),
     no_report: bool = typer.Option(False, "--no-report", help="do not write the markdown/HTML report"),
 ) -> None:
     """Train (or reuse) the original and retrained models, run methods, print a table sorted by Avg.Gap.
@@ -111,7 +114,7 @@ def run_cmd(
         store = None if no_store else _store(results)
         with renderer(workers or 1) as sink:
             result = api.run(spec, store=store, events=sink, resume=not fresh, backend=backend, workers=workers,
-                             address=address)
+                             address=address, cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job)
     except UnlearnLabError as e:
         fail(e)
     if as_json:

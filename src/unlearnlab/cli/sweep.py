@@ -19,6 +19,9 @@ def sweep_cmd(
     backend: str | None = typer.Option(None, help=BACKEND_HELP + " (default: the spec's, else local)"),
     workers: int | None = typer.Option(None, min=1, help="parallel jobs (default: the machine's cores)"),
     address: str | None = typer.Option(None, help="Ray cluster address to join (--backend ray)"),
+    cpus_per_job: float = typer.Option(1.0, min=0.0, help="Ray: CPUs each job requests"),
+    gpus_per_job: float = typer.Option(0.0, min=0.0, help="Ray: GPUs each job requests (0.5 packs two per GPU; "
+                                       "default 1 for --device cuda runs, else 0)"),
     results: Path | None = typer.Option(None, help=RESULTS_HELP),
     fresh: bool = typer.Option(False, "--fresh", help="recompute runs already in the store"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output on stdout"),
@@ -40,7 +43,8 @@ def sweep_cmd(
         store = _store(results)
         with renderer(workers or 1) as sink:
             res = api.sweep(target, store=store, backend=backend, workers=workers, address=address,
-                            resume=not fresh, events=sink)
+                            resume=not fresh, events=sink, cpus_per_job=cpus_per_job,
+                            gpus_per_job=gpus_per_job)
     except UnlearnLabError as e:
         fail(e)
     if as_json:

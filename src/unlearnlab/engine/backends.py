@@ -56,7 +56,7 @@ def work(job: dict, store_root: str | None, sink: Callable[[dict], None] | None)
             else:
                 rec = task.run(spec, job["seed"], job["method"], store, job["rspec"])
         if store is not None:
-            rec["id"] = store.add_run(rec)
+            rec = store.get_run(store.add_run(rec))  # as stored: id, created, spec_key, JSON-normalised values
         return {"ok": True, "record": rec, "seconds": time.perf_counter() - t0}
     except UnlearnLabError as e:
         return {"ok": False, "error": str(e), "trace": "", "exception": e, "seconds": time.perf_counter() - t0}
@@ -216,12 +216,17 @@ class RayBackend:
             ray.init(**kw, runtime_env={"env_vars": env}, log_to_driver=False, configure_logging=False)
         total = ray.cluster_resources().get("CPU", 1)
         self.workers = self.slots = max(1, int(total // cpus_per_job))
-        self._remote = ray.remote(_ray_work).options(num_cpus=cpus_per_job, num_gpus=gpus_per_job, max_retries=0)
+        self._remote = ray.remote(_ray_work)
+        self._opts = {"num_cpus": cpus_per_job, "num_gpus": gpus_per_job, "max_retries": 0}
         self._refs: dict[Any, str] = {}
 
     def submit(self, job: dict, store_root: str | None) -> None:
-        """Start `job` as a Ray task."""
-        self._refs[self._remote.remote(job, store_root, self.threads)] = job["key"]
+        """Start `job` as a Ray task, with the job's own resource request where it has one."""
+        res = job.get("resources") or {}
+        opts = {**self._opts, **{k: v for k, v in (("num_cpus", res.get("cpus")), ("num_gpus", res.get("gpus")))
+                                 if v is not None}}
+        threads = max(1, int(opts["num_cpus"]))
+        self._refs[self._remote.options(**opts).remote(job, store_root, threads)] = job["key"]
 
     def wait(self, timeout: float) -> list[tuple[str, dict]]:
         """(job key, result) of the tasks that finished within `timeout` seconds."""
@@ -246,8 +251,8 @@ class RayBackend:
 
 
 def make_backend(name: str, sink: Callable[[dict], None], *, workers: int | None = None,
-                 address: str | None = None) -> Any:
-    """A backend by name: serial, local or ray."""
+                 address: str | None = None, cpus_per_job: float = 1.0, gpus_per_job: float = 0.0) -> Any:
+    """A backend by name: serial, local or ray (the per-job CPU/GPU request applies to Ray)."""
     from ..errors import UnknownNameError
 
     if name == "serial":
@@ -255,7 +260,8 @@ def make_backend(name: str, sink: Callable[[dict], None], *, workers: int | None
     if name == "local":
         return LocalBackend(sink, workers)
     if name == "ray":
-        return RayBackend(sink, address=address, workers=workers)
+        return RayBackend(sink, address=address, workers=workers, cpus_per_job=cpus_per_job,
+                          gpus_per_job=gpus_per_job)
     raise UnknownNameError("backend", name, ["local", "serial", "ray"])
 
 

@@ -58,6 +58,32 @@ def training_step(what: str, epoch: int, epochs: int, step: int, steps: int, *, 
     emit("progress", what=what, epoch=epoch, epochs=epochs, step=step, steps=steps)
 
 
+_curves = threading.local()
+
+
+@contextmanager
+def collect_curves(max_points: int = 200) -> Iterator[dict[str, list[list[float]]]]:
+    """Collect the training loss of every train() call inside the block: {what: [[step, loss], ...]} (thinned to
+    at most `max_points` per curve by keeping every k-th point)."""
+    box: dict[str, list[list[float]]] = {}
+    old = getattr(_curves, "box", None)
+    _curves.box = box
+    try:
+        yield box
+    finally:
+        _curves.box = old
+        for name, pts in box.items():
+            k = -(-len(pts) // max_points)
+            box[name] = pts[::k] if k > 1 else pts
+
+
+def record_loss(what: str, step: int, loss: Any) -> None:
+    """Append (step, loss) to the active curve collector (no-op, and no device sync, without one)."""
+    box = getattr(_curves, "box", None)
+    if box is not None:
+        box.setdefault(what, []).append([step, float(loss.detach().float().mean())])
+
+
 class Tracker:
     """Counts of jobs by state and a rate estimate, shared by both renderers."""
 
@@ -214,4 +240,5 @@ def renderer(workers: int = 1, *, quiet: bool = False, stream: TextIO | None = N
         yield LineRenderer(target, workers=workers)
 
 
-__all__ = ["LineRenderer", "LiveRenderer", "Tracker", "emit", "renderer", "reporting", "training_step"]
+__all__ = ["LineRenderer", "LiveRenderer", "Tracker", "collect_curves", "emit", "record_loss",
+           "renderer", "reporting", "training_step"]

@@ -36,6 +36,7 @@ class Job:
     rspec: dict | None = None
     deps: tuple[str, ...] = ()
     sweep: str = ""
+    resources: dict = dataclasses.field(default_factory=dict)  # Ray request: {"cpus": 1, "gpus": 0.5}
 
     def as_dict(self) -> dict:
         """The picklable form handed to a backend."""
@@ -261,7 +262,7 @@ class _Heartbeat(threading.Thread):
 
 def execute(specs: list, *, store=None, backend: str = "serial", workers: int | None = None,
             address: str | None = None, resume: bool = True, sink: Callable[[dict], None] | None = None,
-            floor: bool = True) -> dict[str, Any]:
+            floor: bool = True, cpus_per_job: float = 1.0, gpus_per_job: float = 0.0) -> dict[str, Any]:
     """Run `specs` (RunSpecs) as one job graph; returns {"records": per spec, "errors": [...], "jobs": counts}.
 
     records holds, per spec, its run records in plan order (stored ones reused when `resume`). Each error is
@@ -271,7 +272,11 @@ def execute(specs: list, *, store=None, backend: str = "serial", workers: int | 
     graph = expand(specs, floor=floor)
     if store is None and backend != "serial":
         backend = "serial"  # without a store, models travel between jobs only inside one process
-    be = make_backend(backend, sink, workers=workers, address=address)
+    for job in graph.jobs.values():  # language-model jobs on a GPU ask Ray for one (or the given fraction)
+        gpus = gpus_per_job or (1.0 if job.spec.get("device", "auto").startswith("cuda") else 0.0)
+        job.resources = {"cpus": cpus_per_job, **({"gpus": gpus} if gpus else {})}
+    be = make_backend(backend, sink, workers=workers, address=address, cpus_per_job=cpus_per_job,
+                      gpus_per_job=gpus_per_job)
     try:
         sched = _Scheduler(graph, store, be, sink, resume)
         order = sched.prune()

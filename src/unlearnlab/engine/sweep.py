@@ -22,19 +22,11 @@ SWEEP_ONLY = ("name", "grid", "tune", "backend", "workers", "address")
 
 
 def load_sweep(path: str | Path) -> dict[str, Any]:
-    """Read a sweep YAML file into a dict (clear errors for a missing or malformed file)."""
-    import yaml
+    """Read a sweep YAML file into a dict (clear errors for a missing or malformed file); name defaults to the stem."""
+    from ..spec import read_mapping
 
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"Sweep file {str(p)!r} does not exist. See examples/ for sweep specs to start from.")
-    try:
-        d = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p} is not valid YAML: {e}") from None
-    if not isinstance(d, dict):
-        raise ConfigError(f"{p} must hold a mapping of sweep keys (name, dataset, forget, methods, seeds, grid, ...).")
-    d.setdefault("name", p.stem)
+    d = read_mapping(path, "Sweep", "name, dataset, forget, methods, seeds, grid, ...")
+    d.setdefault("name", Path(path).stem)
     return d
 
 
@@ -99,7 +91,8 @@ def expand_sweep(d: dict[str, Any]) -> list:
 
 
 def sweep(d: dict[str, Any], *, store=None, backend: str | None = None, workers: int | None = None,
-          address: str | None = None, resume: bool = True, sink=None) -> dict[str, Any]:
+          address: str | None = None, resume: bool = True, sink=None, cpus_per_job: float = 1.0,
+          gpus_per_job: float = 0.0) -> dict[str, Any]:
     """Run a sweep dict on the engine (tuning first when it has a `tune` block)."""
     from .runner import execute
 
@@ -108,9 +101,12 @@ def sweep(d: dict[str, Any], *, store=None, backend: str | None = None, workers:
     workers = workers or d.get("workers")
     address = address or d.get("address")
     tuned: dict[str, Any] = {}
+    res_kw = {"cpus_per_job": cpus_per_job, "gpus_per_job": gpus_per_job}
     if d.get("tune"):
-        specs, tuned = _tune_first(d, specs, store=store, backend=backend, workers=workers, address=address)
-    res = execute(specs, store=store, backend=backend, workers=workers, address=address, resume=resume, sink=sink)
+        specs, tuned = _tune_first(d, specs, store=store, backend=backend, workers=workers, address=address,
+                                   **res_kw)
+    res = execute(specs, store=store, backend=backend, workers=workers, address=address, resume=resume, sink=sink,
+                  **res_kw)
     records = [r for recs in res["records"] for r in recs]
     uniq = list({r.get("id") or id(r): r for r in records}.values())
     return {"name": d.get("name"), "specs": len(specs), "records": uniq, "errors": res["errors"], "jobs": res["jobs"],

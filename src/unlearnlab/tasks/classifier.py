@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..config import to_dict
+from ..engine.events import collect_curves
 from ..engine.records import count_steps, make_record, timed
 from ..errors import ConfigError, UnlearnLabError
 from ..spec import RunSpec
@@ -222,7 +223,7 @@ class ClassifierTask:
         sc = self.context(spec, seed, store)
         overrides = spec.overrides.get(method, {})
         ctx = MethodContext(seed=seed, recipe=sc.recipe)
-        steps = 0
+        steps, curves = 0, {}
         if method == "original":
             model, t = sc.original, {"wall_s": 0.0, "cpu_s": 0.0}
         elif method == "retrain":
@@ -230,14 +231,15 @@ class ClassifierTask:
         else:
             if sc.task.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            with count_steps() as box:
+            with count_steps() as box, collect_curves() as curves:
                 model, t = timed(lambda: run_method(method, sc.original, sc.data, sc.task, overrides, ctx))
             steps = box[0]
         metrics = evaluate_model(model, sc.data, sc.task, reference=sc.oracle, cache=sc.cache)
         metrics["RTE"] = t["wall_s"]
         metrics["RTE/retrain"] = t["wall_s"] / sc.retrain_s if sc.retrain_s > 0 else float("nan")
         details = details_of(sc.cache.get(model, sc.data, sc.task, tuple(sc.data.splits())), sc.data.num_classes)
-        return make_record(rspec, metrics, {**t, "opt_steps": steps}, sc.task.device, details=details)
+        return make_record(rspec, metrics, {**t, "opt_steps": steps}, sc.task.device, details=details,
+                           **({"curves": curves} if curves else {}))
 
     def floor(self, spec: RunSpec, seed: int, other: int, store, rspec: dict) -> dict[str, Any]:
         """The noise floor: the oracle of seed `other` evaluated against the oracle of `seed` (same data)."""

@@ -9,7 +9,7 @@ from collections import OrderedDict
 from typing import Any
 
 from ..config import build, to_dict
-from ..engine.events import emit
+from ..engine.events import collect_curves, emit
 from ..engine.records import count_steps, make_record
 from ..spec import RunSpec
 from .base import Plan
@@ -120,21 +120,22 @@ class QATask:
         from ..methods import MethodContext, run_method
 
         setup = self.setup(spec, seed, store)
-        wall, cpu, extra, steps = 0.0, float("nan"), {}, 0
+        wall, cpu, extra, steps, curves = 0.0, float("nan"), {}, 0, {}
         if method == "original":
             model, extra["finetune_s"] = setup.target, setup.timings["target_s"]
         elif method == "retrain":
             model, wall = setup.oracle, setup.timings["oracle_s"]
         else:
             t0, c0 = time.perf_counter(), time.process_time()
-            with count_steps() as box:
+            with count_steps() as box, collect_curves() as curves:
                 model = run_method(method, setup.target, setup.data, setup.task,
                                    method_overrides(spec.lm_dict(), method), MethodContext(seed=seed))
             wall, cpu, steps = time.perf_counter() - t0, time.process_time() - c0, box[0]
         metrics = _measure(model, setup, extra)
         _say(f"{method} (seed {seed}): " + ", ".join(f"{k} {metrics[k]:.3f}" for k in SHOWN if k in metrics))
         return make_record(rspec, {**metrics, "RTE": wall}, {"wall_s": wall, "cpu_s": cpu, "opt_steps": steps,
-                                                             **extra}, setup.task.device)
+                                                             **extra}, setup.task.device,
+                           **({"curves": curves} if curves else {}))
 
     def floor(self, spec: RunSpec, seed: int, other: int, store, rspec: dict) -> dict[str, Any]:
         """The oracle of seed `other` scored against the oracle (and target) of `seed`: the noise floor."""
