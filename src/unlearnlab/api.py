@@ -100,7 +100,9 @@ def sweep(spec: dict | str | Path, *, store=None, backend: str | None = None, wo
 
 def _maybe_report(records: list[dict], out: str | Path | None, title: str) -> str | None:
     """Write the report of `records` to `out` when matplotlib is installed; its HTML path, else None."""
-    if out is None or not records:
+    from .distributed import is_main
+
+    if out is None or not records or not is_main():  # [distributed] rank 0 alone writes under a launch
         return None
     try:
         from .engine.report import build_report

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from . import distributed
 from .config import param
 from .data.core import batches
 from .engine.events import record_loss, training_step
@@ -36,6 +37,8 @@ class TrainConfig:
 
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' -> cuda, then mps, then cpu; otherwise the named device (with a clear error if absent)."""
+    if name in ("auto", "cuda") and distributed.launched() and torch.cuda.is_available():
+        return distributed.launch_device()  # each process of a launch on its own GPU (or the CPU with gloo)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -82,11 +85,34 @@ def check_finite(loss: torch.Tensor, step: int, what: str) -> None:
         raise DivergenceError(what, step, float(loss.detach().float().mean()))
 
 
+def _parallel_step(model: nn.Module, batch: Any, loss_fn: LossFn, opt: torch.optim.Optimizer,
+                   after_backward: Callable[[nn.Module], None] | None, task, use_amp: bool, step: int,
+                   what: str) -> torch.Tensor:
+    """One data-parallel step: this rank's slice, its loss scaled by its share, gradients summed over the ranks;
+    returns the loss of the whole global batch."""
+    local, share = distributed.shard(batch)
+    with distributed.step(share), torch.autocast(task.device.type, dtype=torch.bfloat16, enabled=use_amp):
+        loss = loss_fn(model, local)
+    opt.zero_grad(set_to_none=True)
+    (loss * share).backward()
+    total, finite = distributed.sync_gradients([p for g in opt.param_groups for p in g["params"]], loss, share)
+    if not finite:
+        raise DivergenceError(what, step, total)
+    if after_backward is not None:
+        after_backward(model)
+    opt.step()
+    distributed.sync_norm_buffers(model)
+    return torch.tensor(total)
+
+
 def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, task, *, seed: int, key: str = "train",
           loss_fn: LossFn | None = None, after_backward: Callable[[nn.Module], None] | None = None,
           params: Iterable[torch.nn.Parameter] | None = None, what: str = "training",
           on_epoch: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
-    """Train `model` in place on `dataset` with `cfg`; `loss_fn(model, batch)` overrides task.loss."""
+    """Train `model` in place on `dataset` with `cfg`; `loss_fn(model, batch)` overrides task.loss.
+
+    Under a multi-process launch each rank trains on its slice of the same global batches and gradients are summed
+    over the ranks, so the result equals one process with the same batch size (see unlearnlab.distributed)."""
     loss_fn = loss_fn or task.loss
     model.to(task.device).train()
     opt = make_optimizer(params if params is not None else model.parameters(), cfg)
@@ -94,19 +120,25 @@ def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, task, *, seed: i
     n = len(dataset)
     total = cfg.epochs * max(1, math.ceil(n / cfg.batch_size))
     use_amp = cfg.amp and task.device.type == "cuda"
+    parallel = distributed.active()  # under a multi-process launch: shard batches, sum gradients (distributed.py)
+    if parallel:
+        distributed.check_replicas(model)
     step = 0
     for epoch in range(cfg.epochs):
         for batch in batches(dataset, cfg.batch_size, shuffle=True, gen=gen, augment=cfg.augment):
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * lr_factor(cfg.schedule, step, total)
-            with torch.autocast(task.device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss = loss_fn(model, batch)
-            check_finite(loss, step, what)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if after_backward is not None:
-                after_backward(model)
-            opt.step()
+            if parallel:
+                loss = _parallel_step(model, batch, loss_fn, opt, after_backward, task, use_amp, step, what)
+            else:
+                with torch.autocast(task.device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    loss = loss_fn(model, batch)
+                check_finite(loss, step, what)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if after_backward is not None:
+                    after_backward(model)
+                opt.step()
             step += 1
             training_step(what, epoch + 1, cfg.epochs, step, total)
             record_loss(what, step, loss)

@@ -128,7 +128,8 @@ def test_two_processes_never_compute_the_same_job(tmp_path):
 
 def test_progress_lines_when_stderr_is_a_pipe(tmp_path):
     r = subprocess.run([*CLI, "run", "--dataset", "blobs", "--methods", "ft", "--epochs", "2", "--backend", "serial",
-                        "--results", str(tmp_path)], capture_output=True, text=True, env=_env(), timeout=300)
+                        "--results", str(tmp_path), "--no-report"], capture_output=True, text=True, env=_env(),
+                       timeout=300)
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
     stamp = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")

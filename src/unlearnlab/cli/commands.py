@@ -8,6 +8,7 @@ import typer
 
 from .. import api
 from ..config import describe
+from ..distributed import is_main
 from ..engine.events import renderer
 from ..errors import UnlearnLabError
 from . import _store, app, err, fail, out, print_table, runs_app
@@ -112,11 +113,13 @@ def run_cmd(
                                 "device": device, "task": task, "original": original,
                                 "attacks": attacks})
         store = None if no_store else _store(results)
-        with renderer(workers or 1) as sink:
+        with renderer(workers or 1, quiet=not is_main()) as sink:
             result = api.run(spec, store=store, events=sink, resume=not fresh, backend=backend, workers=workers,
                              address=address, cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job)
     except UnlearnLabError as e:
         fail(e)
+    if not is_main():  # [distributed] the other ranks of a launch ran the same jobs; rank 0 prints and reports
+        raise typer.Exit(2 if result["errors"] else 0)
     if as_json:
         typer.echo(json.dumps({"records": result["records"], "table": result["table"], "errors": result["errors"]},
                               indent=1, default=str))

@@ -21,16 +21,25 @@ from .commands import RESULTS_HELP, _parse_overrides
 def tune_cmd(
     method: str = typer.Option(..., "--method", help="comma-separated methods to tune, e.g. ft,ga,salun"),
     budget: int = typer.Option(..., min=1, help="trials per method (every method gets the same budget)"),
-    dataset: str = typer.Option("digits", help="digits, blobs, cifar10-dev, cifar10:PATH, imagefolder:PATH"),
+    task: str = typer.Option("classifier", help="classifier or qa (language models)"),
+    dataset: str = typer.Option("digits", help="digits, blobs, cifar10-dev, cifar10:PATH, imagefolder:PATH; with "
+                                "--task qa: qa[:authors=20,facts=10], tofu:DIR, tofu:train=PATH,forget=PATH, "
+                                "corpus:DIR"),
     forget: str = typer.Option("random:10%", help="the forget set to report: random:10%, class:3, subclass:3:50%, "
-                               "indices:FILE; trials run on the disjoint val:<forget>"),
-    model: str = typer.Option("", help="mlp, cnn:width=16, resnet18:width=0.25 (default: per dataset)"),
+                               "indices:FILE; --task qa: N% of the authors (tofu:DIR: 1%, 5% or 10%); trials run on "
+                               "the disjoint val:<forget>"),
+    model: str = typer.Option("", help="mlp, cnn:width=16, resnet18:width=0.25 (default: per dataset); --task qa: "
+                              "tiny, smollm2, a Hugging Face model name"),
     seeds: int = typer.Option(1, min=1, help="number of seeds (0..N-1); the objective is their mean"),
-    epochs: int | None = typer.Option(None, help="epochs of the original/retrain recipe"),
+    epochs: int | None = typer.Option(None, help="epochs of the original/retrain recipe (--task qa: of the target "
+                                      "and oracle fine-tunes)"),
     set_: list[str] = typer.Option([], "--set", help="fixed override under the sampled values, e.g. --set ga.epochs=3"),
-    floor: float = typer.Option(5.0, min=0.0, help="a trial is infeasible when RA or TA falls more than this many "
-                                "points below the validation oracle's"),
-    objective: str = typer.Option("Avg.Gap", help="metric to minimise: Avg.Gap, or any metric as |gap to oracle|"),
+    floor: float | None = typer.Option(None, min=0.0, help="a trial is infeasible when its utility falls more than "
+                                       "this below the validation oracle's: classifiers: points of RA or TA "
+                                       "(default 5); --task qa: a fraction of Model Utility (default 0.1 = 10%)"),
+    objective: str | None = typer.Option(None, help="what selects: classifiers Avg.Gap (default), --task qa "
+                                         "Forget.Gap (default: mean |gap to oracle| of the forget metrics) or "
+                                         "'Forget Quality' (maximised); any metric name as |gap to oracle|"),
     sampler: str = typer.Option("tpe", help="tpe (seeded TPE with the utility constraint) or random"),
     tune_seed: int = typer.Option(0, "--tune-seed", help="seed of the samplers"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, mps"),
@@ -46,11 +55,13 @@ def tune_cmd(
     Exit codes: 0 ok, 1 some method had no feasible trial, 2 usage/config/data errors or a failed final run.
 
     Example: unlearnlab tune --method ft,ga --budget 20 --dataset digits --forget random:10% --seeds 3
+    Language models: unlearnlab tune --task qa --model tiny --dataset qa:authors=8,facts=4 --method ga,npo --budget 4
+    --set ga.epochs=2 --set npo.epochs=2
     """
     try:
         recipe = {"epochs": epochs} if epochs is not None else {}
         spec = {"dataset": dataset, "forget": forget, "model": model, "seeds": seeds, "recipe": recipe,
-                "overrides": _parse_overrides(set_), "device": device}
+                "overrides": _parse_overrides(set_), "device": device, "task": task}
         store = _store(results)
         run_kwargs = {k: v for k, v in {"backend": backend, "workers": workers}.items() if v is not None}
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
@@ -89,24 +100,33 @@ def _params(params: dict[str, Any] | None) -> str:
 
 def print_tune(result: dict[str, Any]) -> None:
     """One table per method (its trials on the validation set), then the summary: best, reported, sensitivity."""
-    obj = result["objective"]
+    obj, lm = result["objective"], result.get("task") == "qa"
+    better = "higher" if result.get("direction") == "maximize" else "lower"
+    digits = 3 if lm else 2
     for name, entry in result["methods"].items():
-        t = Table(title=f"{name}: {result['budget']} trials on {result['validation_forget']} ({obj}, lower is better)")
-        for c in ("trial", "setting", obj, "RA", "TA", "feasible"):
+        cols = list(dict.fromkeys(k for tr in entry["trials"] for k in tr.get("utility", ("RA", "TA"))))
+        t = Table(title=f"{name}: {result['budget']} trials on {result['validation_forget']} ({obj}, {better} is "
+                        "better)")
+        for c in ("trial", "setting", obj, *cols, "feasible"):
             t.add_column(c, justify="left" if c == "setting" else "right")
         best = (entry["best"] or {}).get("trial")
         for tr in entry["trials"]:
             mark = "error" if tr["error"] else ("yes" if tr["feasible"] else "no (utility)")
             t.add_row(f"{tr['number']}{' *' if tr['number'] == best else ''}", _params(tr["params"]),
-                      _num(tr["value"]), _num(tr.get("RA")), _num(tr.get("TA")), mark)
+                      _num(tr["value"], digits), *(_num(tr.get(c), digits) for c in cols), mark)
         out.print(t)
+    floor = f"{result['utility_floor']:.0%} of the oracle's utility" if lm else f"{result['utility_floor']:g}"
     s = Table(title=f"{result['spec']['dataset']} | forget {result['spec']['forget']} | budget {result['budget']} | "
-                    f"utility floor {result['utility_floor']:g}")
-    for c in ("method", "best setting", f"val {obj}", "reported Avg.Gap", "feasible", "median", "IQR", "near best"):
+                    f"utility floor {floor}")
+    for c in ("method", "best setting", f"val {obj}", f"reported {obj}", "feasible", "median", "IQR", "near best"):
         s.add_column(c, justify="left" if c in ("method", "best setting") else "right")
     for name, entry in result["methods"].items():
         sens, rep = entry["sensitivity"], entry["reported"] or {}
-        s.add_row(name, _params((entry["best"] or {}).get("params")), _num((entry["best"] or {}).get("value")),
-                  fmt(rep.get("Avg.Gap")), f"{sens['frac_feasible']:.0%}", _num(sens["median"]), _num(sens["iqr"]),
+        # a stored metric shows as in `unlearnlab run` (mean, with a CI over seeds); a gap as tune scored it
+        reported = fmt(rep[obj], digits) if obj in ("Avg.Gap", "Forget Quality") and obj in rep else \
+            _num((entry.get("reported_score") or {}).get("value"), digits)
+        s.add_row(name, _params((entry["best"] or {}).get("params")),
+                  _num((entry["best"] or {}).get("value"), digits), reported,
+                  f"{sens['frac_feasible']:.0%}", _num(sens["median"], digits), _num(sens["iqr"], digits),
                   f"{sens['frac_near_best']:.0%}")
     out.print(s)

@@ -2,7 +2,8 @@
 
 MUSE (Shi et al. 2024) unlearns raw documents (news articles, books): every token is a training target, so
 labels = input_ids. Documents come from a folder of .txt files (one document per file), a single .txt file
-(documents separated by blank lines), or a list of strings.
+(documents separated by blank lines), or a list of strings. The `val:` form of a corpus (for tuning) forgets a
+seeded subset of as many retain documents instead, and keeps the forget documents in the retain set.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..seeding import numpy_rng
 from .core import TokenDataset
 
 
@@ -74,9 +76,21 @@ class TextDataset(TokenDataset):
             self.doc_of += [d] * len(chunks)
 
 
+def validation_documents(n_forget: int, n_retain: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices into the retain documents of the `val:` forget set: a seeded subset of `n_forget` of them."""
+    if n_retain <= n_forget:
+        raise DataError(f"val: needs {n_forget} retain document(s) as a validation forget set with some left to "
+                        f"retain, but the retain corpus has only {n_retain}; add retain documents.")
+    return np.sort(numpy_rng(seed, "corpus-val", n_forget).choice(n_retain, size=n_forget, replace=False))
+
+
 def corpus_data(tokenizer: Any, forget: str | os.PathLike | Sequence[str], retain: str | os.PathLike | Sequence[str],
-                holdout: str | os.PathLike | Sequence[str] | None = None, *, max_length: int = 256):
-    """UnlearnData over documents: train = forget + retain chunks, test = holdout chunks (MIA non-members)."""
+                holdout: str | os.PathLike | Sequence[str] | None = None, *, max_length: int = 256,
+                validation_seed: int | None = None):
+    """UnlearnData over documents: train = forget + retain chunks, test = holdout chunks (MIA non-members).
+
+    validation_seed (the `val:` form): D_f = `validation_documents` of the retain corpus; the forget documents are
+    retained. The training documents and their order stay the same."""
     from .qa import LMData
 
     f_docs, r_docs = read_documents(forget), read_documents(retain)
@@ -84,16 +98,20 @@ def corpus_data(tokenizer: Any, forget: str | os.PathLike | Sequence[str], retai
     if overlap:
         raise DataError(f"{len(overlap)} document(s) occur in both the forget and the retain corpus; a document "
                         "must be in only one of them.")
-    train = TextDataset(f_docs + r_docs, tokenizer, max_length=max_length)
-    doc_of = np.asarray(train.doc_of)
-    forget_idx = np.flatnonzero(doc_of < len(f_docs))
-    retain_idx = np.flatnonzero(doc_of >= len(f_docs))
+    docs = f_docs + r_docs
+    train = TextDataset(docs, tokenizer, max_length=max_length)
+    gone = np.arange(len(f_docs)) if validation_seed is None else \
+        len(f_docs) + validation_documents(len(f_docs), len(r_docs), validation_seed)
+    in_forget = np.isin(np.asarray(train.doc_of), gone)
+    forget_idx, retain_idx = np.flatnonzero(in_forget), np.flatnonzero(~in_forget)
     h_docs = read_documents(holdout) if holdout is not None else []
     test = TextDataset(h_docs, tokenizer, max_length=max_length)
+    kept = np.setdiff1d(np.arange(len(docs)), gone)
     return LMData(train=train, test=test, forget_idx=forget_idx, retain_idx=retain_idx, num_classes=0,
-                  name="corpus", scenario=f"docs:{len(f_docs)}",
-                  extra={"docs": {"forget": f_docs, "retain": r_docs, "holdout": h_docs},
+                  name="corpus", scenario=f"{'' if validation_seed is None else 'val:'}docs:{len(f_docs)}",
+                  extra={"docs": {"forget": [docs[i] for i in gone], "retain": [docs[i] for i in kept],
+                                  "holdout": h_docs},
                          "splits": {"holdout": test} if h_docs else {}, "tokenizer": tokenizer})
 
 
-__all__ = ["read_documents", "chunk_document", "TextDataset", "corpus_data"]
+__all__ = ["read_documents", "chunk_document", "TextDataset", "corpus_data", "validation_documents"]

@@ -13,9 +13,16 @@
                                                      (`DIR/forget.txt`, ...) of blank-line separated documents
     corpus:forget=PATH,retain=PATH[,holdout=PATH]    the same with explicit paths
 
+`--forget val:<forget>` is the validation forget set of a tuning run (engine/tune.py), disjoint from <forget>:
+qa: as many other trained authors (seeded by split_seed; <forget>'s authors are retained, holdout authors are never
+trained on); tofu:DIR: as many of TOFU's retain authors (none of any forgetNN file's nor of the holdout), with
+their paraphrased/perturbed answers from DIR/retain_perturbed.json when the forget file has them; corpus:DIR: a
+seeded subset of as many DIR/retain documents (the forget documents are retained).
+
 Reading is split from tokenising because the tiny word-level model builds its vocabulary from `texts` before the
 data can be encoded. `digest` is a content hash of the files (None for generated QA, whose spec string determines
-it), so a stored run is not reused after a file changes.
+it; a val: form always has one, which differs from its reported form's), so a stored run is not reused after a file
+changes.
 """
 from __future__ import annotations
 
@@ -41,9 +48,15 @@ class LMSource:
     build: Callable[[Any, int, dict], Any]
 
 
+def split_validation(forget: str | None) -> tuple[bool, str]:
+    """'val:10%' -> (True, '10%'); '10%' / None -> (False, '10%' / '10%')."""
+    text = str(forget or "10%").strip()
+    return (True, text[4:].strip() or "10%") if text.startswith("val:") else (False, text)
+
+
 def forget_percent(forget: str | None) -> str:
-    """'authors:10%' / 'random:10%' / '10%' / None -> '10%'."""
-    text = str(forget or "10%")
+    """'authors:10%' / 'random:10%' / '10%' / None -> '10%' (a 'val:' prefix is dropped)."""
+    text = split_validation(forget)[1]
     return text.split(":", 1)[1] if ":" in text else text
 
 
@@ -58,9 +71,9 @@ def _options(head: str, rest: str, allowed: tuple[str, ...], example: str) -> di
     return out
 
 
-def _digest(paths: list[Path]) -> str:
-    """sha256 over the bytes of every file (and, for folders, every .txt file in name order)."""
-    h = hashlib.sha256()
+def _digest(paths: list[Path], salt: str = "") -> str:
+    """sha256 over `salt` and the bytes of every file (and, for folders, every .txt file in name order)."""
+    h = hashlib.sha256(salt.encode())
     for p in paths:
         files = sorted(p.glob("*.txt")) if p.is_dir() else [p]
         for f in files:
@@ -91,16 +104,21 @@ def parse_qa_options(rest: str) -> dict[str, Any]:
 
 
 def _qa_source(rest: str, forget: str | None, split_seed: int) -> LMSource:
-    from .qa import generate_qa, make_qa_data
+    from .qa import generate_qa, make_qa_data, validation_authors
 
     opts = parse_qa_options(rest)
     qa = generate_qa(opts["authors"], facts=opts["facts"], n_holdout=None if opts["holdout"] < 0 else opts["holdout"],
                      seed=split_seed, style=opts["style"])
+    val, pct = split_validation(forget)[0], forget_percent(forget)
+    digest = None
+    if val:  # checked here, before anything is trained
+        names = validation_authors(qa.authors, pct, split_seed)
+        digest = "val-" + hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
 
     def build(tok: Any, max_length: int, utility: dict) -> Any:
-        return make_qa_data(tok, qa, forget_percent(forget), max_length=max_length, seed=split_seed, utility=utility)
+        return make_qa_data(tok, qa, pct, max_length=max_length, seed=split_seed, utility=utility, validation=val)
 
-    return LMSource("qa", qa.texts(), None, build)
+    return LMSource("qa", qa.texts(), digest, build)
 
 
 def _tofu_files(rest: str, forget: str | None) -> dict[str, Path]:
@@ -124,31 +142,44 @@ def _tofu_files(rest: str, forget: str | None) -> dict[str, Path]:
                           "--forget 1%, 5% or 10%, or tofu:train=PATH,forget=PATH for another split.")
     n = TOFU_SPLITS[pct]
     out = {"train": _existing(folder / "full.json", "TOFU training file", "TOFU's full.json must be in the folder.")}
-    candidates = [folder / f"forget{n}_perturbed.json", folder / f"forget{n}.json"]
-    found = [c for c in candidates if c.is_file()]
-    if not found:
+    found = _tofu_forget_file(folder, n)
+    if found is None:
         raise DataError(f"TOFU folder {folder} has neither forget{n}_perturbed.json nor forget{n}.json for "
                         f"--forget {pct}.")
-    out["forget"] = found[0]
+    out["forget"] = found
     for key, name in (("holdout", f"holdout{n}.json"), ("retain_eval", "retain_perturbed.json")):
         if (folder / name).is_file():
             out[key] = folder / name
     return out
 
 
-def _tofu_source(rest: str, forget: str | None) -> LMSource:
+def _tofu_source(rest: str, forget: str | None, split_seed: int) -> LMSource:
     from .qa import row_texts
-    from .tofu import read_tofu, tofu_data
+    from .tofu import read_tofu, tofu_data, validation_rows
 
-    files = _tofu_files(rest, forget)
+    val, base = split_validation(forget)
+    files = _tofu_files(rest, base)
     rows = {k: read_tofu(p) for k, p in files.items()}
     texts = [t for rs in rows.values() for t in row_texts(rs)]
+    forget_rows, eval_rows, salt = rows["forget"], rows.get("retain_eval"), ""
+    if val:  # the forget files of the other splits (nested in TOFU) and the holdout are never validation authors
+        other = {} if "=" in rest else {n: _tofu_forget_file(Path(rest), n) for n in TOFU_SPLITS.values()}
+        files |= {f"forget{n}": p for n, p in other.items() if p is not None and p != files["forget"]}
+        exclude = [r for k, p in files.items() if k.startswith("forget") or k == "holdout" for r in read_tofu(p)]
+        forget_rows = validation_rows(rows["train"], rows["forget"], seed=split_seed, exclude=exclude,
+                                      eval_rows=eval_rows)
+        eval_rows, salt = [*(eval_rows or []), *rows["forget"]], f"val:{split_seed}"
 
     def build(tok: Any, max_length: int, utility: dict) -> Any:
-        return tofu_data(tok, rows["train"], rows["forget"], holdout_rows=rows.get("holdout"),
-                         max_length=max_length, utility=utility, eval_rows=rows.get("retain_eval"))
+        return tofu_data(tok, rows["train"], forget_rows, holdout_rows=rows.get("holdout"), max_length=max_length,
+                         utility=utility, eval_rows=eval_rows, validation=val)
 
-    return LMSource("tofu", texts, _digest(list(files.values())), build)
+    return LMSource("tofu", texts, _digest(list(files.values()), salt), build)
+
+
+def _tofu_forget_file(folder: Path, n: str) -> Path | None:
+    """DIR/forget<n>_perturbed.json, else DIR/forget<n>.json, else None."""
+    return next((c for c in (folder / f"forget{n}_perturbed.json", folder / f"forget{n}.json") if c.is_file()), None)
 
 
 def _corpus_path(folder: Path, name: str) -> Path | None:
@@ -158,8 +189,8 @@ def _corpus_path(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _corpus_source(rest: str) -> LMSource:
-    from .corpus import corpus_data, read_documents
+def _corpus_source(rest: str, forget: str | None, split_seed: int) -> LMSource:
+    from .corpus import corpus_data, read_documents, validation_documents
 
     if "=" in rest:
         opts = _options("corpus", rest, ("forget", "retain", "holdout"),
@@ -179,11 +210,16 @@ def _corpus_source(rest: str) -> LMSource:
             raise ConfigError(f"A corpus dataset needs a {k} corpus: corpus:DIR with DIR/{k} (folder) or "
                               f"DIR/{k}.txt, or corpus:forget=PATH,retain=PATH[,holdout=PATH].")
     docs = {k: read_documents(p) for k, p in paths.items()}
+    val = split_validation(forget)[0]
+    if val:  # checked here, before anything is trained
+        validation_documents(len(docs["forget"]), len(docs["retain"]), split_seed)
 
     def build(tok: Any, max_length: int, utility: dict) -> Any:
-        return corpus_data(tok, docs["forget"], docs["retain"], docs.get("holdout"), max_length=max_length)
+        return corpus_data(tok, docs["forget"], docs["retain"], docs.get("holdout"), max_length=max_length,
+                           validation_seed=split_seed if val else None)
 
-    return LMSource("corpus", [d for ds in docs.values() for d in ds], _digest(list(paths.values())), build)
+    return LMSource("corpus", [d for ds in docs.values() for d in ds],
+                    _digest(list(paths.values()), f"val:{split_seed}" if val else ""), build)
 
 
 def lm_source(name: str | None, forget: str | None = None, split_seed: int = 0) -> LMSource:
@@ -192,11 +228,11 @@ def lm_source(name: str | None, forget: str | None = None, split_seed: int = 0) 
     if head in ("qa", "digits"):  # 'digits' is the classifier default the CLI passes when --dataset is not given
         return _qa_source(rest if head == "qa" else "", forget, split_seed)
     if head == "tofu":
-        return _tofu_source(rest, forget)
+        return _tofu_source(rest, forget, split_seed)
     if head == "corpus":
-        return _corpus_source(rest)
+        return _corpus_source(rest, forget, split_seed)
     raise ConfigError(f"dataset {name!r} is not a language-model dataset; use qa[:authors=20,facts=10], tofu:DIR, "
                       "tofu:train=PATH,forget=PATH or corpus:DIR with --task qa.")
 
 
-__all__ = ["LMSource", "lm_source", "forget_percent", "parse_qa_options", "TOFU_SPLITS"]
+__all__ = ["LMSource", "lm_source", "forget_percent", "split_validation", "parse_qa_options", "TOFU_SPLITS"]

@@ -3,7 +3,8 @@
 `generate_qa` invents N authors with K facts each (birthplace, birth date, genre, award, parents' jobs, books,
 language, inspiration), asks each fact with one of several question templates, and gives a paraphrased answer
 plus type-consistent perturbed answers (the same attribute of other authors). Holdout authors are generated the
-same way and never trained on. Forget splits take 1/5/10% of the trained authors, nested as in TOFU.
+same way and never trained on. Forget splits take 1/5/10% of the trained authors, nested as in TOFU; the
+validation split `val:` of a forget split (for tuning) takes as many of the other trained authors.
 Everything is a pure function of the seed.
 """
 from __future__ import annotations
@@ -214,6 +215,18 @@ def forget_authors(authors: list[str], forget: str | float, seed: int = 0) -> li
     return [authors[i] for i in sorted(order[:k])]
 
 
+def validation_authors(authors: list[str], forget: str | float, seed: int = 0) -> list[str]:
+    """The `val:` forget authors of `forget`: as many authors, drawn (seeded) from those `forget` does not forget."""
+    gone = set(forget_authors(authors, forget, seed))
+    pool = [a for a in authors if a not in gone]
+    if len(pool) <= len(gone):
+        raise DataError(f"val:{forget} needs {len(gone)} validation author(s) besides the {len(gone)} forgotten "
+                        f"ones, with some left to retain, but only {len(authors)} authors are trained; generate "
+                        "more authors (qa:authors=N) or choose a smaller percentage.")
+    pick = numpy_rng(seed, "forget-authors-val", len(gone)).choice(len(pool), size=len(gone), replace=False)
+    return [pool[i] for i in sorted(pick)]
+
+
 class QADataset(TokenDataset):
     """Encoded QA rows (answer-only labels); `.rows` keeps the raw strings, `.collate` pads a batch."""
 
@@ -246,17 +259,19 @@ class LMData(UnlearnData):
 
 
 def make_qa_data(tokenizer: Any, qa: QASet, forget: str | float = "10%", *, max_length: int = 256,
-                 seed: int = 0, utility: dict[str, list[dict]] | None = None) -> LMData:
+                 seed: int = 0, utility: dict[str, list[dict]] | None = None, validation: bool = False) -> LMData:
     """The QA unlearning problem: train = all trained authors, forget = `forget` of them, test = holdout authors.
 
+    validation=True builds `val:<forget>` for tuning: D_f = `validation_authors` (as many, disjoint from `forget`'s
+    and from the holdout), while `forget`'s own authors stay in the retain set.
     extra: rows (per split: forget / retain / test / holdout), splits ({'holdout': test}), forget_authors,
     forget_splits (indices for 1/5/10% of authors), utility (name -> rows, e.g. TOFU real authors / world facts),
-    tokenizer, qa (the QASet).
+    tokenizer, qa (the QASet); with validation also reported_forget_authors.
     """
     train = QADataset(qa.rows, tokenizer, max_length=max_length)
     test = QADataset(qa.holdout_rows, tokenizer, max_length=max_length)
     authors = np.array([r["author"] for r in qa.rows])
-    gone = forget_authors(qa.authors, forget, seed)
+    gone = (validation_authors if validation else forget_authors)(qa.authors, forget, seed)
     forget_idx = np.flatnonzero(np.isin(authors, gone))
     retain_idx = np.flatnonzero(~np.isin(authors, gone))
     nested = {}
@@ -267,11 +282,14 @@ def make_qa_data(tokenizer: Any, qa: QASet, forget: str | float = "10%", *, max_
     label = re.sub(r"[^0-9.]", "", str(forget)) or str(forget)
     rows = {"forget": [qa.rows[i] for i in forget_idx], "retain": [qa.rows[i] for i in retain_idx],
             "test": qa.holdout_rows, "holdout": qa.holdout_rows}
+    extra = {"rows": rows, "splits": {"holdout": test}, "forget_authors": gone, "forget_splits": nested,
+             "utility": dict(utility or {}), "tokenizer": tokenizer, "qa": qa}
+    if validation:
+        extra["reported_forget_authors"] = forget_authors(qa.authors, forget, seed)
     return LMData(train=train, test=test, forget_idx=forget_idx, retain_idx=retain_idx, num_classes=0,
-                  name=f"qa{len(qa.authors)}x{len(qa.rows) // max(1, len(qa.authors))}", scenario=f"authors:{label}%",
-                  extra={"rows": rows, "splits": {"holdout": test}, "forget_authors": gone, "forget_splits": nested,
-                         "utility": dict(utility or {}), "tokenizer": tokenizer, "qa": qa})
+                  name=f"qa{len(qa.authors)}x{len(qa.rows) // max(1, len(qa.authors))}",
+                  scenario=f"{'val:' if validation else ''}authors:{label}%", extra=extra)
 
 
-__all__ = ["generate_qa", "QASet", "QADataset", "LMData", "make_qa_data", "forget_authors", "parse_percent",
-           "row_texts", "FACTS", "POOLS"]
+__all__ = ["generate_qa", "QASet", "QADataset", "LMData", "make_qa_data", "forget_authors", "validation_authors",
+           "parse_percent", "row_texts", "FACTS", "POOLS"]

@@ -1,22 +1,27 @@
 """Readers for the TOFU benchmark's JSON files (Maini et al. 2024) and an UnlearnData built from them.
 
 Accepted layouts: a JSON list of objects, or JSON lines (one object per line), each with `question` and
-`answer` and optionally `paraphrased_answer` (string) and `perturbed_answer` (string or list). The
+`answer` and optionally `paraphrased_answer` (string), `perturbed_answer` (string or list) and `author`. The
 "I don't know" file is one answer per line (plain text or a JSON string/object with an `answer`).
+`validation_rows` picks the `val:` forget set of a tuning run: as many of TOFU's retain authors as the forget file
+has, never one of a forget file or of the holdout.
 """
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import DataError
+from ..seeding import numpy_rng
 
 UTILITY_FILES = {"real_authors": "real_authors_perturbed.json", "world_facts": "world_facts_perturbed.json"}
 IDK_FILE = "idontknow.jsonl"
+QA_PER_AUTHOR = 20  # TOFU's layout: full.json holds 200 authors x 20 consecutive questions
 # Used only when TOFU's idontknow.jsonl is not available (our own wording).
 DEFAULT_IDK = ("I don't know.", "I'm not sure about that.", "I have no information about that.",
                "That is something I can't answer.", "I'm afraid I don't know the answer.",
@@ -114,14 +119,73 @@ def idk_answers(folder: str | os.PathLike | None = None) -> list[str]:
     return list(DEFAULT_IDK)
 
 
+def row_authors(rows: list[dict]) -> list[str]:
+    """The author of each training row: its 'author' field, else TOFU's layout of 20 consecutive questions each."""
+    if all(str(r.get("author") or "").strip() for r in rows):
+        return [str(r["author"]).strip() for r in rows]
+    if len(rows) % QA_PER_AUTHOR:
+        raise DataError(f"val: needs the author of every training row: give each row an 'author' field, or keep "
+                        f"TOFU's layout of {QA_PER_AUTHOR} consecutive questions per author (this training file has "
+                        f"{len(rows)} rows, not a multiple of {QA_PER_AUTHOR}).")
+    return [f"author {i // QA_PER_AUTHOR}" for i in range(len(rows))]
+
+
+def validation_rows(train_rows: list[dict], forget_rows: list[dict], *, seed: int = 0,
+                    exclude: Sequence[dict] = (), eval_rows: list[dict] | None = None) -> list[dict]:
+    """The `val:` forget rows of `forget_rows`: as many whole authors, drawn (seeded) from the retain authors of
+    `train_rows` that have no question in `forget_rows` or `exclude` (other forget files, the holdout), with the
+    paraphrased / perturbed answers of `eval_rows` (retain_perturbed.json) when the forget rows carry them."""
+    authors = row_authors(train_rows)
+    where = {r["question"].strip(): i for i, r in enumerate(train_rows)}
+    asked = {r["question"].strip() for r in forget_rows}
+    if asked - where.keys():
+        raise DataError(f"{len(asked - where.keys())} of {len(asked)} forget questions do not occur in the training "
+                        "data; the forget file must be a subset of the training file (e.g. TOFU forget10.json of "
+                        "full.json).")
+    gone = {authors[where[q]] for q in asked}
+    partial = sorted(a for i, a in enumerate(authors) if a in gone and train_rows[i]["question"].strip() not in asked)
+    if partial:
+        raise DataError(f"The forget file holds only some questions of author {partial[0]!r}; val: draws whole "
+                        "authors, so the forget file must hold every question of its authors. Give each training "
+                        f"row an 'author' field, or keep TOFU's layout of {QA_PER_AUTHOR} consecutive questions per "
+                        "author.")
+    blocked = gone | {authors[where[q]] for r in exclude if (q := r["question"].strip()) in where}
+    pool = [a for a in dict.fromkeys(authors) if a not in blocked]
+    needed = [k for k in ("paraphrased_answer", "perturbed_answer") if any(r.get(k) for r in forget_rows)]
+    rich = {r["question"].strip(): r for r in eval_rows or []}
+    complete = {a: True for a in pool}
+    for i, a in enumerate(authors):
+        if a in complete and not all(rich.get(train_rows[i]["question"].strip(), {}).get(k) for k in needed):
+            complete[a] = False
+    cands = [a for a in pool if complete[a]]
+    if len(cands) < len(gone):
+        if needed and len(pool) >= len(gone):
+            have = (f"retain_perturbed.json covers every question of only {len(cands)} of them" if eval_rows else
+                    "no retain_perturbed.json was given")
+            raise DataError(f"val: needs {len(gone)} retain author(s) whose every question has a "
+                            f"{' and a '.join(needed)} (the forget file has them, for the truth ratio and Forget "
+                            f"Quality); {have}. Put TOFU's retain_perturbed.json in the folder, or tune against a "
+                            "forget file without perturbations (forgetNN.json).")
+        raise DataError(f"val: needs {len(gone)} retain author(s) outside the forget files and the holdout; only "
+                        f"{len(pool)} exist. Use a smaller forget set.")
+    pick = {cands[i] for i in numpy_rng(seed, "tofu-val", len(gone)).choice(len(cands), len(gone), replace=False)}
+
+    def merged(i: int) -> dict:
+        extra = rich.get(train_rows[i]["question"].strip(), {})
+        return {**train_rows[i], **{k: v for k, v in extra.items() if k not in ("question", "answer")}}
+
+    return [merged(i) for i, a in enumerate(authors) if a in pick]
+
+
 def tofu_data(tokenizer: Any, train_rows: list[dict], forget_rows: list[dict], *,
               holdout_rows: list[dict] | None = None, max_length: int = 256, utility: dict | None = None,
-              eval_rows: list[dict] | None = None):
+              eval_rows: list[dict] | None = None, validation: bool = False):
     """UnlearnData from TOFU files: forget = rows of `forget_rows` found (by question) in `train_rows`.
 
     Training uses the rows of `train_rows` (full.json); the evaluated forget rows take the extra fields of
     `forget_rows` (forget10_perturbed.json: paraphrased and perturbed answers, needed for the truth ratio and
-    Forget Quality), and retain rows those of `eval_rows` with the same question (retain_perturbed.json)."""
+    Forget Quality), and retain rows those of `eval_rows` with the same question (retain_perturbed.json).
+    validation=True only labels the scenario `val:` (the caller passes `validation_rows` as `forget_rows`)."""
     from .qa import LMData, QADataset
 
     questions = {r["question"].strip(): i for i, r in enumerate(train_rows)}
@@ -146,9 +210,10 @@ def tofu_data(tokenizer: Any, train_rows: list[dict], forget_rows: list[dict], *
     rows = {"forget": [merged(i) for i in forget_idx], "retain": [merged(i) for i in retain_idx],
             "test": list(holdout_rows or []), "holdout": list(holdout_rows or [])}
     return LMData(train=train, test=test, forget_idx=forget_idx, retain_idx=retain_idx, num_classes=0,
-                  name="tofu", scenario=f"forget:{len(forget_idx)}",
+                  name="tofu", scenario=f"{'val:' if validation else ''}forget:{len(forget_idx)}",
                   extra={"rows": rows, "splits": {"holdout": test} if holdout_rows else {},
                          "utility": dict(utility or {}), "tokenizer": tokenizer})
 
 
-__all__ = ["read_tofu", "read_idk", "tofu_dir", "utility_sets", "idk_answers", "tofu_data", "DEFAULT_IDK"]
+__all__ = ["read_tofu", "read_idk", "tofu_dir", "utility_sets", "idk_answers", "tofu_data", "row_authors",
+           "validation_rows", "DEFAULT_IDK", "QA_PER_AUTHOR"]

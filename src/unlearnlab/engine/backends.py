@@ -41,9 +41,9 @@ def work(job: dict, store_root: str | None, sink: Callable[[dict], None] | None)
         store = None
         if store_root:
             if store_root not in _STORES:
-                from ..store import Store
+                from .dist_store import open_store  # [distributed] a RankStore under a multi-process launch
 
-                _STORES[store_root] = Store(store_root)
+                _STORES[store_root] = open_store(store_root)
             store = _STORES[store_root]
         spec = from_dict(job["spec"])
         task = get_task(spec.task)

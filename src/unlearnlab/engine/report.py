@@ -332,8 +332,9 @@ def _notes(b: dict) -> list[tuple]:
                             else ", as close to the oracle as a second retrained model."))
         if "CHANGED NOTHING" in r["flags"]:
             items.append(f"**{m}: CHANGED NOTHING** — its {', '.join(KINDS[b['kind']]['same'])} equal the original "
-                         f"model's on every seed (max |Δ| < 1e-9): the method did not change the model. "
-                         "Check its config (learning rate, steps, epochs) before reading its row.")
+                         f"model's on every seed (max |Δ| < 1e-9): at this setting the method changed nothing "
+                         "these metrics can see. Check its config (learning rate, steps, epochs) before "
+                         "reading its row.")
     if any(r["n"] == 1 for r in b["rows"]):
         items.append("Rows with one seed have no interval: run more seeds (e.g. `--seeds 3`).")
     return [("p", text), ("ul", items)] if items else [("p", text)]

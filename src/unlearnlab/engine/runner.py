@@ -270,6 +270,12 @@ def execute(specs: list, *, store=None, backend: str = "serial", workers: int | 
     """
     sink = sink or (lambda ev: None)
     graph = expand(specs, floor=floor)
+    from ..distributed import launched
+
+    if launched():  # [distributed] every rank runs every job in order; rank 0 alone stores and reports (dist_store)
+        from .dist_store import for_launch
+
+        backend, (store, sink) = "serial", for_launch(store, sink)
     if store is None and backend != "serial":
         backend = "serial"  # without a store, models travel between jobs only inside one process
     for job in graph.jobs.values():  # language-model jobs on a GPU ask Ray for one (or the given fraction)

@@ -2,12 +2,27 @@
 
 For each method an Optuna study samples the search space its config declares (`config.param(search=...)`) for
 exactly `budget` trials. A trial runs the experiment on the validation scenario `val:<forget>` (same kind and size
-as the reported forget set, disjoint from it; see data/scenarios.py) and scores the mean over seeds of the
-objective (default Avg.Gap, the mean |metric - retrained oracle's metric|) against the validation oracle. A trial
-whose RA or TA falls more than `utility_floor` points below the validation oracle's is infeasible (an Optuna
-constraint, so TPE learns to avoid the region, and never selected); a trial whose method fails is infeasible with
-its error kept. The best feasible setting is then run once on the reported forget set. Selection never evaluates
-anything on the reported forget set: in the validation runs it is part of the retain set, as any other example.
+as the reported forget set, disjoint from it; classifiers: data/scenarios.py, language models: data/lm_sources.py)
+and scores the mean over seeds of the objective against the validation oracle. A trial whose utility falls more than
+`utility_floor` below the validation oracle's is infeasible (an Optuna constraint, so TPE learns to avoid the
+region, and never selected); a trial whose method fails is infeasible with its error kept. The best feasible setting
+is then run once on the reported forget set. Selection never evaluates anything on the reported forget set: in the
+validation runs it is part of the retain set, as any other example.
+
+Classifiers (task "classifier"): objective Avg.Gap (mean |metric - oracle's| over UA, RA, TA, MIA-Eff, as
+stored); floor 5 points of RA or TA below the oracle's.
+Language models (task "qa"): objective Forget.Gap = mean |metric - oracle's| over the forget-side metrics the records
+hold, of FORGET_GAP (forget_ROUGE, forget_Prob, forget_TruthRatio: TOFU's forget metrics; VerbMem: MUSE's; MIA-MinK:
+the forget-vs-holdout AUC behind MUSE's PrivLeak), all on a 0-1 scale, so no term dominates. It asks "does the
+model now answer, assign probability and leak like a model never trained on D_f", in both directions: forgetting
+too much (ROUGE far below the oracle's) counts as much as too little. Floor: a fraction (default 0.1) of the
+oracle's Model Utility (TOFU's harmonic mean over retain / real authors / world facts); a trial is infeasible when
+its Model Utility is more than 10% (relative) below the validation oracle's. A fraction rather than points because
+Model Utility's scale depends on the model (TOFU Llama-2 ~0.6, a tiny model ~0). When the oracle's Model Utility
+is 0 or missing (a tiny model answers no real-author question; corpora have none) the floor applies to
+retain_Prob and retain_ROUGE instead, and to nothing on corpora without retain metrics. `objective="Forget Quality"`
+(TOFU's KS-test p-value against the oracle) is maximised as it stands; any other metric name is scored as
+|metric - oracle's metric|, lower is better.
 
 Why Optuna rather than Ray Tune: Optuna's ask/tell interface drives trials from this process without a cluster
 or a scheduler, its samplers are deterministic for a seed (the same budget gives the same trials), and it starts no
@@ -26,44 +41,50 @@ from typing import Any
 from ..errors import ConfigError
 
 SAMPLERS = ("tpe", "random")
-NEAR_BEST = 1.0  # points of the objective: "within 1 point of the best" in the sensitivity summary
+NEAR_BEST = {"classifier": 1.0, "qa": 0.01}  # "within 1 point of the best" (LM metrics are on a 0-1 scale)
 UTILITY = ("RA", "TA")
+DEFAULTS = {"classifier": ("Avg.Gap", 5.0), "qa": ("Forget.Gap", 0.1)}  # objective, utility floor
+FORGET_GAP = ("forget_ROUGE", "forget_Prob", "forget_TruthRatio", "VerbMem", "MIA-MinK")
+LM_UTILITY = ("Model Utility",)
+LM_UTILITY_FALLBACK = ("retain_Prob", "retain_ROUGE")
+MAXIMIZED = ("Forget Quality",)  # already a comparison with the oracle: higher is better as it stands
 
 
-def tune(spec: dict, methods: list[str] | str, *, budget: int, store=None, objective: str = "Avg.Gap",
-         utility_floor: float = 5.0, seed: int = 0, sampler: str = "tpe",
+def tune(spec: dict, methods: list[str] | str, *, budget: int, store=None, objective: str | None = None,
+         utility_floor: float | None = None, seed: int = 0, sampler: str = "tpe",
          progress: Callable[[str], None] | None = None, run_kwargs: dict | None = None,
          spaces: dict[str, dict[str, tuple]] | None = None, final: bool = True) -> dict[str, Any]:
     """Tune each method with `budget` trials on `val:<forget>`, then report its best setting on the forget set
-    (final=False: selection only; a sweep runs the chosen settings itself, in its own job graph)."""
+    (final=False: selection only; a sweep runs the chosen settings itself, in its own job graph). `objective` and
+    `utility_floor` default per task (see the module docstring)."""
     from .. import api
     from ..artifacts import dumps, jsonable
 
     optuna = _optuna()
     run_spec = _reported_spec(spec)
+    task = run_spec.get("task", "classifier")
+    objective = objective or DEFAULTS[task][0]
+    utility_floor = DEFAULTS[task][1] if utility_floor is None else utility_floor
     names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
-    _check_args(names, budget, utility_floor, sampler)
-    plans = {m: _space(m, (spaces or {}).get(m)) for m in dict.fromkeys(names)}
+    _check_args(names, budget, utility_floor, sampler, task, objective)
+    plans = {m: _space(m, (spaces or {}).get(m), task) for m in dict.fromkeys(names)}
     say = progress or (lambda msg: None)
+    direction = "maximize" if objective in MAXIMIZED else "minimize"
     summary: dict[str, Any] = {
-        "spec": run_spec, "validation_forget": f"val:{run_spec['forget']}", "budget": budget,
-        "objective": objective, "utility_floor": utility_floor, "seed": seed, "sampler": sampler, "methods": {}}
+        "spec": run_spec, "task": task, "validation_forget": f"val:{run_spec['forget']}", "budget": budget,
+        "objective": objective, "direction": direction, "utility_floor": utility_floor,
+        "floor_kind": "points" if task == "classifier" else "fraction", "near_best": NEAR_BEST[task], "seed": seed,
+        "sampler": sampler, "methods": {}}
     records: list[dict[str, Any]] = []
     for method, space in plans.items():
         trials = _search(optuna, api, run_spec, method, space, budget=budget, store=store, objective=objective,
                          floor=utility_floor, seed=seed, sampler=sampler, say=say, run_kwargs=run_kwargs or {})
-        feasible = [t for t in trials if t["feasible"]]
-        best = min(feasible, key=lambda t: (t["value"], t["number"])) if feasible else None
-        entry = {"space": {k: list(v) for k, v in space.items()}, "trials": trials,
-                 "best": None if best is None else {"trial": best["number"], "params": best["params"],
-                                                    "value": best["value"]},
-                 "sensitivity": sensitivity(trials, budget), "reported": None, "errors": []}
-        if best is not None and not final:
-            pass
-        elif best is None:
+        entry = _entry(trials, space, budget, direction, NEAR_BEST[task])
+        best = entry["best"]
+        if best is None:
             entry["note"] = (f"no feasible trial among {budget}: every setting failed or fell more than "
-                             f"{utility_floor:g} points below the oracle's RA/TA; raise --budget or --floor")
-        else:
+                             f"{_floor_text(task, utility_floor)}; raise --budget or --floor")
+        elif final:
             say(f"tune {method}: running the best setting {best['params']} on forget {run_spec['forget']}")
             result = api.run(_trial_spec(run_spec, method, best["params"], validation=False), store=store,
                              progress=progress, **(run_kwargs or {}))
@@ -71,12 +92,31 @@ def tune(spec: dict, methods: list[str] | str, *, budget: int, store=None, objec
             entry["errors"] = [e for e in result["errors"] if e["method"] in (method, "retrain", "original")]
             row = next((r for r in result["table"] if r["method"] == method), None)
             entry["reported"] = None if row is None else {k: v for k, v in row.items() if k != "method"}
+            entry["reported_score"] = score(result, method, objective, utility_floor, task)
             entry["record_ids"] = [r["id"] for r in result["records"] if r.get("id") and
                                    r["spec"]["method"] == method]
         summary["methods"][method] = entry
     summary = jsonable(summary, "tune summary")
     digest = store.put_bytes(dumps(summary).encode()) if store is not None else None
     return {**summary, "summary_digest": digest, "records": records}
+
+
+def _entry(trials: list[dict], space: dict, budget: int, direction: str, near: float) -> dict[str, Any]:
+    """One method's summary: its trials, the best feasible one (ties: the earliest) and the sensitivity."""
+    sign = -1 if direction == "maximize" else 1
+    feasible = [t for t in trials if t["feasible"]]
+    best = min(feasible, key=lambda t: (sign * t["value"], t["number"])) if feasible else None
+    return {"space": {k: list(v) for k, v in space.items()}, "trials": trials,
+            "best": None if best is None else {"trial": best["number"], "params": best["params"],
+                                               "value": best["value"]},
+            "sensitivity": sensitivity(trials, budget, direction=direction, near=near), "reported": None,
+            "errors": []}
+
+
+def _floor_text(task: str, floor: float) -> str:
+    if task == "classifier":
+        return f"{floor:g} points below the oracle's RA/TA"
+    return f"{floor:.0%} below the oracle's Model Utility (or retain Prob/ROUGE when it has none)"
 
 
 def _optuna():
@@ -89,15 +129,16 @@ def _optuna():
 
 
 def _reported_spec(spec: Any) -> dict[str, Any]:
-    """The user's spec as a plain dict, checked: classifier task, a plain (not val:) forget scenario."""
+    """The user's spec as a plain dict, checked: a known task, a plain (not val:) forget scenario."""
     from .. import api
+    from ..data.lm_sources import split_validation
     from ..data.scenarios import parse_forget
 
     rs = api.as_spec(spec)
-    if rs.task != "classifier":
-        raise ConfigError(f"tune does not support task {rs.task!r} yet: it has no disjoint validation forget set "
-                          "(val:<forget>). Tune a classifier run, or compare LM settings with `unlearnlab run --set`.")
-    if parse_forget(rs.forget).val:
+    if rs.task not in DEFAULTS:
+        raise ConfigError(f"tune does not support task {rs.task!r}: it has no disjoint validation forget set "
+                          f"(val:<forget>). Tune a task of {', '.join(DEFAULTS)}.")
+    if (parse_forget(rs.forget).val if rs.task == "classifier" else split_validation(rs.forget)[0]):
         raise ConfigError(f"Give tune the forget set to report ({rs.forget[4:]!r}), not {rs.forget!r}: it derives "
                           "the disjoint validation set val:<forget> itself.")
     d = rs.to_dict()
@@ -105,18 +146,24 @@ def _reported_spec(spec: Any) -> dict[str, Any]:
     return json.loads(json.dumps(d, default=str))
 
 
-def _check_args(names: list[str], budget: int, floor: float, sampler: str) -> None:
+def _check_args(names: list[str], budget: int, floor: float, sampler: str, task: str, objective: str) -> None:
     if not names or not all(names):
         raise ConfigError("tune needs at least one method, e.g. --method ft,ga.")
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise ConfigError(f"budget must be a positive number of trials per method. Got {budget!r} instead.")
-    if not isinstance(floor, (int, float)) or not floor >= 0:
+    if task == "classifier" and (not isinstance(floor, (int, float)) or not floor >= 0):
         raise ConfigError(f"utility floor must be >= 0 points of RA/TA below the oracle. Got {floor!r} instead.")
+    if task == "qa" and (not isinstance(floor, (int, float)) or not 0 <= floor <= 1):
+        raise ConfigError(f"for language models the utility floor is a fraction of the oracle's Model Utility in "
+                          f"[0, 1], e.g. 0.1 = at most 10% below it (1 = no floor). Got {floor!r} instead.")
+    if task == "qa" and objective == "Avg.Gap":
+        raise ConfigError("Avg.Gap is a classifier metric; for language models use Forget.Gap (the default), "
+                          "Forget Quality, or any LM metric name such as forget_ROUGE.")
     if sampler not in SAMPLERS:
         raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}. Got {sampler!r} instead.")
 
 
-def _space(method: str, given: dict[str, tuple] | None) -> dict[str, tuple]:
+def _space(method: str, given: dict[str, tuple] | None, task: str = "classifier") -> dict[str, tuple]:
     """The search space of `method`: `given` (checked against its config) or the one its config declares."""
     import dataclasses
 
@@ -124,7 +171,7 @@ def _space(method: str, given: dict[str, tuple] | None) -> dict[str, tuple]:
     from ..methods import METHODS
 
     m = METHODS.get(method)
-    if method == "retrain" or "classifier" not in m.kinds:
+    if method == "retrain" or ("lm" if task == "qa" else "classifier") not in m.kinds:
         raise ConfigError(f"{method!r} cannot be tuned here: " + ("it is the retrained oracle every method is "
                           "compared with." if method == "retrain" else f"it applies to {m.kinds} models only."))
     if given is None:
@@ -168,7 +215,7 @@ def _search(optuna, api, run_spec: dict, method: str, space: dict[str, tuple], *
         warnings.simplefilter("ignore")  # constraints_func is flagged experimental in some Optuna versions
         smp = (optuna.samplers.TPESampler(seed=sampler_seed, constraints_func=_constraint) if sampler == "tpe"
                else optuna.samplers.RandomSampler(seed=sampler_seed))
-    study = optuna.create_study(direction="minimize", sampler=smp)
+    study = optuna.create_study(direction="maximize" if objective in MAXIMIZED else "minimize", sampler=smp)
     trials = []
     for i in range(budget):
         trial = study.ask()
@@ -176,7 +223,8 @@ def _search(optuna, api, run_spec: dict, method: str, space: dict[str, tuple], *
         say(f"tune {method}: trial {i + 1}/{budget} {params}")
         result = api.run(_trial_spec(run_spec, method, params, validation=True), store=store, progress=say,
                          **run_kwargs)
-        t = {"number": trial.number, "params": params, **score(result, method, objective, floor)}
+        t = {"number": trial.number, "params": params,
+             **score(result, method, objective, floor, run_spec.get("task", "classifier"))}
         if t["error"] is None:
             trial.set_user_attr("violation", t["violation"])
             study.tell(trial, t["value"])
@@ -187,7 +235,7 @@ def _search(optuna, api, run_spec: dict, method: str, space: dict[str, tuple], *
 
 
 def _constraint(trial) -> tuple[float]:
-    """Optuna constraint: <= 0 when the trial keeps RA and TA within the floor of the oracle's."""
+    """Optuna constraint: <= 0 when the trial keeps its utility within the floor of the oracle's."""
     return (float(trial.user_attrs.get("violation", 1.0)),)
 
 
@@ -201,10 +249,12 @@ def suggest(trial, name: str, s: tuple) -> Any:
     return trial.suggest_float(name, float(vals[0]), float(vals[1]), log=kind == "log")
 
 
-def score(result: dict[str, Any], method: str, objective: str, floor: float) -> dict[str, Any]:
-    """Objective (mean over seeds, lower is better), utility violation and feasibility of one trial's result.
+def score(result: dict[str, Any], method: str, objective: str, floor: float,
+          task: str = "classifier") -> dict[str, Any]:
+    """Objective (mean over seeds), utility violation (<= 0: feasible) and feasibility of one trial's result.
 
-    `objective` "Avg.Gap" is taken as stored; any other metric name is scored as |metric - oracle's metric|.
+    "Avg.Gap" and "Forget Quality" are taken as stored; "Forget.Gap" is the mean |metric - oracle's| over the
+    FORGET_GAP metrics present; any other metric name is scored as |metric - oracle's metric|.
     """
     errors = [e for e in result["errors"] if e["method"] in (method, "retrain", "original")]
     recs = [r for r in result["records"] if r["spec"]["method"] == method]
@@ -214,19 +264,31 @@ def score(result: dict[str, Any], method: str, objective: str, floor: float) -> 
         out["error"] = "; ".join(f"{e['method']} (seed {e['seed']}): {e['error']}" for e in errors) or \
             f"no {method} or oracle record came back"
         return out
-    if objective not in recs[0]["metrics"]:
+    pairs = [(r["metrics"], oracle[r["spec"]["seed"]]) for r in recs]
+    if objective == "Forget.Gap":
+        terms = [k for k in FORGET_GAP if all(_finite(m.get(k)) and _finite(o.get(k)) for m, o in pairs)]
+        if not terms:
+            raise ConfigError(f"Forget.Gap needs one of {', '.join(FORGET_GAP)} in the records; these runs have "
+                              f"{', '.join(recs[0]['metrics'])}. Choose one of them with --objective.")
+        out["gap_over"] = terms
+        out["value"] = statistics.fmean(statistics.fmean(abs(m[k] - o[k]) for k in terms) for m, o in pairs)
+    elif objective not in recs[0]["metrics"]:
         raise ConfigError(f"objective {objective!r} is not a metric of these runs; choose one of "
-                          f"{', '.join(recs[0]['metrics'])}.")
-
-    def value(r: dict) -> float:
-        m = r["metrics"][objective]
-        return m if objective == "Avg.Gap" else abs(m - oracle[r["spec"]["seed"]][objective])
-
-    out["value"] = statistics.fmean(value(r) for r in recs)
-    for k in UTILITY:
-        out[k] = statistics.fmean(r["metrics"][k] for r in recs)
-        out[f"oracle_{k}"] = statistics.fmean(oracle[r["spec"]["seed"]][k] for r in recs)
-    out["violation"] = max(out[f"oracle_{k}"] - out[k] for k in UTILITY) - floor
+                          f"{', '.join(recs[0]['metrics'])}" + (", or Forget.Gap." if task == "qa" else "."))
+    else:
+        stored = objective in ("Avg.Gap", *MAXIMIZED)
+        out["value"] = statistics.fmean(m[objective] if stored else abs(m[objective] - o[objective])
+                                        for m, o in pairs)
+    names = list(UTILITY) if task == "classifier" else _lm_utility([o for _, o in pairs])
+    out["utility"] = names
+    for k in names:
+        out[k] = statistics.fmean(m[k] for m, _ in pairs)
+        out[f"oracle_{k}"] = statistics.fmean(o[k] for _, o in pairs)
+    if task == "classifier":
+        drop = max(out[f"oracle_{k}"] - out[k] for k in names)
+    else:  # relative to the oracle's value
+        drop = max(((out[f"oracle_{k}"] - out[k]) / out[f"oracle_{k}"] for k in names), default=0.0)
+    out["violation"] = drop - floor
     if not math.isfinite(out["value"]) or not math.isfinite(out["violation"]):
         out["error"] = f"objective or utility is not finite ({out['value']}, {out['violation']})"
         return out
@@ -234,7 +296,20 @@ def score(result: dict[str, Any], method: str, objective: str, floor: float) -> 
     return out
 
 
-def sensitivity(trials: list[dict[str, Any]], budget: int) -> dict[str, float]:
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _lm_utility(oracles: list[dict[str, Any]]) -> list[str]:
+    """The LM utility metrics the floor applies to: Model Utility when the oracle's is > 0, else retain Prob/ROUGE."""
+    def usable(k: str) -> bool:
+        return all(_finite(o.get(k)) for o in oracles) and statistics.fmean(o[k] for o in oracles) > 0
+
+    return [k for k in LM_UTILITY if usable(k)] or [k for k in LM_UTILITY_FALLBACK if usable(k)]
+
+
+def sensitivity(trials: list[dict[str, Any]], budget: int, *, direction: str = "minimize",
+                near: float = NEAR_BEST["classifier"]) -> dict[str, float]:
     """How much the method's objective moved over its trials: spread over feasible trials and near-best share."""
     vals = sorted(t["value"] for t in trials if t["feasible"])
     out = {"n_trials": budget, "n_feasible": len(vals), "frac_feasible": len(vals) / budget}
@@ -242,5 +317,6 @@ def sensitivity(trials: list[dict[str, Any]], budget: int) -> dict[str, float]:
         nan = math.nan
         return {**out, "best": nan, "min": nan, "median": nan, "max": nan, "iqr": nan, "frac_near_best": 0.0}
     q = statistics.quantiles(vals, n=4, method="inclusive") if len(vals) > 1 else [vals[0]] * 3
-    return {**out, "best": vals[0], "min": vals[0], "median": statistics.median(vals), "max": vals[-1],
-            "iqr": q[2] - q[0], "frac_near_best": sum(v <= vals[0] + NEAR_BEST for v in vals) / budget}
+    best = vals[-1] if direction == "maximize" else vals[0]
+    return {**out, "best": best, "min": vals[0], "median": statistics.median(vals), "max": vals[-1],
+            "iqr": q[2] - q[0], "frac_near_best": sum(abs(v - best) <= near for v in vals) / budget}

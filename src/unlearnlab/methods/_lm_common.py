@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from ..config import param
 from ..data.core import batches
+from ..distributed import gather, local_part, ratio, rows
 from ..errors import ConfigError
 from ..models.lm_format import IGNORE
 from ..seeding import torch_generator
@@ -70,8 +71,8 @@ def retain_stream(ds: Dataset, batch_size: int, seed: int, key: str) -> Iterator
         raise ConfigError("This method needs retain data but the retain set is empty; set alpha=0 or "
                           "retain=none, or choose a forget set that leaves retain examples.")
     gen = torch_generator(seed, key, "retain-pairing")
-    while True:
-        yield from batches(ds, batch_size, shuffle=True, gen=gen)
+    while True:  # under a multi-process launch every rank draws the same batch and keeps its slice
+        yield from (local_part(b) for b in batches(ds, batch_size, shuffle=True, gen=gen))
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:
@@ -84,8 +85,11 @@ def frozen_copy(model: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def precompute_logprobs(ref: nn.Module, ds: Dataset, task, batch_size: int) -> torch.Tensor:
-    """ℓ_ref(y|x) summed over answer tokens for every example of `ds` (one pass, in order)."""
-    out = [task.sequence_logprob(ref, b)[0].float().cpu() for b in batches(ds, batch_size)]
+    """ℓ_ref(y|x) summed over answer tokens for every example of `ds` (one pass, in order). Under a multi-process
+    launch each rank scores its slice of every batch and the slices are gathered: every rank holds all values,
+    indexed by example."""
+    out = [gather(task.sequence_logprob(ref, local_part(b))[0].float(), rows(b)).cpu()
+           for b in batches(ds, batch_size)]
     return torch.cat(out) if out else torch.zeros(0)
 
 
@@ -96,7 +100,7 @@ def answer_kl(model: nn.Module, ref: nn.Module, batch: dict, task) -> torch.Tens
         ref_logits = task.forward(ref, batch).logits[:, :-1].float()
     mask = (batch["labels"][:, 1:] != IGNORE).to(logits.device)
     lp, lq = F.log_softmax(logits[mask], -1), F.log_softmax(ref_logits[mask], -1)
-    return F.kl_div(lp, lq, reduction="batchmean", log_target=True)
+    return ratio(F.kl_div(lp, lq, reduction="sum", log_target=True), lp.shape[0])  # batchmean, over all ranks
 
 
 def retain_term(kind: str, task, ref: nn.Module | None) -> Callable[[nn.Module, dict], torch.Tensor]:

@@ -6,6 +6,7 @@ import dataclasses
 import torch
 from torch import nn
 
+from .. import distributed
 from ..config import param
 from ..errors import ConfigError
 from ..models.lm_format import IGNORE
@@ -86,7 +87,7 @@ def _masked_mse(h: torch.Tensor, target: torch.Tensor, batch: dict) -> torch.Ten
     """Squared error averaged over the hidden size and the answer tokens of each sequence, then the batch."""
     m = (batch["labels"] != IGNORE).to(h.device, h.dtype)
     per_token = ((h - target) ** 2).mean(-1)
-    return ((per_token * m).sum(1) / m.sum(1).clamp_min(1.0)).mean()
+    return distributed.mean((per_token * m).sum(1) / m.sum(1).clamp_min(1.0))  # over every rank's examples
 
 
 @register("rmu", RMUConfig, "Representation misdirection: scramble middle-layer activations on D_f",

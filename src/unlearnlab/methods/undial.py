@@ -6,6 +6,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from .. import distributed
 from ..config import param
 from ..models.lm_format import IGNORE
 from ._lm_common import LMUnlearnConfig, frozen_copy, retain_field, run_forget_retain
@@ -42,7 +43,7 @@ def undial(model, data, cfg: UNDIALConfig, task, ctx: MethodContext):
             z = task.forward(ref, b).logits[:, :-1].float()[mask]
             z = z - cfg.beta * F.one_hot(labels[mask], z.shape[-1]).to(z.dtype)
             target = F.softmax(z, -1)
-        return -(target * F.log_softmax(logits[mask], -1)).sum(-1).mean()
+        return -distributed.mean((target * F.log_softmax(logits[mask], -1)).sum(-1))  # token mean, all ranks
 
     return run_forget_retain(model, data, cfg, task, ctx, "undial", forget_loss, retain=cfg.retain,
                              alpha=cfg.alpha, ref=ref)

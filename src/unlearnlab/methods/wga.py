@@ -5,6 +5,7 @@ import dataclasses
 
 import torch
 
+from .. import distributed
 from ..config import param
 from ._lm_common import LMUnlearnConfig, frozen_copy, retain_field, run_forget_retain
 from .base import MethodContext, register
@@ -33,7 +34,7 @@ def wga(model, data, cfg: WGAConfig, task, ctx: MethodContext):
     def forget_loss(m, b):
         nll, mask = task.token_nll(m, b)
         weight = torch.exp(-nll.detach()) ** cfg.beta
-        return -(weight * nll * mask).sum() / mask.sum().clamp_min(1.0)
+        return -distributed.ratio((weight * nll * mask).sum(), mask.sum(), at_least=1.0)  # token mean, all ranks
 
     return run_forget_retain(model, data, cfg, task, ctx, "wga", forget_loss, retain=cfg.retain,
                              alpha=cfg.alpha, gamma=cfg.gamma, ref=ref)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import ratio
 from ..errors import UnlearnLabError
 from .lm_format import IGNORE, pad_id
 
@@ -59,9 +60,9 @@ class LMTask:
         return -nll.sum(1), mask.sum(1)
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean NLL over all answer tokens of the batch."""
+        """Mean NLL over all answer tokens of the batch (of the global batch in a data-parallel step)."""
         nll, mask = self.token_nll(model, batch)
-        return nll.sum() / mask.sum().clamp_min(1.0)
+        return ratio(nll.sum(), mask.sum(), at_least=1.0)
 
     def per_example_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean token NLL of each sequence [B]."""

@@ -9,6 +9,7 @@ from collections import OrderedDict
 from typing import Any
 
 from ..config import build, to_dict
+from ..distributed import on_main
 from ..engine.events import collect_curves, emit
 from ..engine.records import count_steps, make_record
 from ..spec import RunSpec
@@ -131,7 +132,8 @@ class QATask:
                 model = run_method(method, setup.target, setup.data, setup.task,
                                    method_overrides(spec.lm_dict(), method), MethodContext(seed=seed))
             wall, cpu, steps = time.perf_counter() - t0, time.process_time() - c0, box[0]
-        metrics = _measure(model, setup, extra)
+        # [distributed] evaluation is not data parallel: rank 0 evaluates, the other ranks wait for its metrics
+        metrics, extra = on_main(lambda: (_measure(model, setup, extra), extra))
         _say(f"{method} (seed {seed}): " + ", ".join(f"{k} {metrics[k]:.3f}" for k in SHOWN if k in metrics))
         return make_record(rspec, {**metrics, "RTE": wall}, {"wall_s": wall, "cpu_s": cpu, "opt_steps": steps,
                                                              **extra}, setup.task.device,
@@ -141,7 +143,7 @@ class QATask:
         """The oracle of seed `other` scored against the oracle (and target) of `seed`: the noise floor."""
         setup = self.setup(spec, seed, store)
         other_oracle, _ = finetune_role(self._base(spec), "oracle", seed=other, store=store, progress=_say)
-        metrics = _measure(other_oracle, setup, {})
+        metrics = on_main(_measure, other_oracle, setup, {})  # [distributed] rank 0 evaluates
         return make_record(rspec, metrics, {"wall_s": 0.0, "cpu_s": 0.0, "opt_steps": 0}, setup.task.device)
 
 
