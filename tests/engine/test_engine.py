@@ -165,11 +165,13 @@ def test_ray_backend_gives_the_same_records(tmp_path):
     ray = pytest.importorskip("ray", reason="Ray is not installed (make test installs it where it can)")
     spec = from_dict({**BASE, "methods": ["ft"], "seeds": [0]})
     local = execute([spec], store=Store(tmp_path / "l"), backend="local", workers=2)
+    events: list[dict] = []
     try:
-        viaray = execute([spec], store=Store(tmp_path / "r"), backend="ray", workers=2)
+        viaray = execute([spec], store=Store(tmp_path / "r"), backend="ray", workers=2, sink=events.append)
     finally:
         ray.shutdown()
     assert not viaray["errors"], viaray["errors"]
+    assert any(e["kind"] == "progress" for e in events)  # epoch/step events travel back from the Ray workers
     a, b = _metrics(local), _metrics(viaray)
     for k in a:
         assert {m: v for m, v in a[k].items() if not m.startswith("RTE")} == \

@@ -41,7 +41,7 @@ def sweep_cmd(
 
     try:
         store = _store(results)
-        with renderer(workers or 1) as sink:
+        with renderer() as sink:
             res = api.sweep(target, store=store, backend=backend, workers=workers, address=address,
                             resume=not fresh, events=sink, cpus_per_job=cpus_per_job,
                             gpus_per_job=gpus_per_job)

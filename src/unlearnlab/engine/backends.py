@@ -183,11 +183,11 @@ class LocalBackend:
                 os.environ[k] = v
 
 
-def _ray_work(job: dict, store_root: str | None, threads: int) -> dict:
+def _ray_work(job: dict, store_root: str | None, threads: int, events: Any = None) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    res = work(job, store_root, None)
+    res = work(job, store_root, events.put_nowait if events is not None else None)
     res.pop("exception", None)
     return res
 
@@ -219,6 +219,23 @@ class RayBackend:
         self._remote = ray.remote(_ray_work)
         self._opts = {"num_cpus": cpus_per_job, "num_gpus": gpus_per_job, "max_retries": 0}
         self._refs: dict[Any, str] = {}
+        from ray.util.queue import Queue  # an actor: workers' events (epoch/step) reach this driver's display
+
+        self._events = Queue(actor_options={"num_cpus": 0})
+        self._stop = threading.Event()
+        self._drain = threading.Thread(target=self._pump, daemon=True)
+        self._drain.start()
+
+    def _pump(self) -> None:
+        from ray.util.queue import Empty
+
+        while not self._stop.is_set():
+            try:
+                self.sink(self._events.get(timeout=0.5))
+            except Empty:
+                continue
+            except Exception:  # noqa: BLE001 - the queue actor is gone (shutdown): stop forwarding
+                return
 
     def submit(self, job: dict, store_root: str | None) -> None:
         """Start `job` as a Ray task, with the job's own resource request where it has one."""
@@ -226,7 +243,7 @@ class RayBackend:
         opts = {**self._opts, **{k: v for k, v in (("num_cpus", res.get("cpus")), ("num_gpus", res.get("gpus")))
                                  if v is not None}}
         threads = max(1, int(opts["num_cpus"]))
-        self._refs[self._remote.options(**opts).remote(job, store_root, threads)] = job["key"]
+        self._refs[self._remote.options(**opts).remote(job, store_root, threads, self._events)] = job["key"]
 
     def wait(self, timeout: float) -> list[tuple[str, dict]]:
         """(job key, result) of the tasks that finished within `timeout` seconds."""
@@ -246,6 +263,9 @@ class RayBackend:
 
     def close(self) -> None:
         """Shut down the local cluster this backend started (a joined cluster keeps running)."""
+        time.sleep(0.6)  # let the last events through
+        self._stop.set()
+        self._drain.join(timeout=2)
         if self._started:
             self.ray.shutdown()
 

@@ -93,12 +93,14 @@ class Tracker:
         self.running: dict[str, dict] = {}
         self.t0 = time.time()
         self.durations: list[float] = []
+        self.workers = 1  # parallel jobs, from the plan event
 
     def update(self, ev: dict) -> None:
         """Fold one event into the counts."""
         k, job = ev["kind"], ev.get("job", "")
         if k == "plan":
             self.total = int(ev.get("jobs", 0))
+            self.workers = int(ev.get("workers", self.workers))
         elif k == "start":
             self.running[job] = {"since": ev["t"], "detail": ""}
         elif k == "progress" and job in self.running:
@@ -119,16 +121,16 @@ class Tracker:
         """Jobs that need no more work (computed, reused or failed)."""
         return self.done + self.failed + self.cached
 
-    def eta_s(self, workers: int = 1) -> float | None:
+    def eta_s(self) -> float | None:
         """Seconds left: median job time x remaining jobs / parallel workers (None before a job has finished)."""
         if not self.durations:
             return None
         med = sorted(self.durations)[len(self.durations) // 2]
-        return med * max(0, self.total - self.finished) / max(1, workers)
+        return med * max(0, self.total - self.finished) / max(1, self.workers)
 
-    def summary(self, workers: int = 1) -> str:
+    def summary(self) -> str:
         """'12/30 jobs (3 reused, 1 failed), 2 running, ETA 4m10s'."""
-        eta = self.eta_s(workers)
+        eta = self.eta_s()
         extra = ", ".join(x for x in (f"{self.cached} reused" if self.cached else "",
                                       f"{self.failed} failed" if self.failed else "") if x)
         return (f"{self.finished}/{self.total} jobs" + (f" ({extra})" if extra else "") +
@@ -148,9 +150,9 @@ def _step_text(ev: dict) -> str:
 class LineRenderer:
     """Timestamped plain lines (stderr not a terminal: files, pipes, nohup); progress lines at most every 10 s."""
 
-    def __init__(self, stream: TextIO | None = None, workers: int = 1, every_s: float = 10.0):
+    def __init__(self, stream: TextIO | None = None, every_s: float = 10.0):
         self.stream = stream or sys.stderr
-        self.tracker, self.workers, self.every_s = Tracker(), workers, every_s
+        self.tracker, self.every_s = Tracker(), every_s
         self._last_progress: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -176,11 +178,11 @@ class LineRenderer:
             return f"start {job}"
         if k == "done":
             return f"done  {job} ({ev.get('seconds', 0):.1f}s) {ev.get('summary', '')}".rstrip() + \
-                f" | {tr.summary(self.workers)}"
+                f" | {tr.summary()}"
         if k == "cached":
-            return f"reuse {job}: {ev.get('summary', 'stored')} | {tr.summary(self.workers)}"
+            return f"reuse {job}: {ev.get('summary', 'stored')} | {tr.summary()}"
         if k == "failed":
-            return f"FAIL  {job}: {ev.get('error', '')} | {tr.summary(self.workers)}"
+            return f"FAIL  {job}: {ev.get('error', '')} | {tr.summary()}"
         if k == "wait":
             return f"wait  {job}: {ev.get('detail', 'computed by another process')}"
         if k == "message":
@@ -191,12 +193,12 @@ class LineRenderer:
 class LiveRenderer:
     """A rich live display on a terminal: counts, ETA and each running job's epoch/step."""
 
-    def __init__(self, console: Any = None, workers: int = 1):
+    def __init__(self, console: Any = None):
         from rich.console import Console
         from rich.live import Live
 
         self.console = console or Console(stderr=True)
-        self.tracker, self.workers = Tracker(), workers
+        self.tracker = Tracker()
         self._lock = threading.Lock()
         self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
 
@@ -206,7 +208,7 @@ class LiveRenderer:
 
     def __exit__(self, *exc: object) -> None:
         self.live.__exit__(*exc)
-        self.console.print(f"finished: {self.tracker.summary(self.workers)}", highlight=False)
+        self.console.print(f"finished: {self.tracker.summary()}", highlight=False)
 
     def __call__(self, ev: dict) -> None:
         with self._lock:
@@ -219,7 +221,7 @@ class LiveRenderer:
         from rich.table import Table
 
         t = Table.grid(padding=(0, 1))
-        t.add_row(f"[bold]{self.tracker.summary(self.workers)}[/]")
+        t.add_row(f"[bold]{self.tracker.summary()}[/]")
         now = time.time()
         for job, info in list(self.tracker.running.items())[:12]:
             t.add_row(f"  {job} [dim]{_duration(now - info['since'])}[/] {info['detail']}")
@@ -227,17 +229,17 @@ class LiveRenderer:
 
 
 @contextmanager
-def renderer(workers: int = 1, *, quiet: bool = False, stream: TextIO | None = None) -> Iterator[Sink]:
+def renderer(*, quiet: bool = False, stream: TextIO | None = None) -> Iterator[Sink]:
     """The sink for a run: live display if stderr is a terminal, timestamped lines otherwise, nothing if quiet."""
     if quiet:
         yield lambda ev: None
         return
     target = stream or sys.stderr
     if stream is None and target.isatty():
-        with LiveRenderer(workers=workers) as live:
+        with LiveRenderer() as live:
             yield live
     else:
-        yield LineRenderer(target, workers=workers)
+        yield LineRenderer(target)
 
 
 __all__ = ["LineRenderer", "LiveRenderer", "Tracker", "collect_curves", "emit", "record_loss",

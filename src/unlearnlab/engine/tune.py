@@ -20,7 +20,8 @@ oracle's Model Utility (TOFU's harmonic mean over retain / real authors / world 
 its Model Utility is more than 10% (relative) below the validation oracle's. A fraction rather than points because
 Model Utility's scale depends on the model (TOFU Llama-2 ~0.6, a tiny model ~0). When the oracle's Model Utility
 is 0 or missing (a tiny model answers no real-author question; corpora have none) the floor applies to
-retain_Prob and retain_ROUGE instead, and to nothing on corpora without retain metrics. `objective="Forget Quality"`
+retain_Prob instead (continuous; ROUGE on a few rows is too coarse), and to nothing on corpora, which have no
+retain metric. `objective="Forget Quality"`
 (TOFU's KS-test p-value against the oracle) is maximised as it stands; any other metric name is scored as
 |metric - oracle's metric|, lower is better.
 
@@ -46,7 +47,7 @@ UTILITY = ("RA", "TA")
 DEFAULTS = {"classifier": ("Avg.Gap", 5.0), "qa": ("Forget.Gap", 0.1)}  # objective, utility floor
 FORGET_GAP = ("forget_ROUGE", "forget_Prob", "forget_TruthRatio", "VerbMem", "MIA-MinK")
 LM_UTILITY = ("Model Utility",)
-LM_UTILITY_FALLBACK = ("retain_Prob", "retain_ROUGE")
+LM_UTILITY_FALLBACK = ("retain_Prob",)  # continuous, so not as coarse as ROUGE on a few rows
 MAXIMIZED = ("Forget Quality",)  # already a comparison with the oracle: higher is better as it stands
 
 
@@ -116,7 +117,7 @@ def _entry(trials: list[dict], space: dict, budget: int, direction: str, near: f
 def _floor_text(task: str, floor: float) -> str:
     if task == "classifier":
         return f"{floor:g} points below the oracle's RA/TA"
-    return f"{floor:.0%} below the oracle's Model Utility (or retain Prob/ROUGE when it has none)"
+    return f"{floor:.0%} below the oracle's Model Utility (or retain_Prob when it has none)"
 
 
 def _optuna():
@@ -301,7 +302,7 @@ def _finite(v: Any) -> bool:
 
 
 def _lm_utility(oracles: list[dict[str, Any]]) -> list[str]:
-    """The LM utility metrics the floor applies to: Model Utility when the oracle's is > 0, else retain Prob/ROUGE."""
+    """The LM utility metrics the floor applies to: Model Utility when the oracle's is > 0, else retain_Prob."""
     def usable(k: str) -> bool:
         return all(_finite(o.get(k)) for o in oracles) and statistics.fmean(o[k] for o in oracles) > 0
 
