@@ -194,8 +194,10 @@ def test_tune_rejects_bad_requests():
         api.tune(SPEC, ["retrain"], budget=2)
     with pytest.raises(ConfigError, match="derives the disjoint validation set"):
         api.tune({**SPEC, "forget": "val:random:10%"}, ["ft"], budget=2)
-    with pytest.raises(ConfigError, match="does not support task 'qa' yet"):
-        api.tune({"task": "qa", "dataset": "qa", "forget": "10%"}, ["npo"], budget=2)
+    with pytest.raises(ConfigError, match="derives the disjoint validation set"):  # LM runs: tests/lm/test_lm_tune.py
+        api.tune({"task": "qa", "dataset": "qa", "forget": "val:10%"}, ["npo"], budget=2)
+    with pytest.raises(ConfigError, match="applies to"):
+        api.tune({"task": "qa", "dataset": "qa", "forget": "10%"}, ["ssd"], budget=2)
     with pytest.raises(ConfigError, match="not a config field"):
         api.tune(SPEC, ["ft"], budget=2, spaces={"ft": {"lrr": ("log", 1e-3, 1e-1)}})
     with pytest.raises(ConfigError, match="sampler"):

@@ -21,9 +21,8 @@ its Model Utility is more than 10% (relative) below the validation oracle's. A f
 Model Utility's scale depends on the model (TOFU Llama-2 ~0.6, a tiny model ~0). When the oracle's Model Utility
 is 0 or missing (a tiny model answers no real-author question; corpora have none) the floor applies to
 retain_Prob instead (continuous; ROUGE on a few rows is too coarse), and to nothing on corpora, which have no
-retain metric. `objective="Forget Quality"`
-(TOFU's KS-test p-value against the oracle) is maximised as it stands; any other metric name is scored as
-|metric - oracle's metric|, lower is better.
+retain metric. `objective="Forget Quality"` (TOFU's KS-test p-value against the oracle) is maximised as it stands;
+any other metric name is scored as |metric - oracle's metric|, lower is better.
 
 Why Optuna rather than Ray Tune: Optuna's ask/tell interface drives trials from this process without a cluster
 or a scheduler, its samplers are deterministic for a seed (the same budget gives the same trials), and it starts no

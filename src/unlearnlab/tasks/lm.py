@@ -115,8 +115,12 @@ class _Cacheable:
 
 
 def cache_key(which: str, model_spec: str, data, cfg: FinetuneLMConfig, seed: int) -> str:
-    """Content key of a fine-tuned model: model spec, data fingerprint (incl. split), recipe, seed."""
-    body = json.dumps({"which": which, "model": model_spec, "data": data.fingerprint(), "cfg": to_dict(cfg),
+    """Content key of a fine-tuned model: model spec, the tokens it trains on (the target: all training QA, so
+    every forget split of the same data, a validation split included, shares one target; the oracle: the retain
+    split), recipe, seed."""
+    ds = data.train if which == "target" else data.retain
+    content = ds.fingerprint() if callable(getattr(ds, "fingerprint", None)) else data.fingerprint()
+    body = json.dumps({"which": which, "model": model_spec, "data": content, "cfg": to_dict(cfg),
                        "seed": seed}, sort_keys=True)
     return f"lm-{which}-" + hashlib.sha256(body.encode()).hexdigest()[:24]
 
