@@ -24,7 +24,8 @@ Design:
   holds the same weights), evaluated on the rank's slice; `precompute_logprobs` scores each rank's slice of every
   batch and `gather`s them, so every rank holds the values of the whole dataset, looked up by example index.
 - Engine (engine/dist_store.py): every rank runs the same jobs in the same order; rank 0 alone reads and writes the
-  store and broadcasts what it read (`on_main`), evaluates, and prints.
+  store and broadcasts what it read (`on_main`), evaluates, and prints. The other ranks wait in a collective meanwhile:
+  its timeout is UNLEARNLAB_DIST_TIMEOUT_S (default 7200 s), so raise it for evaluations longer than that.
 - Not reproduced across world sizes: dropout masks (per-rank global RNG; the LMs here use none) and BatchNorm batch
   statistics (per slice, as in DDP without SyncBatchNorm; running stats are broadcast from rank 0 after each step).
 - FSDP / DeepSpeed are not implemented: sharded parameters would need every method's direct parameter access

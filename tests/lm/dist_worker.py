@@ -1,8 +1,11 @@
-"""Run by test_distributed.py in one process or under a 2-process launch: a tiny-LM fine-tune with train() and an
-NPO unlearning run (frozen reference model + paired retain batches), at global batch 8; each rank saves its weights.
+"""Run by test_distributed.py in one process or under a 2-process launch: a tiny-LM fine-tune with train(), then
+the LM methods in METHODS (frozen reference models, paired retain batches) at global batch 8. Each rank saves its
+weights.
 
-Sizes are chosen to hit every sharding case: 21 training examples (batches 8, 8, 5: an uneven 3/2 split), 9 forget
-examples (8, then 1 example replicated on both ranks) and 12 retain examples (8, 4).
+The unlearning methods start from a target fine-tuned by each rank alone (distributed.local()), identical in both
+runs, so their comparison measures the methods' own steps and not the fine-tune's float noise amplified by AdamW.
+Sizes hit every sharding case: 21 training examples (batches 8, 8, 5: an uneven 3/2 split), 9 forget examples (8,
+then 1 example replicated on both ranks) and 12 retain examples (8, 4).
 """
 from __future__ import annotations
 
@@ -16,9 +19,14 @@ from safetensors.torch import save_file
 
 from unlearnlab import distributed
 from unlearnlab.data.qa import generate_qa, make_qa_data
+from unlearnlab.data.tofu import idk_answers
 from unlearnlab.methods import MethodContext, run_method
 from unlearnlab.models.lm import LMTask, load_lm
 from unlearnlab.train import TrainConfig, train
+
+# reference log-probs precomputed (npo; idk_dpo: nested preferred/dispreferred batches), a reference evaluated online
+# (kl: answer KL on retain batches; undial: token-mean distillation), hooks + a parameter subset (rmu)
+METHODS = ("npo", "kl", "idk_dpo", "undial", "rmu")
 
 
 def _save(model: torch.nn.Module, path: Path) -> None:
@@ -26,20 +34,22 @@ def _save(model: torch.nn.Module, path: Path) -> None:
 
 
 def main(out: Path) -> None:
-    """Fine-tune, then NPO, saving both models' weights under `out` (one file per rank)."""
+    """Fine-tune, then the METHODS, saving every model's weights under `out` (one file per rank)."""
     torch.set_num_threads(1)
     qa = generate_qa(7, facts=3, seed=0)
-    base, tok = load_lm("tiny", texts=qa.texts())
+    base, tok = load_lm("tiny", texts=qa.texts() + idk_answers())
     data = make_qa_data(tok, qa, "43%")
     task = LMTask(tok)
     cfg = TrainConfig(epochs=2, lr=3e-3, optimizer="adamw", weight_decay=0.01, batch_size=8, schedule="cosine")
     tuned = train(copy.deepcopy(base), data.train, cfg, task, seed=0, key="dist-test", what="fine-tune")
-    unlearned = run_method("npo", tuned, data, task, {"lr": 1e-3, "batch_size": 8, "epochs": 2},
-                           MethodContext(seed=0))
+    with distributed.local():  # the same target on every rank and in both runs
+        target = train(copy.deepcopy(base), data.train, cfg, task, seed=0, key="dist-test", what="target")
+    unlearned = {m: run_method(m, target, data, task, {"lr": 1e-3, "batch_size": 8, "epochs": 2}, MethodContext(seed=0))
+                 for m in METHODS}
     r = distributed.rank()
     out.mkdir(parents=True, exist_ok=True)
-    _save(tuned, out / f"finetune-rank{r}.safetensors")
-    _save(unlearned, out / f"npo-rank{r}.safetensors")
+    for name, model in {"base": base, "finetune": tuned, **unlearned}.items():
+        _save(model, out / f"{name}-rank{r}.safetensors")
     sizes = {"train": len(data.train), "forget": len(data.forget), "retain": len(data.retain)}
     (out / f"info-rank{r}.json").write_text(json.dumps({"world": distributed.world_size(), "rank": r, **sizes}))
     distributed.barrier()

@@ -113,7 +113,7 @@ def run_cmd(
                                 "device": device, "task": task, "original": original,
                                 "attacks": attacks})
         store = None if no_store else _store(results)
-        with renderer(workers or 1, quiet=not is_main()) as sink:
+        with renderer(quiet=not is_main()) as sink:
             result = api.run(spec, store=store, events=sink, resume=not fresh, backend=backend, workers=workers,
                              address=address, cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job)
     except UnlearnLabError as e:
