@@ -50,11 +50,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--model", default="", help="model spec (default: the dataset's)")
+    ap.add_argument("--epochs", type=int, default=0, help="original/oracle epochs (default: the dataset's recipe)")
     ap.add_argument("--backends", default="serial,local,ray")
     ap.add_argument("--out", default="docs/engine_backends.md")
     args = ap.parse_args()
-    specs = expand_sweep({"name": "bench", "dataset": args.dataset, "forget": ["random:10%", "class:3"],
-                          "methods": ["all"], "seeds": args.seeds})
+    sweep = {"name": "bench", "dataset": args.dataset, "forget": ["random:10%", "class:3"], "methods": ["all"],
+             "seeds": args.seeds, "model": args.model, **({"recipe": {"epochs": args.epochs}} if args.epochs else {})}
+    specs = expand_sweep(sweep)
+    extra = (f" --model {args.model}" if args.model else "") + (f" --epochs {args.epochs}" if args.epochs else "")
     walls, recs, jobs = {}, {}, 0
     with tempfile.TemporaryDirectory() as tmp:
         for b in args.backends.split(","):
@@ -62,10 +66,12 @@ def main() -> None:
             jobs = res["jobs"]["computed"]
             print(f"{b}: {walls[b]:.1f}s, {len(recs[b])} records, {len(res['errors'])} errors", file=sys.stderr)
     lines = ["# Engine backends: one classifier sweep on each backend", "",
-             f"Command: `python benchmarks/engine_backends.py --dataset {args.dataset} --seeds {args.seeds}`", "",
+             f"Command: `python benchmarks/engine_backends.py --dataset {args.dataset} --seeds {args.seeds}{extra}"
+             f" --out {args.out}`", "",
              f"Machine: {cores()} cores, {platform.processor() or platform.machine()}, Python "
              f"{platform.python_version()}. Sweep: every classifier method x {args.seeds} seeds x 2 forget scenarios "
-             f"(random:10%, class:3) on {args.dataset}: {jobs} jobs (models, runs, noise floors), computed from "
+             f"(random:10%, class:3) on {args.dataset} ({specs[0].model_spec()}, "
+             f"{specs[0].train_config().epochs} epochs): {jobs} jobs (models, runs, noise floors), computed from "
              "scratch by each backend in turn (one run each, so absolute times carry this machine's noise).", "",
              "| backend | wall (s) | speed-up vs serial | records |", "|---|---|---|---|"]
     for b, w in walls.items():

@@ -79,8 +79,11 @@ class SerialBackend:
         self._done.append((job["key"], work(job, store_root, self.sink)))
 
     def wait(self, timeout: float) -> list[tuple[str, dict]]:
-        """Finished (job key, result) pairs."""
+        """Finished (job key, result) pairs; with none, sleeps `timeout` (no busy loop while another process
+        computes a job this scheduler waits for)."""
         out, self._done = self._done, []
+        if not out and timeout > 0:
+            time.sleep(timeout)
         return out
 
     def close(self) -> None:

@@ -22,9 +22,14 @@ owner TEXT, host TEXT, pid INTEGER, heartbeat REAL, started REAL, finished REAL,
 HOST = socket.gethostname()
 
 
+_LIVE: set[str] = set()  # schedulers alive in this process (a reused pid must not make a dead claim look alive)
+
+
 def new_owner() -> str:
     """A token naming this scheduler (host, pid and a random part)."""
-    return f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    owner = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    _LIVE.add(owner)
+    return owner
 
 
 def _tx(store, fn) -> Any:
@@ -53,7 +58,7 @@ def _alive(row: tuple, me: str) -> bool:
     if owner == me:
         return True
     if host == HOST:
-        return int(pid) == os.getpid() or _pid_alive(int(pid))
+        return owner in _LIVE if int(pid) == os.getpid() else _pid_alive(int(pid))
     return time.time() - float(beat or 0) < HEARTBEAT_TTL_S
 
 
@@ -99,6 +104,7 @@ def heartbeat(store, keys: list[str], owner: str) -> None:
 
 def release_all(store, owner: str) -> None:
     """Drop this owner's unfinished claims (an interrupted scheduler), so others may take them at once."""
+    _LIVE.discard(owner)
     _tx(store, lambda conn: conn.execute("DELETE FROM jobs WHERE owner = ? AND status = 'running'", (owner,)))
 
 
