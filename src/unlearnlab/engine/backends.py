@@ -65,6 +65,31 @@ def work(job: dict, store_root: str | None, sink: Callable[[dict], None] | None)
                 "exception": e, "seconds": time.perf_counter() - t0}
 
 
+class _Pump(threading.Thread):
+    """Forwards workers' events from a queue (`get(timeout=...)` raising `empty` when idle) to the sink."""
+
+    def __init__(self, get: Callable[..., dict], empty: type[Exception], sink: Callable[[dict], None]):
+        super().__init__(daemon=True)
+        self.get, self.empty, self.sink = get, empty, sink
+        self._stop_ev = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self._stop_ev.is_set():
+            try:
+                self.sink(self.get(timeout=0.3))
+            except self.empty:
+                continue
+            except Exception:  # noqa: BLE001 - the queue is gone (pool or cluster shut down): stop forwarding
+                return
+
+    def stop(self, grace_s: float = 0.6) -> None:
+        """Let the last events through, then stop."""
+        time.sleep(grace_s)
+        self._stop_ev.set()
+        self.join(timeout=2)
+
+
 class SerialBackend:
     """Jobs run one at a time in this process (shares loaded models across jobs; needed without a store)."""
 
@@ -128,18 +153,7 @@ class LocalBackend:
         self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
                                          initargs=(self.threads, self._events))
         self._futures: dict[Any, str] = {}
-        self._stop = threading.Event()
-        self._drain = threading.Thread(target=self._pump, daemon=True)
-        self._drain.start()
-
-    def _pump(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.sink(self._events.get(timeout=0.2))
-            except queue.Empty:
-                continue
-            except (EOFError, OSError):
-                return
+        self._pump = _Pump(self._events.get, queue.Empty, sink)
 
     def submit(self, job: dict, store_root: str | None) -> None:
         """Queue `job` on the pool."""
@@ -177,8 +191,7 @@ class LocalBackend:
     def close(self) -> None:
         """Stop the workers and restore the thread environment."""
         self._pool.shutdown(wait=True, cancel_futures=True)
-        time.sleep(0.3)
-        self._stop.set()
+        self._pump.stop(0.3)
         for k, v in self._env_before.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -222,23 +235,10 @@ class RayBackend:
         self._remote = ray.remote(_ray_work)
         self._opts = {"num_cpus": cpus_per_job, "num_gpus": gpus_per_job, "max_retries": 0}
         self._refs: dict[Any, str] = {}
-        from ray.util.queue import Queue  # an actor: workers' events (epoch/step) reach this driver's display
+        from ray.util.queue import Empty, Queue  # an actor: workers' events (epoch/step) reach this driver
 
         self._events = Queue(actor_options={"num_cpus": 0})
-        self._stop = threading.Event()
-        self._drain = threading.Thread(target=self._pump, daemon=True)
-        self._drain.start()
-
-    def _pump(self) -> None:
-        from ray.util.queue import Empty
-
-        while not self._stop.is_set():
-            try:
-                self.sink(self._events.get(timeout=0.5))
-            except Empty:
-                continue
-            except Exception:  # noqa: BLE001 - the queue actor is gone (shutdown): stop forwarding
-                return
+        self._pump = _Pump(self._events.get, Empty, sink)
 
     def submit(self, job: dict, store_root: str | None) -> None:
         """Start `job` as a Ray task, with the job's own resource request where it has one."""
@@ -266,9 +266,7 @@ class RayBackend:
 
     def close(self) -> None:
         """Shut down the local cluster this backend started (a joined cluster keeps running)."""
-        time.sleep(0.6)  # let the last events through
-        self._stop.set()
-        self._drain.join(timeout=2)
+        self._pump.stop()
         if self._started:
             self.ray.shutdown()
 
