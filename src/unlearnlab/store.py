@@ -223,21 +223,30 @@ class Store(ArtifactStore):
         rec["spec_key"] = spec_key(rec["spec"])
         row = (rec["id"], rec["spec_key"], rec["created"], _name_of(rec["spec"].get("dataset")),
                _name_of(rec["spec"].get("method")), str(rec["status"]), dumps(rec))
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+            _crash_point("run-inserted")
+
+        self.transact(insert)
+        return rec["id"]
+
+    def transact(self, fn: Any) -> Any:
+        """fn(connection) inside one BEGIN IMMEDIATE ... COMMIT (rolled back on any error); returns its result."""
         with self._lock:
             conn = self.conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)", row)
-                    _crash_point("run-inserted")
+                    out = fn(conn)
                     conn.execute("COMMIT")
+                    return out
                 except BaseException:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
             except sqlite3.Error as e:
                 raise self._db_error(e) from None
-        return rec["id"]
 
     def find_run(self, spec: dict) -> str | None:
         """Id of the newest completed run with the same spec (so an interrupted sweep can skip it)."""

@@ -33,23 +33,11 @@ def new_owner() -> str:
 
 
 def _tx(store, fn) -> Any:
-    if getattr(store, "uncoordinated", False):  # [distributed] a launch's RankStore claims nothing (dist_store.py)
-        return None
-    with store._lock:
-        conn = store.conn
-        try:
-            conn.execute(_TABLE)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                out = fn(conn)
-                conn.execute("COMMIT")
-                return out
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as e:
-            raise store._db_error(e) from None
+    """fn(connection) in one store transaction, the jobs table created first if needed."""
+    def with_table(conn: sqlite3.Connection) -> Any:
+        conn.execute(_TABLE)
+        return fn(conn)
+    return store.transact(with_table)
 
 
 def _alive(row: tuple, me: str) -> bool:
