@@ -36,7 +36,8 @@ def _tx(store, fn) -> Any:
     """fn(connection) in one store transaction, the jobs table created first if needed."""
     def with_table(conn: sqlite3.Connection) -> Any:
         conn.execute(_TABLE)
-        return fn(conn)
+        out = fn(conn)
+        return None if isinstance(out, sqlite3.Cursor) else out  # plain values only (a launch broadcasts them)
     return store.transact(with_table)
 
 
