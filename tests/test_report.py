@@ -252,3 +252,30 @@ def test_api_report(store, tmp_path):
     result = api.report(["exp"], store=store, out=tmp_path / "a")
     assert result["html"].exists() and len(result["scenarios"]) == 1
     assert api.runs_frame(store, method="ft").shape[0] == 1
+
+
+def test_reading_nothing_to_forget_and_record_warnings():
+    from unlearnlab.engine.report import reading
+
+    board = leaderboard(scenarios(classifier_records())[0])
+    line = reading(board)
+    assert "original remembers the forget set (UA 2" in line and "retrained oracle 9" in line
+    assert "closest to retraining: ft" in line and "tied with salun" in line
+    assert "within the noise floor (Avg.Gap 0.6" in line and ": ft" in line
+    assert "changed nothing or too little: noop" in line
+    assert "NOTHING TO FORGET" not in _row(board, "original")["flags"]
+    # an original whose forget accuracy is as close to the oracle's as a second oracle is: nothing to forget
+    recs = classifier_records("same")
+    for r in recs:
+        if r["spec"]["method"] == "original":
+            r["metrics"]["UA"] = 8.2 + r["spec"]["seed"]
+        if r["spec"]["method"] == "ga":
+            r["warnings"] = ["ga predicts the same class as the original on every example"]
+            r["method_info"] = {"selected_fraction": 0.25, "note": "text is not averaged"}
+    board = leaderboard(scenarios(recs)[0])
+    assert "NOTHING TO FORGET" in _row(board, "original")["flags"]
+    assert reading(board).startswith("the original has nothing to forget (UA 9.2")
+    ga = _row(board, "ga")
+    assert ga["warnings"] == ["ga predicts the same class as the original on every example"]
+    assert ga["info"] == {"selected_fraction": 0.25}
+    assert "ga" in reading(board).split("changed nothing or too little:")[1]

@@ -88,8 +88,15 @@ def test_val_forget_set_for_indices_files_and_errors(tmp_path):
     val = forget_indices(f"val:indices:{f}", LABELS, 0)
     assert len(val) == 20 and np.intersect1d(val, np.arange(0, 60, 3)).size == 0
     assert not np.array_equal(val, forget_indices(f"val:indices:{f}", LABELS, 1))  # seeded by the split seed
-    with pytest.raises(DataError, match="too few"):
-        forget_indices("val:random:60%", LABELS, 0)
+    # random:50% and above: the rest is no bigger than the forget set, so the validation set is half of the rest
+    big, val_big = forget_indices("random:60%", LABELS, 0), forget_indices("val:random:60%", LABELS, 0)
+    rest = np.setdiff1d(np.arange(len(LABELS)), big)
+    assert len(val_big) == len(rest) // 2 and np.intersect1d(val_big, big).size == 0
+    assert len(forget_indices("sample:7", LABELS, 0)) == 7
+    val7 = forget_indices("val:sample:7", LABELS, 0)
+    assert len(val7) == 7 and np.intersect1d(val7, forget_indices("sample:7", LABELS, 0)).size == 0
+    with pytest.raises(DataError, match="positive whole number"):
+        parse_forget("sample:x")
     with pytest.raises(DataError, match="once"):
         parse_forget("val:val:random:10%")
 

@@ -98,6 +98,14 @@ def sweep(spec: dict | str | Path, *, store=None, backend: str | None = None, wo
     return res
 
 
+def readings(records: list[dict]) -> list[str]:
+    """One line per scenario of `records` that reads its leaderboard (engine.report.reading): does the set-up show
+    forgetting, the method closest to retraining, those within the noise floor, those that changed nothing."""
+    from .engine.report import leaderboard, reading, scenarios
+
+    return [reading(leaderboard(sc)) for sc in scenarios(records)]
+
+
 def _maybe_report(records: list[dict], out: str | Path | None, title: str) -> str | None:
     """Write the report of `records` to `out` when matplotlib is installed; its HTML path, else None."""
     from .distributed import is_main

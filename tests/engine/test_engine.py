@@ -195,3 +195,20 @@ def test_sweep_tunes_every_method_with_the_same_budget_then_runs_the_choice(tmp_
         assert all(final[m]["spec"]["config"][k] == v for k, v in chosen.items())
         assert final[m]["spec"]["forget"] == "random:10%"
     assert res["report"] and Path(res["report"]).is_file()
+
+
+def test_method_that_changes_nothing_is_warned_in_record_and_events(tmp_path):
+    """SSD with an α no importance ratio reaches selects nothing: the record says so (method_info, warnings) and a
+    warning event is emitted while running; GA at lr 0 leaves the weights bitwise unchanged and is warned too."""
+    spec = from_dict({**BASE, "forget": "random:10%", "methods": ["ssd", "ga"], "seeds": [0],
+                      "overrides": {"ssd": {"selection_weighting": 1e12}, "ga": {"lr": 0.0, "epochs": 1}}})
+    events: list[dict] = []
+    res = execute([spec], store=Store(tmp_path), sink=events.append)
+    recs = {r["spec"]["method"]: r for r in res["records"][0]}
+    assert recs["ssd"]["method_info"]["selected_fraction"] == 0.0
+    assert any("selected 0 of" in w for w in recs["ssd"]["warnings"])
+    assert any("left the weights exactly as the original's" in w for w in recs["ssd"]["warnings"])
+    assert any("left the weights exactly" in w for w in recs["ga"]["warnings"])
+    assert "warnings" not in recs["original"] and "warnings" not in recs["retrain"]
+    warned = [e for e in events if e["kind"] == "warning"]
+    assert {m for e in warned for m in ("ssd", "ga") if m in e["job"]} == {"ssd", "ga"}

@@ -1,6 +1,7 @@
 """Boundary Expand: shadow class added then pruned; the output has the input's architecture; forgets."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -83,3 +84,19 @@ def test_same_seed_same_weights(trained_mlp, blobs_data, task4):
     a = run_method("boundary_expand", trained_mlp, blobs_data, task4, ctx=MethodContext(seed=5))
     b = run_method("boundary_expand", trained_mlp, blobs_data, task4, ctx=MethodContext(seed=5))
     assert _same(_state(a), _state(b))
+
+
+def test_keep_shadow_evaluates_like_salun_code(trained_mlp, blobs_data, task4):
+    """keep_shadow=True returns the (K+1)-way model (SalUn's boundary_ex.py evaluates it): forget examples predicted
+    as the shadow class count as wrong, and the oracle comparisons (KL/JS) still work on K-way oracle outputs."""
+    from unlearnlab.eval import evaluate_model
+
+    out = run_method("boundary_expand", trained_mlp, blobs_data, task4, {"keep_shadow": True, "lr": 0.01})
+    assert out.head.out_features == 5
+    f = split_outputs(out, blobs_data.forget, task4)
+    assert f["logits"].shape[1] == 5 and (f["logits"].argmax(1) == 4).mean() > 0.2
+    assert f["correct"].mean() == (f["logits"].argmax(1) == blobs_data.forget.y.numpy()).mean()
+    m = evaluate_model(out, blobs_data, task4, reference=trained_mlp)
+    assert all(np.isfinite(m[k]) and m[k] >= 0 for k in m if k.startswith(("KL", "JS")))
+    dropped = run_method("boundary_expand", trained_mlp, blobs_data, task4, {"lr": 0.01})
+    assert dropped.head.out_features == 4

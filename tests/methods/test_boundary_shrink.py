@@ -8,7 +8,7 @@ import torch
 from unlearnlab import config as C
 from unlearnlab.eval.outputs import split_outputs
 from unlearnlab.methods import MethodContext, get_method, run_method
-from unlearnlab.methods.boundary_shrink import BoundaryShrinkConfig, boundary_labels
+from unlearnlab.methods.boundary_shrink import BoundaryShrinkConfig, boundary_labels, fgsm_point
 
 
 def _state(model):
@@ -21,8 +21,22 @@ def _same(a, b) -> bool:
 
 def test_config_defaults_cite_paper():
     cfg = C.build(get_method("boundary_shrink").config)
-    assert (cfg.epsilon, cfg.epochs) == (0.4, 10)
+    assert (cfg.epsilon, cfg.epochs) == (0.1, 10)  # bound = 0.1 on [0,1] pixels, as the paper and code
     assert all(f["help"] for f in C.describe(BoundaryShrinkConfig))
+
+
+def test_fgsm_step_on_pixel_scale_clamps_and_rounds():
+    mean, std = (0.5, 0.25), (0.2, 0.5)
+    pix = torch.tensor([[[[0.0, 0.95]], [[0.5, 1.0]]]])  # 1 x 2 channels x 1 x 2, on [0,1]
+    m, s = torch.tensor(mean).view(1, 2, 1, 1), torch.tensor(std).view(1, 2, 1, 1)
+    x = (pix - m) / s
+    g = torch.tensor([[[[-1.0, 1.0]], [[2.0, 3.0]]]])
+    got = fgsm_point(x, g, 0.1, (mean, std)) * s + m  # back to pixels
+    # 0.0 - 0.1 clamps to 0; 0.95 + 0.1 clamps to 1; 0.5 + 0.1 = 0.6 -> round(153)/255; 1.0 + 0.1 clamps to 1
+    want = torch.tensor([[[[0.0, 1.0]], [[round(0.6 * 255) / 255, 1.0]]]])
+    assert torch.allclose(got, want, atol=1e-6)
+    # without a pixel normalisation the step is taken in input units, unclamped
+    assert torch.allclose(fgsm_point(x, g, 0.1), x + 0.1 * g.sign())
 
 
 def test_neighbour_labels_are_mostly_wrong_classes(trained_mlp, blobs_data, task4):
@@ -51,14 +65,14 @@ def test_neighbour_label_is_the_argmax_at_the_fgsm_point(trained_mlp, blobs_data
 
 def test_forgets_keeps_retain_and_leaves_input(trained_mlp, blobs_data, task4):
     before = _state(trained_mlp)
-    out = run_method("boundary_shrink", trained_mlp, blobs_data, task4)
+    out = run_method("boundary_shrink", trained_mlp, blobs_data, task4, {"epsilon": 0.4})  # blobs: input units
     assert _same(before, _state(trained_mlp))
     f0 = split_outputs(trained_mlp, blobs_data.forget, task4)
     f1 = split_outputs(out, blobs_data.forget, task4)
     assert f1["loss"].mean() > 1.2 * f0["loss"].mean()
     assert f1["correct"].mean() <= f0["correct"].mean()
     assert split_outputs(out, blobs_data.retain, task4)["correct"].mean() > 0.9
-    stronger = run_method("boundary_shrink", trained_mlp, blobs_data, task4, {"lr": 0.01})
+    stronger = run_method("boundary_shrink", trained_mlp, blobs_data, task4, {"lr": 0.01, "epsilon": 0.4})
     assert split_outputs(stronger, blobs_data.forget, task4)["correct"].mean() < f0["correct"].mean() - 0.2
 
 

@@ -87,3 +87,27 @@ def test_empty_retain_set_is_a_clear_error(trained_mlp, blobs_data, task4):
                        4)
     with pytest.raises(DataError, match="non-empty"):
         run_method("neggrad_plus", trained_mlp, data, task4)
+
+
+def test_separate_forward_passes_by_default_on_batchnorm(trained_cnn, blobs_data, task4):
+    """The reference runs retain and forget batches through the model separately: in train mode BatchNorm then
+    uses each batch's own statistics, which one joint pass (the joint_forward option) does not."""
+    cfg = C.build(NegGradPlusConfig)
+    assert (cfg.schedule, cfg.joint_forward, cfg.l2_pull) == ("constant", False, 0.0)
+    r = (blobs_data.retain.x[:16], blobs_data.retain.y[:16])
+    f = (blobs_data.forget.x[:8], blobs_data.forget.y[:8])
+    m = trained_cnn.train()
+    sep = neggrad_plus_loss(m, task4, r, f, 0.9)
+    want = 0.9 * F.cross_entropy(m(r[0]), r[1]) - 0.1 * F.cross_entropy(m(f[0]), f[1])
+    assert sep.item() == pytest.approx(want.item(), rel=1e-5)
+    assert neggrad_plus_loss(m, task4, r, f, 0.9, joint=True).item() != pytest.approx(sep.item(), rel=1e-6)
+    trained_cnn.eval()
+
+
+def test_l2_pull_keeps_weights_closer_to_original(trained_mlp, blobs_data, task4):
+    def dist(model):
+        return sum((p - q).pow(2).sum() for p, q in zip(model.parameters(), trained_mlp.parameters())).item()
+
+    free = run_method("neggrad_plus", trained_mlp, blobs_data, task4, {"epochs": 3, "beta": 0.9})
+    pulled = run_method("neggrad_plus", trained_mlp, blobs_data, task4, {"epochs": 3, "beta": 0.9, "l2_pull": 5.0})
+    assert 0 < dist(pulled) < 0.8 * dist(free)

@@ -84,3 +84,18 @@ def test_shuffled_order_mixes_class_sorted_batches(blobs_data, task4, recipe):
         return sum(int((a != b).sum()) for a, b in zip(model.parameters(), out.parameters()))
 
     assert changed("shuffled") > 2 * changed("dataset")  # measured: 4383 vs 1245 entries
+
+
+def test_selected_fraction_recorded_and_zero_selection_warned(trained_mlp, blobs_data, task4):
+    from unlearnlab.methods import MethodContext
+
+    ctx = MethodContext(seed=0)
+    run_method("ssd", trained_mlp, blobs_data, task4, ctx=ctx)
+    total = sum(p.numel() for p in trained_mlp.parameters())
+    assert ctx.info["total_params"] == total and 0 < ctx.info["selected_params"] < total
+    assert ctx.info["selected_fraction"] == ctx.info["selected_params"] / total and not ctx.warnings
+    ctx = MethodContext(seed=0)
+    out = run_method("ssd", trained_mlp, blobs_data, task4, {"selection_weighting": 1e12}, ctx=ctx)
+    assert ctx.info["selected_params"] == 0 and ctx.info["selected_fraction"] == 0.0
+    assert len(ctx.warnings) == 1 and "unchanged" in ctx.warnings[0]
+    assert all(torch.equal(a, b) for a, b in zip(out.state_dict().values(), trained_mlp.state_dict().values()))

@@ -129,6 +129,8 @@ def run_cmd(
             k for k in api.LM_ATTACK_METRICS if k in shown)
         what = spec.dataset if spec.task == "classifier" else f"QA ({spec.model or 'smollm2'})"
         print_table(result["table"], cols, title=f"{what} | forget {spec.forget} | seeds {len(spec.seeds)}")
+        for line in api.readings(result["records"]):
+            typer.echo(f"reading: {line}")
     if store is not None and not no_report and not as_json:
         from ..store import spec_key
 

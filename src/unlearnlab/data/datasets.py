@@ -23,12 +23,15 @@ CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 
 @dataclasses.dataclass
 class Bundle:
-    """A loaded dataset: normalised train/test tensors and class names."""
+    """A loaded dataset: normalised train/test tensors and class names; `pixel_norm` = (mean, std) per channel that
+    maps [0, 1] pixels to the stored inputs (None when the inputs are not images), for methods that work on the
+    pixel scale (Boundary Shrink's FGSM step)."""
 
     name: str
     train: ArrayDataset
     test: ArrayDataset
     classes: list[str]
+    pixel_norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -58,6 +61,12 @@ def _normalise_hwc(x: np.ndarray, mean=CIFAR_MEAN, std=CIFAR_STD) -> torch.Tenso
     return ((t - m) / s).contiguous()
 
 
+def _pixel_norm(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The (mean, std) _normalise_hwc applied to N,H,W,C images `x`."""
+    c = x.shape[-1]
+    return tuple(CIFAR_MEAN[:c]), tuple(CIFAR_STD[:c])
+
+
 @_register("digits")
 def digits(root=None, seed: int = 0) -> Bundle:
     """scikit-learn's 1,797 real 8x8 digit images; a fixed stratified 80/20 train/test split."""
@@ -77,7 +86,7 @@ def digits(root=None, seed: int = 0) -> Bundle:
     classes = [str(c) for c in range(10)]
     tr, te = np.flatnonzero(~test), np.flatnonzero(test)
     return Bundle("digits", ArrayDataset(xt[tr], yt[tr], classes=classes),
-                  ArrayDataset(xt[te], yt[te], classes=classes), classes)
+                  ArrayDataset(xt[te], yt[te], classes=classes), classes, ((float(mean),), (float(std),)))
 
 
 @_register("blobs")
@@ -151,7 +160,8 @@ def _cifar_npz(path: Path, name: str) -> Bundle:
     if xtr.ndim != 4 or xtr.shape[-1] not in (1, 3):
         raise DataError(f"x_train in {path} must be N,H,W,C uint8 images; got shape {xtr.shape}.")
     return Bundle(name, ArrayDataset(_normalise_hwc(xtr), torch.from_numpy(ytr.astype(np.int64)), classes=classes),
-                  ArrayDataset(_normalise_hwc(xte), torch.from_numpy(yte.astype(np.int64)), classes=classes), classes)
+                  ArrayDataset(_normalise_hwc(xte), torch.from_numpy(yte.astype(np.int64)), classes=classes), classes,
+                  _pixel_norm(xtr))
 
 
 def _unpickle(path: Path) -> dict:
@@ -181,7 +191,7 @@ def _cifar_batches(path: Path) -> Bundle:
     xte, yte = read(["test_batch"])
     classes = list(CIFAR_CLASSES)
     return Bundle("cifar10", ArrayDataset(_normalise_hwc(xtr), torch.from_numpy(ytr), classes=classes),
-                  ArrayDataset(_normalise_hwc(xte), torch.from_numpy(yte), classes=classes), classes)
+                  ArrayDataset(_normalise_hwc(xte), torch.from_numpy(yte), classes=classes), classes, _pixel_norm(xtr))
 
 
 @_register("imagefolder")
@@ -223,4 +233,4 @@ def image_folder(root: Path) -> Bundle:
     xtr, ytr = read("train")
     xte, yte = read("test")
     return Bundle(root.name, ArrayDataset(_normalise_hwc(xtr), torch.from_numpy(ytr), classes=classes),
-                  ArrayDataset(_normalise_hwc(xte), torch.from_numpy(yte), classes=classes), classes)
+                  ArrayDataset(_normalise_hwc(xte), torch.from_numpy(yte), classes=classes), classes, _pixel_norm(xtr))

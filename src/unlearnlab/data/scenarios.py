@@ -1,4 +1,5 @@
-"""Forget scenarios: random:<pct>, class:<c>, subclass:<c>:<pct>, indices:<file>, all deterministic from a seed.
+"""Forget scenarios: random:<pct>, sample:<n>, class:<c>, subclass:<c>:<pct>, indices:<file>, all deterministic from
+a seed.
 
 `val:<scenario>` is a validation forget set for hyper-parameter tuning: the same kind and size as <scenario> at the
 same split seed, but disjoint from <scenario>'s indices (see `validation_indices`), so that selection never
@@ -18,7 +19,8 @@ from ..errors import DataError
 from ..seeding import numpy_rng
 from .core import UnlearnData, labels_of
 
-SPEC_HELP = ("random:10%, class:3, subclass:3:50%, indices:ids.txt (one id per line, or a JSON list), each "
+SPEC_HELP = ("random:10%, sample:100 (100 random examples), class:3, subclass:3:50%, indices:ids.txt (one id per "
+             "line, or a JSON list), each "
              "optionally prefixed by val: (a disjoint validation set for tuning)")
 
 
@@ -31,12 +33,15 @@ class ForgetSpec:
     cls: int | str | None = None
     path: str | None = None
     val: bool = False
+    count: int | None = None
 
     def __str__(self) -> str:
         if self.val:
             return f"val:{dataclasses.replace(self, val=False)}"
         if self.kind == "random":
             return f"random:{self.pct:g}%"
+        if self.kind == "sample":
+            return f"sample:{self.count}"
         if self.kind == "class":
             return f"class:{self.cls}"
         if self.kind == "subclass":
@@ -65,6 +70,11 @@ def parse_forget(spec: str) -> ForgetSpec:
         return dataclasses.replace(base, val=True)
     if kind == "random" and rest:
         return ForgetSpec("random", pct=_pct(rest, spec))
+    if kind == "sample" and rest:
+        if not rest.strip().isdigit() or int(rest) < 1:
+            raise DataError(f"Forget spec {spec!r}: sample:N needs a positive whole number of examples, e.g. "
+                            "sample:100 (the SSD authors' random-forgetting protocol).")
+        return ForgetSpec("sample", count=int(rest))
     if re.fullmatch(r"[0-9.]+%", spec):
         return ForgetSpec("random", pct=_pct(spec, spec))
     if kind == "class" and rest:
@@ -113,6 +123,11 @@ def forget_indices(spec: ForgetSpec | str, labels: np.ndarray, seed: int, *, cla
     if s.kind == "random":
         m = max(1, int(round(n * s.pct / 100)))
         idx = rng.choice(n, size=m, replace=False)
+    elif s.kind == "sample":
+        if s.count >= n:
+            raise DataError(f"Forget spec {str(s)!r} asks for {s.count} examples but the train set has {n}; choose "
+                            "fewer.")
+        idx = rng.choice(n, size=s.count, replace=False)
     elif s.kind == "class":
         idx = np.flatnonzero(labels == _class_id(s.cls, classes, k, str(s)))
     elif s.kind == "subclass":
@@ -139,9 +154,10 @@ def validation_indices(spec: ForgetSpec | str, labels: np.ndarray, seed: int, *,
                        num_classes: int | None = None) -> np.ndarray:
     """Sorted indices of the validation set of `spec` (with or without its val: prefix), disjoint from its forget set.
 
-    random:p and indices:FILE -> as many examples, drawn (seeded) from the rest of the train set; class:c -> class
-    (c+1) mod K (a different class of the same scenario type); subclass:c:p -> as many examples from the
-    non-forgotten rest of class c when it has enough, else from class (c+1) mod K.
+    random:p, sample:n and indices:FILE -> as many examples, drawn (seeded) from the rest of the train set; when the
+    rest has no more than that (random:50% and above) half of the rest, so that something is still retained;
+    class:c -> class (c+1) mod K (a different class of the same scenario type); subclass:c:p -> as many examples
+    from the non-forgotten rest of class c when it has enough, else from class (c+1) mod K.
     """
     s = parse_forget(spec) if isinstance(spec, str) else spec
     base = dataclasses.replace(s, val=False)
@@ -158,6 +174,8 @@ def validation_indices(spec: ForgetSpec | str, labels: np.ndarray, seed: int, *,
             pool = np.flatnonzero(labels == (c + 1) % k)
     else:
         pool = np.setdiff1d(np.arange(n), taken)
+        if len(pool) <= len(taken) and len(pool) >= 4:
+            return np.sort(rng.choice(pool, size=len(pool) // 2, replace=False))
     if len(pool) < len(taken) or (base.kind != "subclass" and len(pool) == len(taken)):
         raise DataError(f"Forget spec 'val:{base}': the rest of the train set has {len(pool)} examples, too few for "
                         f"a disjoint validation set of {len(taken)} (with something left to retain); use a smaller "

@@ -1,8 +1,8 @@
 """Progress as an event stream: jobs emit events, a renderer shows them (live on a terminal, lines otherwise).
 
 Events are small dicts so they cross process boundaries (a pool worker puts them on a queue):
-    {"kind": "plan"|"start"|"progress"|"done"|"failed"|"cached"|"wait"|"message", "job": label, "t": epoch secs,
-     ...kind-specific fields}
+    {"kind": "plan"|"start"|"progress"|"done"|"failed"|"cached"|"wait"|"message"|"warning", "job": label,
+     "t": epoch secs, ...kind-specific fields}
 `emit()` sends to the sink installed for the current job (`reporting()`); with none installed it does nothing,
 so library code (the training loop) can report unconditionally.
 """
@@ -187,6 +187,8 @@ class LineRenderer:
             return f"wait  {job}: {ev.get('detail', 'computed by another process')}"
         if k == "message":
             return ev.get("text", "")
+        if k == "warning":
+            return f"WARN  {job}: {ev.get('text', '')}"
         return ""
 
 
@@ -215,6 +217,8 @@ class LiveRenderer:
             self.tracker.update(ev)
             if ev["kind"] == "failed":
                 self.console.print(f"failed {ev.get('job')}: {ev.get('error', '')}", highlight=False, markup=False)
+            elif ev["kind"] == "warning":
+                self.console.print(f"warning {ev.get('job')}: {ev.get('text', '')}", highlight=False, markup=False)
             self.live.update(self._render())
 
     def _render(self) -> Any:

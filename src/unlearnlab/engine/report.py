@@ -28,9 +28,10 @@ SCENARIO_KEYS = ("task", "dataset", "forget", "model", "split_seed", "name")
 GAP_METRICS = ("UA", "RA", "TA", "MIA-Eff")
 KINDS: dict[str, dict[str, Any]] = {
     "classifier": {"primary": "Avg.Gap", "higher": False, "metrics": GAP_METRICS, "extra": ("KL", "JS"),
-                   "same": GAP_METRICS},
+                   "same": GAP_METRICS, "forget": "UA"},
     "qa": {"primary": "Forget Quality", "higher": True, "metrics": ("Model Utility", "forget_ROUGE", "retain_ROUGE"),
-           "extra": ("PrivLeak",), "same": ("Forget Quality", "Model Utility", "forget_ROUGE", "retain_ROUGE")},
+           "extra": ("PrivLeak",), "same": ("Forget Quality", "Model Utility", "forget_ROUGE", "retain_ROUGE"),
+           "forget": "forget_ROUGE"},
 }
 NOOP_TOL = 1e-9
 CONFIDENCE = 0.95
@@ -153,7 +154,19 @@ def _row(label: str, entry: dict, sc: dict, prim: str, shown: list[str], oracle:
             "ids": [runs[s].get("id") for s in by_seed], "primary": interval(v.get(prim) for v in vals),
             "metrics": {m: interval(v.get(m) for v in vals) for m in shown}, "gaps": gaps,
             "cost": interval(v.get("RTE/retrain") for v in vals), "opt_steps": interval(v["opt_steps"] for v in vals),
-            "diff_to_best": None, "flags": [], "by_seed": by_seed}
+            "diff_to_best": None, "flags": [], "by_seed": by_seed,
+            "warnings": list(dict.fromkeys(w for s in by_seed for w in runs[s].get("warnings") or [])),
+            "info": _info(runs[s].get("method_info") or {} for s in by_seed)}
+
+
+def _info(infos: Iterable[dict]) -> dict[str, float]:
+    """Mean over seeds of each numeric method_info value (e.g. SSD's selected_fraction)."""
+    vals: dict[str, list[float]] = {}
+    for info in infos:
+        for k, v in info.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                vals.setdefault(k, []).append(float(v))
+    return {k: float(np.mean(v)) for k, v in vals.items()}
 
 
 def _floor(sc: dict, prim: str, shown: list[str], oracle: dict) -> dict[str, Any] | None:
@@ -180,7 +193,8 @@ def _unchanged(row: dict, original: dict | None, keys: tuple[str, ...]) -> bool:
     return True
 
 
-def _flag(row: dict, best: dict | None, floor: dict | None, original: dict | None, kind: dict) -> list[str]:
+def _flag(row: dict, best: dict | None, floor: dict | None, original: dict | None, kind: dict,
+          oracle_row: dict | None = None) -> list[str]:
     flags = []
     if row is best:
         flags.append("best")
@@ -192,7 +206,22 @@ def _flag(row: dict, best: dict | None, floor: dict | None, original: dict | Non
         flags.append("within noise floor")
     if not row["reference"] and _unchanged(row, original, kind["same"]):
         flags.append("CHANGED NOTHING")
+    if row["method_name"] == "original" and _nothing_to_forget(row, floor, oracle_row, kind):
+        flags.append("NOTHING TO FORGET")
     return flags
+
+
+def _nothing_to_forget(original: dict, floor: dict | None, oracle: dict | None, kind: dict) -> bool:
+    """True when the original's forget-set metric (UA; QA: forget ROUGE) is no further from the oracle's than a
+    second oracle is (the noise floor of that metric): the set-up cannot show forgetting."""
+    m = kind["forget"]
+    if oracle is None or floor is None or m not in floor["metrics"]:
+        return False
+    gaps = [abs(v.get(m, math.nan) - oracle["by_seed"][s].get(m, math.nan)) for s, v in original["by_seed"].items()
+            if s in oracle["by_seed"]]
+    gaps = [g for g in gaps if _fin(g)]
+    f = floor["metrics"][m]
+    return bool(gaps) and _fin(f.get("mean")) and float(np.mean(gaps)) <= max(f["mean"], f.get("hi", f["mean"]))
 
 
 def leaderboard(sc: dict[str, Any]) -> dict[str, Any]:
@@ -218,8 +247,9 @@ def leaderboard(sc: dict[str, Any]) -> dict[str, Any]:
             r["diff_to_best"] = {**d, "seeds": common}
     floor = _floor(sc, prim, shown, oracle)
     original = next((r for r in refs if r["method_name"] == "original"), None)
+    oracle_row = next((r for r in refs if r["method_name"] == "retrain"), None)
     for r in rows:
-        r["flags"] = _flag(r, best, floor, original, kind)
+        r["flags"] = _flag(r, best, floor, original, kind, oracle_row)
     key = sc["key"]
     title = " · ".join(p for p in (_name(key["dataset"]), f"forget {_name(key['forget'])}", _name(key["model"]),
                                    f"split seed {key['split_seed']}", f"“{key['name']}”" if key["name"] else "") if p)
@@ -336,6 +366,16 @@ def _notes(b: dict) -> list[tuple]:
                          f"model's on every seed (max |Δ| < 1e-9): at this setting the method changed nothing "
                          "these metrics can see. Check its config (learning rate, steps, epochs) before "
                          "reading its row.")
+        if "NOTHING TO FORGET" in r["flags"]:
+            fm = KINDS[b["kind"]]["forget"]
+            items.append(f"**NOTHING TO FORGET** — the original's {fm} is within the noise floor of the oracle's "
+                         f"(two oracles differ by {_pm(f['metrics'][fm])}): this set-up cannot show forgetting, so "
+                         "no row here measures it. Choose a forget set the original remembers (a class, or a model "
+                         "with a train-test gap).")
+        for w in r.get("warnings", []):
+            items.append(f"**{m}: warning** — {w}")
+        if r.get("info"):
+            items.append(f"{m}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in r["info"].items()) + " (mean over seeds).")
     if any(r["n"] == 1 for r in b["rows"]):
         items.append("Rows with one seed have no interval: run more seeds (e.g. `--seeds 3`).")
     return [("p", text), ("ul", items)] if items else [("p", text)]
@@ -353,7 +393,7 @@ def report_blocks(boards: list[dict], title: str, command: str, when: str) -> li
               "are 95% Student-t intervals across seeds; Δ to best is paired by seed over the seeds both rows share. "
               "Cost is RTE/retrain, the fraction of the retraining time, and the optimiser steps taken.")]
     for i, b in enumerate(boards, 1):
-        blocks += [("h2", f"{i}. {b['title']}"), _table(b), *_notes(b)]
+        blocks += [("h2", f"{i}. {b['title']}"), ("p", f"**Reading.** {reading(b)}"), _table(b), *_notes(b)]
         blocks += [("fig", f["caption"], f["png"], f["svg"]) for f in b["figures"]]
     return blocks
 
@@ -361,4 +401,36 @@ def report_blocks(boards: list[dict], title: str, command: str, when: str) -> li
 # -- selecting runs and the DataFrame view ----------------------------------------------------------------------------
 
 
-__all__ = ["build_report", "interval", "leaderboard", "open_store", "runs_frame", "scenarios"]
+def reading(b: dict) -> str:
+    """One line that reads a leaderboard: does the set-up show forgetting, which method is closest to retraining,
+    which are within the noise floor, which changed nothing."""
+    prim, rows = b["primary"], b["rows"]
+    ref = {r["method_name"]: r for r in rows if r["reference"]}
+    parts = []
+    orig, orac, fm = ref.get("original"), ref.get("retrain"), KINDS[b["kind"]]["forget"]
+    if orig and orac and fm in orig["metrics"] and fm in orac["metrics"]:
+        o, t = orig["metrics"][fm]["mean"], orac["metrics"][fm]["mean"]
+        if "NOTHING TO FORGET" in orig["flags"]:
+            parts.append(f"the original has nothing to forget ({fm} {_fmt(o)} vs the oracle's {_fmt(t)}, within the "
+                         "noise floor)")
+        else:
+            parts.append(f"the original remembers the forget set ({fm} {_fmt(o)}; retrained oracle {_fmt(t)})")
+    ranked = [r for r in rows if not r["reference"]]
+    if b["best"]:
+        best = next(r for r in ranked if r["method"] == b["best"])
+        ties = [r["method"] for r in ranked if "ties best" in r["flags"]]
+        parts.append(f"closest to retraining: {b['best']} ({prim} {_ci(best['primary'])})"
+                     + (f", tied with {', '.join(ties)}" if ties else ""))
+    if b["floor"]:
+        within = [r["method"] for r in ranked if "within noise floor" in r["flags"]]
+        parts.append(f"within the noise floor ({prim} {_fmt(b['floor']['primary']['mean'])}): "
+                     + (", ".join(within) if within else "none"))
+    else:
+        parts.append("noise floor not measured (run 2+ seeds)")
+    noop = [r["method"] for r in ranked if "CHANGED NOTHING" in r["flags"] or r.get("warnings")]
+    if noop:
+        parts.append(f"changed nothing or too little: {', '.join(noop)}")
+    return "; ".join(parts) + "."
+
+
+__all__ = ["build_report", "interval", "leaderboard", "open_store", "reading", "runs_frame", "scenarios"]

@@ -58,10 +58,21 @@ def mean_js(ref_logits: np.ndarray, logits: np.ndarray) -> float:
     return float(np.mean(js_per_example(ref_logits, logits))) if len(logits) else float("nan")
 
 
+def align(ref_logits: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Give the narrower of two [N, K] logit arrays zero-probability columns (logit -1e4) up to the wider width: a
+    model kept with an extra output unit (Boundary Expand's shadow class, as SalUn's code evaluates it) compares
+    with a K-way oracle that puts no mass there."""
+    a, b = np.asarray(ref_logits), np.asarray(logits)
+    if a.ndim == b.ndim == 2 and len(a) == len(b) and a.shape[1] != b.shape[1]:
+        k = max(a.shape[1], b.shape[1])
+        a, b = (np.pad(z, ((0, 0), (0, k - z.shape[1])), constant_values=-1e4) for z in (a, b))
+    return a, b
+
+
 def _register_kl(split: str) -> None:
     def kl(out: Outputs, ref: Outputs | None = None) -> float:
         check(ref is not None, DataError, f"KL-{split} needs the retrained model's outputs as `ref`.")
-        return mean_kl(ref[split]["logits"], out[split]["logits"])
+        return mean_kl(*align(ref[split]["logits"], out[split]["logits"]))
 
     kl.__doc__ = f"Mean KL(retrain ‖ unlearned) of softmax outputs on the {split} set."
     metric(f"KL-{split}", needs=(split,), higher_is_better=False, needs_ref=True,
@@ -71,7 +82,7 @@ def _register_kl(split: str) -> None:
 def _register_js(split: str) -> None:
     def js(out: Outputs, ref: Outputs | None = None) -> float:
         check(ref is not None, DataError, f"JS-{split} needs the retrained model's outputs as `ref`.")
-        return mean_js(ref[split]["logits"], out[split]["logits"])
+        return mean_js(*align(ref[split]["logits"], out[split]["logits"]))
 
     js.__doc__ = f"Mean Jensen-Shannon divergence of softmax outputs to the retrained model on the {split} set."
     metric(f"JS-{split}", needs=(split,), higher_is_better=False, needs_ref=True,

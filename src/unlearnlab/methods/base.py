@@ -19,11 +19,15 @@ METHODS: Registry = Registry("method", "unlearnlab.methods")
 
 @dataclasses.dataclass
 class MethodContext:
-    """What a method may need beyond its config: the seed and the original training recipe."""
+    """What a method may need beyond its config: the seed and the original training recipe. A method writes what a
+    reader of its result must know into `info` (e.g. SSD's fraction of parameters selected; stored in the run record
+    as `method_info`) and anything alarming into `warnings` (shown while running and stored with the record)."""
 
     seed: int = 0
     recipe: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +82,9 @@ class FinetuneConfig:
     momentum: float = param(0.9, "SGD momentum", low=0.0, high=1.0)
     weight_decay: float = param(5e-4, "L2 weight decay", low=0.0)
     schedule: str = param("cosine", "learning-rate schedule", choices=("constant", "cosine", "step", "linear"))
+    augment: bool = param(False, "apply the original's training augmentation (random crop + flip on images) to the "
+                                 "batches this method trains on (the reference codes of FT, RL, SalUn, GA, l1 train "
+                                 "on augmented loaders; off by default so that runs on vectors are unchanged)")
 
 
 def recipe(cfg: Any, **over: Any) -> TrainConfig:

@@ -27,6 +27,11 @@ class BoundaryExpandConfig(FinetuneConfig):
                             "accuracy 100% -> 28%)", low=0.0, search=("log", 1e-5, 1e-2))
     schedule: str = param("constant", "learning-rate schedule (constant in both codebases)",
                           choices=("constant", "cosine", "step", "linear"))
+    keep_shadow: bool = param(False, "keep the (K+1)-th shadow unit in the returned model, as SalUn's code "
+                                     "(unlearn/boundary_ex.py) evaluates it: forget examples predicted as the shadow "
+                                     "class count as wrong, so numbers compare with SalUn's table. Default: drop it "
+                                     "(the paper's 'prune the extra neuron'); metrics that compare with the oracle "
+                                     "(KL/JS) then see K-way outputs")
 
 
 def find_head(model: nn.Module) -> tuple[str, nn.Linear]:
@@ -76,6 +81,9 @@ def boundary_expand(model, data, cfg: BoundaryExpandConfig, task, ctx: MethodCon
     xf, _ = materialise(data.forget)
     shadow = ArrayDataset(xf, torch.full((len(xf),), data.num_classes, dtype=torch.long))
     train(model, shadow, recipe(cfg), task, seed=ctx.seed, key="boundary_expand", what="boundary_expand")
+    if cfg.keep_shadow:
+        model.eval()
+        return model
     with torch.no_grad():
         head.weight.copy_(wide.weight[:-1])
         if head.bias is not None:

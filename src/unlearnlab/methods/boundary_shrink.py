@@ -20,10 +20,10 @@ class BoundaryShrinkConfig(FinetuneConfig):
     """Boundary Shrink (Chen et al. 2023, 'Boundary Unlearning', CVPR; SalUn code unlearn/boundary_sh.py):
     y_adv = argmax θ0(x_f + ε·sign ∇x CE(θ0(x_f), y_f)), then CE(f(x_f), y_adv) on D_f only."""
 
-    epsilon: float = param(0.4, "FGSM step ε in standardised input units. Paper and code: bound=0.1 on [0,1] "
-                                "pixels (then clamp + round to 1/255); CIFAR's per-channel std is ≈0.25, so that is "
-                                "0.1/0.25 = 0.4 here. Inputs are standardised, so no clamp/rounding (deviation)",
-                           low=0.0)
+    epsilon: float = param(0.1, "FGSM step ε on the [0,1] pixel scale, as the paper and code (bound = 0.1, then "
+                                "clamp to [0,1] and round to 1/255): inputs are mapped back to pixels with the "
+                                "dataset's normalisation. Data that are not images (no pixel normalisation known) "
+                                "take ε in input units without clamping", low=0.0)
     epochs: int = param(10, "epochs over D_f (Boundary Unlearning code: 10 poison epochs)", low=0)
     lr: float = param(1e-3, "learning rate, tuned per method in both codebases (original code 1e-5 for full-class "
                             "forgetting; SalUn code default 0.01; search: log 1e-5..1e-2 spans both). Our choice "
@@ -33,8 +33,22 @@ class BoundaryShrinkConfig(FinetuneConfig):
                           choices=("constant", "cosine", "step", "linear"))
 
 
+def fgsm_point(x: torch.Tensor, gx: torch.Tensor, epsilon: float, pixel_norm=None) -> torch.Tensor:
+    """x + ε·sign(∇x). With `pixel_norm` = (mean, std) per channel the step is taken on the [0,1] pixel scale, clamped
+    to [0,1] and rounded to 1/255 (Boundary Unlearning's code), then standardised again; sign(∇) is the same on both
+    scales because std > 0."""
+    if pixel_norm is None:
+        return x + epsilon * gx.sign()
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    mean = torch.tensor(pixel_norm[0], dtype=x.dtype, device=x.device).view(shape)
+    std = torch.tensor(pixel_norm[1], dtype=x.dtype, device=x.device).view(shape)
+    pix = (x * std + mean + epsilon * gx.sign()).clamp(0.0, 1.0)
+    return (torch.round(pix * 255) / 255 - mean) / std
+
+
 @torch.enable_grad()
-def boundary_labels(model0: nn.Module, forget, task, epsilon: float, batch_size: int = 256) -> torch.Tensor:
+def boundary_labels(model0: nn.Module, forget, task, epsilon: float, batch_size: int = 256,
+                    pixel_norm=None) -> torch.Tensor:
     """Nearest-wrong-class labels: argmax of the frozen original's logits at the FGSM point of each forget example."""
     was_training = model0.training
     model0.eval()
@@ -44,7 +58,7 @@ def boundary_labels(model0: nn.Module, forget, task, epsilon: float, batch_size:
         x = x.detach().clone().requires_grad_(True)
         (gx,) = torch.autograd.grad(F.cross_entropy(model0(x), y), x)
         with torch.no_grad():
-            out.append(model0(x + epsilon * gx.sign()).argmax(1).cpu())
+            out.append(model0(fgsm_point(x.detach(), gx, epsilon, pixel_norm)).argmax(1).cpu())
     model0.train(was_training)
     return torch.cat(out)
 
@@ -58,7 +72,8 @@ def boundary_shrink(model, data, cfg: BoundaryShrinkConfig, task, ctx: MethodCon
     frozen = copy.deepcopy(model)
     for p in frozen.parameters():
         p.requires_grad_(False)
-    y_adv = boundary_labels(frozen, data.forget, task, cfg.epsilon)
+    y_adv = boundary_labels(frozen, data.forget, task, cfg.epsilon,
+                            pixel_norm=getattr(data, "extra", {}).get("pixel_norm"))
     del frozen
     xf, _ = materialise(data.forget)
     return train(model, ArrayDataset(xf, y_adv), recipe(cfg), task, seed=ctx.seed, key="boundary_shrink",

@@ -3,13 +3,18 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..config import param
 from ..train import train
 from .base import FinetuneConfig, MethodContext, recipe, register
 
 
 @dataclasses.dataclass(frozen=True)
 class FTConfig(FinetuneConfig):
-    """Fine-tuning (Warnecke et al. 2023; defaults from Jia et al. 2023 / SalUn: 10 epochs, lr 0.01)."""
+    """Fine-tuning (Warnecke et al. 2023; defaults from Jia et al. 2023 / SalUn: 10 epochs, lr 0.01, constant lr:
+    their unlearning scheduler decays only at epochs 91/136, never reached in 10 epochs)."""
+
+    schedule: str = param("constant", "learning-rate schedule (reference code: constant over the 10 epochs)",
+                          choices=("constant", "cosine", "step", "linear"))
 
 
 @register("ft", FTConfig, "Fine-tune on the retain set (catastrophic forgetting)",

@@ -31,4 +31,4 @@ def output_sq_norm(task, model: nn.Module, batch) -> torch.Tensor:
           "Foster, Schoepf & Brintrup 2024, 'Loss-Free Machine Unlearning', ICLR Tiny Paper")
 def lfssd(model, data, cfg: LFSSDConfig, task, ctx: MethodContext):
     """SSD with importances |∇θ ‖f(x)‖²| over D_f and D: no labels needed."""
-    return ssd_apply(model, data, task, cfg, lambda m, b: output_sq_norm(task, m, b), 1, "lfssd", ctx.seed)
+    return ssd_apply(model, data, task, cfg, lambda m, b: output_sq_norm(task, m, b), 1, "lfssd", ctx.seed, ctx)

@@ -20,7 +20,11 @@ from .base import FinetuneConfig, MethodContext, recipe, register
 @dataclasses.dataclass(frozen=True)
 class NegGradPlusConfig(FinetuneConfig):
     """NegGrad+ (Kurmanji et al. 2023, 'Towards Unbounded Machine Unlearning', NeurIPS): minimise
-    β·CE(D_r) − (1−β)·CE(D_f); each retain batch is paired with a forget batch, the smaller set cycles."""
+    β·CE(D_r) − (1−β)·CE(D_f); each retain batch is paired with a forget batch, the smaller set cycles. As in the
+    reference code the two batches go through the model in separate forward passes (in train mode BatchNorm then
+    normalises each batch with its own statistics, as theirs does) and the learning rate is constant. `l2_pull` adds
+    the proximal term of their small-scale notebook, β·(μ/2)·‖θ − θ0‖² toward the original weights (there μ = 0.1,
+    with momentum-free SGD in eval mode); 0 (default) = train_negrad of their large-scale code, which has none."""
 
     beta: float = param(0.99, "weight of the retain loss; the forget loss gets 1-β (Kurmanji et al. tune β in "
                               "≈0.95-0.99; we take the upper end, the gentler forget term; grid: that range, "
@@ -29,6 +33,13 @@ class NegGradPlusConfig(FinetuneConfig):
                            "(the paper tunes epochs per setting; 5 is our choice)", low=0)
     lr: float = param(0.01, "learning rate (FT-style SGD, as for FT in Fan et al. 2024; search: ours, log "
                             "1e-3..1e-1)", low=0.0, search=("log", 1e-3, 1e-1))
+    schedule: str = param("constant", "learning-rate schedule (reference code: constant)",
+                          choices=("constant", "cosine", "step", "linear"))
+    l2_pull: float = param(0.0, "μ of the proximal term β·(μ/2)·‖θ − θ0‖² pulling toward the original weights "
+                                "(SCRUB repo small_scale_unlearning.ipynb: 0.1; 0 = off, as train_negrad)", low=0.0)
+    joint_forward: bool = param(False, "one forward pass over the concatenated retain+forget batch (faster, but "
+                                       "BatchNorm then mixes the statistics of both batches; the reference runs "
+                                       "two passes)")
 
 
 def _cycle(ds: Dataset, batch_size: int, gen: torch.Generator, augment: bool) -> Iterator:
@@ -39,13 +50,22 @@ def _cycle(ds: Dataset, batch_size: int, gen: torch.Generator, augment: bool) ->
         yield from batches(ds, batch_size, shuffle=True, gen=gen, augment=augment)
 
 
-def neggrad_plus_loss(model, task, retain_batch, forget_batch, beta: float) -> torch.Tensor:
-    """β·CE(retain batch) − (1−β)·CE(forget batch), with one forward pass over both batches together."""
+def neggrad_plus_loss(model, task, retain_batch, forget_batch, beta: float, joint: bool = False) -> torch.Tensor:
+    """β·CE(retain batch) − (1−β)·CE(forget batch): two forward passes (reference), or one over both (`joint`)."""
     xr, yr = task.to_device(retain_batch)
     xf, yf = task.to_device(forget_batch)
-    logits = model(torch.cat([xr, xf]))
-    lr_, lf = logits[: len(yr)], logits[len(yr):]
+    if joint:
+        logits = model(torch.cat([xr, xf]))
+        lr_, lf = logits[: len(yr)], logits[len(yr):]
+    else:
+        lr_, lf = model(xr), model(xf)
     return beta * F.cross_entropy(lr_, yr) - (1.0 - beta) * F.cross_entropy(lf, yf)
+
+
+def proximal(model, anchor: list[torch.Tensor], mu: float) -> torch.Tensor:
+    """(μ/2)·‖θ − θ0‖² over the trainable parameters (anchor: θ0 in the same order)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return 0.5 * mu * sum((p - a).pow(2).sum() for p, a in zip(params, anchor))
 
 
 @register("neggrad_plus", NegGradPlusConfig, "Retain-loss descent plus forget-loss ascent on paired batches",
@@ -61,10 +81,13 @@ def neggrad_plus(model, data, cfg: NegGradPlusConfig, task, ctx: MethodContext):
     total = cfg.epochs * steps_per_epoch
     r_iter = _cycle(retain, bs, torch_generator(ctx.seed, "neggrad_plus", "retain"), rec.augment)
     f_iter = _cycle(forget, bs, torch_generator(ctx.seed, "neggrad_plus", "forget"), rec.augment)
+    anchor = [p.detach().clone() for p in model.parameters() if p.requires_grad] if cfg.l2_pull > 0 else []
     for step in range(total):
         for g in opt.param_groups:
             g["lr"] = rec.lr * lr_factor(rec.schedule, step, total)
-        loss = neggrad_plus_loss(model, task, next(r_iter), next(f_iter), cfg.beta)
+        loss = neggrad_plus_loss(model, task, next(r_iter), next(f_iter), cfg.beta, cfg.joint_forward)
+        if anchor:
+            loss = loss + cfg.beta * proximal(model, anchor, cfg.l2_pull)
         check_finite(loss, step, "neggrad_plus")
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,4 +1,4 @@
-"""RL: relabel the forget set with random wrong labels and train on it together with the retain set."""
+"""RL: relabel the forget set with random labels and train on it together with the retain set."""
 from __future__ import annotations
 
 import dataclasses
@@ -32,8 +32,9 @@ class RandomLabelConfig(FinetuneConfig):
     order: str = param("sequential", "SalUn RL.py: 'sequential' = per epoch all D_f batches then all D_r batches "
                                      "(its CIFAR-10/SVHN path); 'joint' = one shuffled pass over D_f ∪ D_r "
                                      "(its CIFAR-100/TinyImageNet path)", choices=("sequential", "joint"))
-    wrong_only: bool = param(True, "draw relabels from the K-1 wrong classes (REFERENCES/Golatkar et al.); false = "
-                                   "SalUn code's uniform draw over all K classes, where ~1/K keep their true label")
+    wrong_only: bool = param(False, "false (default) = SalUn's code (unlearn/RL.py): labels drawn uniformly over all "
+                                    "K classes, so ~1/K keep their true label; true = draw from the K-1 wrong classes "
+                                    "only (Golatkar et al.'s description; our behaviour before 2026-11)")
 
 
 def materialise(ds: Dataset, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,7 +47,8 @@ def materialise(ds: Dataset, batch_size: int = 1024) -> tuple[torch.Tensor, torc
 
 def random_wrong_labels(y: torch.Tensor, num_classes: int, gen: torch.Generator,
                         wrong_only: bool = True) -> torch.Tensor:
-    """A label drawn uniformly from the K-1 classes other than y (or from all K), for every example (seeded)."""
+    """A label drawn uniformly from all K classes, or (`wrong_only`) from the K-1 classes other than y, for every
+    example (seeded)."""
     if num_classes < 2:
         raise ConfigError(f"Random relabelling needs at least 2 classes; this dataset has {num_classes}.")
     if not wrong_only:
@@ -70,7 +72,7 @@ def _epoch_batches(forget: ArrayDataset, retain: Dataset, order: str, bs: int, g
 def relabel_train(model: nn.Module, data, cfg: RandomLabelConfig, task, ctx: MethodContext, *, key: str,
                   grad_hook: Hook | None = None, step_hook: Hook | None = None, weight_decay: float | None = None,
                   labels_out: list | None = None) -> nn.Module:
-    """The RL loop: each epoch, fresh random wrong labels for D_f, then CE over relabelled D_f and D_r.
+    """The RL loop: each epoch, fresh random labels for D_f, then CE over relabelled D_f and D_r.
 
     `grad_hook` runs after backward and `step_hook` after each optimiser step (SalUn masks with them);
     `labels_out`, if given, receives each epoch's relabels (for inspection and tests)."""
@@ -105,8 +107,8 @@ def relabel_train(model: nn.Module, data, cfg: RandomLabelConfig, task, ctx: Met
     return model
 
 
-@register("random_label", RandomLabelConfig, "Train on the forget set with random wrong labels plus the retain set",
+@register("random_label", RandomLabelConfig, "Train on the forget set with random labels plus the retain set",
           "Golatkar et al. 2020, 'Eternal Sunshine of the Spotless Net'; implementation of Fan et al. 2024 (SalUn)")
 def random_label(model, data, cfg: RandomLabelConfig, task, ctx: MethodContext):
-    """CE on D_f with random wrong labels (redrawn each epoch) and on D_r, for cfg.epochs."""
+    """CE on D_f with random labels (redrawn each epoch) and on D_r, for cfg.epochs."""
     return relabel_train(model, data, cfg, task, ctx, key="random_label")

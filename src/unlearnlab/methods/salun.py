@@ -22,8 +22,12 @@ class SalUnConfig(RandomLabelConfig):
                                   "the with_{ratio}.pt mask ratios of the OPTML-Group mask scripts, REFERENCES-SEEDS "
                                   "C5)", low=0.0, high=1.0, search=("choice", 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7,
                                                                      0.8, 0.9))
-    lr: float = param(0.013, "learning rate (SalUn paper, CIFAR-10 10% random: ~0.013; README example uses 0.1; "
-                             "search: log 1e-3..1e-1, spanning both)", low=0.0, search=("log", 1e-3, 1e-1))
+    lr: float = param(0.013, "learning rate (the README's CIFAR-10 10% random example: 0.013; its 2023 versions "
+                             "used 0.1; search: log 1e-3..1e-1, spanning both)", low=0.0, search=("log", 1e-3, 1e-1))
+    masked_decay: bool = param(False, "true = the code behind the paper's Table 1: the mask multiplies the loss "
+                                      "gradient only, so SGD weight decay (and its momentum) still moves masked-out "
+                                      "weights; false (default) = the 2026 fix of the public code (PR #33): "
+                                      "masked-out weights stay exactly at θ0")
     mask_batch_size: int = param(256, "batch size for the saliency gradient, which sums per-batch mean-CE gradients "
                                       "as generate_mask.py does (SalUn code batch size 256)", low=1)
 
@@ -57,10 +61,13 @@ def saliency_mask(model: nn.Module, forget, task, threshold: float, batch_size: 
 @register("salun", SalUnConfig, "Random labels restricted to the weights most salient for the forget loss",
           "Fan et al. 2024, 'SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency', ICLR")
 def salun(model, data, cfg: SalUnConfig, task, ctx: MethodContext):
-    """RL where masked-out weights never move: their gradients (incl. weight decay) are zeroed and they are restored."""
+    """RL where masked-out weights never move: their gradients (incl. weight decay) are zeroed and they are restored
+    (`masked_decay`: the paper-era code, where weight decay still moves them)."""
     model.to(task.device)
     mask = saliency_mask(model, data.forget, task, cfg.threshold, cfg.mask_batch_size)
     params = dict(model.named_parameters())
+    if cfg.masked_decay:
+        return _paper_code_salun(model, data, cfg, task, ctx, mask, params)
     frozen = {n: params[n].detach().clone() for n in mask}
     scale = {n: keep.to(params[n].dtype) for n, keep in mask.items()}
     wd = cfg.weight_decay
@@ -86,3 +93,18 @@ def salun(model, data, cfg: SalUnConfig, task, ctx: MethodContext):
 
     return relabel_train(model, data, cfg, task, ctx, key="salun", grad_hook=grad_hook, step_hook=step_hook,
                          weight_decay=0.0)
+
+
+def _paper_code_salun(model, data, cfg: SalUnConfig, task, ctx: MethodContext, mask: dict[str, torch.Tensor],
+                      params: dict[str, nn.Parameter]) -> nn.Module:
+    """SalUn as its code ran for the paper: grad *= mask after backward, then a plain SGD step whose coupled weight
+    decay (and momentum) also applies to masked-out weights."""
+    scale = [(params[n], keep.to(params[n].dtype)) for n, keep in mask.items()]
+
+    @torch.no_grad()
+    def grad_hook(m: nn.Module) -> None:
+        for p, s in scale:
+            if p.grad is not None:
+                p.grad.mul_(s)
+
+    return relabel_train(model, data, cfg, task, ctx, key="salun", grad_hook=grad_hook)

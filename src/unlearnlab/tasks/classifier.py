@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..config import to_dict
-from ..engine.events import collect_curves
+from ..engine.events import collect_curves, emit
 from ..engine.records import count_steps, make_record, timed
 from ..errors import ConfigError, UnlearnLabError
 from ..spec import RunSpec
@@ -100,6 +100,8 @@ def _data(spec: RunSpec, seed: int):
     bundle = load_dataset(spec.dataset, seed=seed)
     data = make_split(bundle.train, bundle.test, spec.forget, spec.split_seed, num_classes=bundle.num_classes,
                       name=bundle.name, classes=bundle.classes)
+    if bundle.pixel_norm is not None:
+        data.extra["pixel_norm"] = bundle.pixel_norm
     return bundle, data
 
 
@@ -237,9 +239,21 @@ class ClassifierTask:
         metrics = evaluate_model(model, sc.data, sc.task, reference=sc.oracle, cache=sc.cache)
         metrics["RTE"] = t["wall_s"]
         metrics["RTE/retrain"] = t["wall_s"] / sc.retrain_s if sc.retrain_s > 0 else float("nan")
-        details = details_of(sc.cache.get(model, sc.data, sc.task, tuple(sc.data.splits())), sc.data.num_classes)
-        return make_record(rspec, metrics, {**t, "opt_steps": steps}, sc.task.device, details=details,
-                           **({"curves": curves} if curves else {}))
+        splits = tuple(sc.data.splits())
+        outs = sc.cache.get(model, sc.data, sc.task, splits)
+        details = details_of(outs, sc.data.num_classes)
+        warns = list(ctx.warnings)
+        if method not in ("original", "retrain"):
+            warns += unchanged_warnings(method, model, sc.original, outs, sc.cache.get(sc.original, sc.data, sc.task,
+                                                                                     splits))
+        for w in warns:
+            emit("warning", text=w)
+        extra = {"curves": curves} if curves else {}
+        if ctx.info:
+            extra["method_info"] = ctx.info
+        if warns:
+            extra["warnings"] = warns
+        return make_record(rspec, metrics, {**t, "opt_steps": steps}, sc.task.device, details=details, **extra)
 
     def floor(self, spec: RunSpec, seed: int, other: int, store, rspec: dict) -> dict[str, Any]:
         """The noise floor: the oracle of seed `other` evaluated against the oracle of `seed` (same data)."""
@@ -249,6 +263,27 @@ class ClassifierTask:
         other_oracle, _ = self._model(spec, other, "oracle", store)
         metrics = evaluate_model(other_oracle, sc.data, sc.task, reference=sc.oracle, cache=sc.cache)
         return make_record(rspec, metrics, {"wall_s": 0.0, "cpu_s": 0.0, "opt_steps": 0}, sc.task.device)
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """True when two models hold bitwise-identical parameters and buffers (same names and shapes)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k].cpu(), sb[k].cpu())
+                                          for k in sa)
+
+
+def unchanged_warnings(method: str, model: torch.nn.Module, original: torch.nn.Module,
+                       out: dict[str, dict[str, np.ndarray]], orig: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    """Warnings for a method that did nothing: weights bitwise equal to the original's, or else the same predicted
+    class as the original on every example of every split (such a row must never read as a result)."""
+    if same_weights(model, original):
+        return [f"{method} left the weights exactly as the original's: it changed nothing (raise its learning "
+                "rate / epochs, or lower its selection threshold)."]
+    same = all(np.array_equal(out[s]["logits"].argmax(1), orig[s]["logits"].argmax(1)) for s in out if s in orig)
+    if same:
+        return [f"{method} predicts the same class as the original on every example of every split: its accuracies "
+                "equal the original's (it changed too little to show)."]
+    return []
 
 
 def details_of(out: dict[str, dict[str, np.ndarray]], num_classes: int, bins: int = 20) -> dict[str, Any]:
@@ -270,4 +305,4 @@ def details_of(out: dict[str, dict[str, np.ndarray]], num_classes: int, bins: in
 
 
 __all__ = ["ClassifierTask", "SeedContext", "details_of", "load_original", "method_config", "method_names",
-           "record_spec", "validate"]
+           "record_spec", "same_weights", "unchanged_warnings", "validate"]
