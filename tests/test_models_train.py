@@ -12,7 +12,7 @@ from unlearnlab.train import TrainConfig, lr_factor, resolve_device, train
 
 
 @pytest.mark.parametrize("spec, shape", [("mlp", (1, 8, 8)), ("cnn:width=4", (3, 16, 16)),
-                                         ("resnet18:width=0.0625", (3, 32, 32))])
+                                         ("resnet18:width=0.0625", (3, 32, 32)), ("fastcnn:width=4", (3, 16, 16))])
 def test_zoo_forward_and_features(spec, shape):
     m = build_model(spec, shape, 10, seed=0)
     x = torch.randn(2, *shape)
@@ -79,3 +79,75 @@ def test_task_outputs(blobs_data, trained_mlp):
     t = ClassifierTask(4)
     o = t.outputs(trained_mlp, (blobs_data.test.x[:5], blobs_data.test.y[:5]))
     assert set(o) >= {"logits", "labels", "loss", "correct"} and o["loss"].shape == (5,)
+
+
+def _images(n=96, shape=(3, 16, 16), classes=4, seed=0, signal=0.7):
+    from unlearnlab.data.core import ArrayDataset
+
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % classes
+    base = torch.randn(classes, *shape, generator=g)
+    x = signal * base[y] + torch.randn(n, *shape, generator=g)
+    x[:, 1] = 0.8 * x[:, 0] + 0.2 * x[:, 1]  # correlated channels: something for the whitening to undo
+    return ArrayDataset(x, y)
+
+
+def test_fastcnn_whitening_stem_whitens_patches():
+    from unlearnlab.models import data_init
+
+    ds = _images()
+    m = build_model("fastcnn:width=4", (3, 16, 16), 4, seed=0)
+    assert not m.whiten.any()  # nothing data-derived before data_init
+    data_init(m, ds)
+    assert m.whiten.shape == (24, 3, 2, 2) and torch.equal(m.whiten[12:], -m.whiten[:12])
+    out = torch.nn.functional.conv2d(ds.x, m.whiten[:12]).permute(0, 2, 3, 1).reshape(-1, 12).double()
+    cov = torch.cov(out.T)
+    assert torch.allclose(cov, torch.eye(12, dtype=torch.float64), atol=0.02)  # unit covariance (eps aside)
+    assert "whiten" in m.state_dict() and all(p is not m.whiten for p in m.parameters())  # a buffer, not trained
+    with pytest.raises(ConfigError, match="at least 16x16"):
+        build_model("fastcnn", (1, 8, 8), 10)
+
+
+def test_retrain_reinitialises_fastcnn_from_the_retain_set(blobs_data):
+    """The oracle of a data-initialised model: Kaiming re-init (same distribution as the original's) and a
+    whitening stem computed from D_r alone."""
+    from unlearnlab.data import UnlearnData
+    from unlearnlab.methods import MethodContext, run_method
+    from unlearnlab.models import data_init
+
+    ds = _images(n=120)
+    data = UnlearnData(ds, _images(n=40, seed=1), list(range(30)), list(range(30, 120)), 4)
+    task = ClassifierTask(4)
+    orig = data_init(build_model("fastcnn:width=4", (3, 16, 16), 4, seed=0), data.train)
+    rec = TrainConfig(epochs=1, lr=0.05, batch_size=32)
+    oracle = run_method("retrain", orig, data, task, ctx=MethodContext(seed=0, recipe=rec))
+    ref = data_init(build_model("fastcnn:width=4", (3, 16, 16), 4, seed=0), data.retain).whiten
+    assert torch.allclose(oracle.whiten, ref) and not torch.allclose(oracle.whiten, orig.whiten)
+    w = oracle.blocks[0].conv1.weight
+    assert abs(float(w.std()) - (2 / (w[0].numel())) ** 0.5) < 0.35 * (2 / w[0].numel()) ** 0.5
+
+
+def test_fast_recipe_options_train_and_return_default_layout():
+    """Warm-up, Nesterov, label smoothing, no decay on norm weights, reflect-pad crops and channels_last train a
+    conv net; the model comes back in the default memory format (safetensors needs contiguous tensors)."""
+    ds = _images(n=128, signal=2.0)
+    task = ClassifierTask(4)
+    cfg = TrainConfig(epochs=12, lr=1.0, batch_size=32, momentum=0.85, nesterov=True, label_smoothing=0.2,
+                      warmup=0.2, schedule="linear", decay_norm=False, weight_decay=1e-3, augment=True, crop_pad=2,
+                      pad_mode="reflect", channels_last=True)
+    from unlearnlab.models import data_init
+
+    m = data_init(build_model("fastcnn:width=8", (3, 16, 16), 4, seed=0), ds)
+    train(m, ds, cfg, task, seed=0)
+    assert all(t.is_contiguous() for t in m.state_dict().values())
+    with torch.no_grad():
+        acc = (m(ds.x).argmax(1) == ds.y).float().mean()
+    assert acc > 0.8
+    # warm-up: linear from 0 over the first 20% of steps, then the schedule over the rest
+    assert lr_factor("linear", 0, 100, 0.2) == 0.0 and lr_factor("linear", 10, 100, 0.2) == 0.5
+    assert lr_factor("linear", 20, 100, 0.2) == 1.0 and lr_factor("linear", 60, 100, 0.2) == 0.5
+    from unlearnlab.train import make_optimizer
+
+    groups = make_optimizer(m.parameters(), cfg).param_groups
+    assert [g["weight_decay"] for g in groups] == [1e-3, 0.0] and all(g["nesterov"] for g in groups)
+    assert all(p.dim() <= 1 for p in groups[1]["params"]) and all(p.dim() > 1 for p in groups[0]["params"])

@@ -131,7 +131,7 @@ def train_original(*, dataset: str = "digits", model: str = "", epochs: int | No
     from .data import load_dataset
     from .eval.metrics import accuracy
     from .eval.outputs import split_outputs
-    from .models import build_model, save_checkpoint
+    from .models import build_model, data_init, save_checkpoint
     from .train import train
 
     spec = as_spec({"dataset": dataset, "model": model, "recipe": {"epochs": epochs} if epochs else {}})
@@ -139,7 +139,7 @@ def train_original(*, dataset: str = "digits", model: str = "", epochs: int | No
     task = ClassifierTask(bundle.num_classes, resolve_device(device))
     arch, rec = spec.model_spec(), spec.train_config()
     shape = tuple(bundle.train.x.shape[1:])
-    net = build_model(arch, shape, bundle.num_classes, seed=seed).to(task.device)
+    net = data_init(build_model(arch, shape, bundle.num_classes, seed=seed).to(task.device), bundle.train)
     train(net, bundle.train, rec, task, seed=seed)
     meta = {"arch": arch, "dataset": bundle.name, "recipe": to_dict(rec), "seed": seed, "role": "original",
             "num_classes": bundle.num_classes, "data_hash": bundle.train.fingerprint(),

@@ -31,8 +31,19 @@ class TrainConfig:
     weight_decay: float = param(5e-4, "L2 weight decay (CIFAR recipe: 5e-4)", low=0.0)
     batch_size: int = param(128, "examples per step", low=1)
     schedule: str = param("cosine", "learning-rate schedule", choices=("constant", "cosine", "step", "linear"))
-    augment: bool = param(False, "random crop (pad 4) + horizontal flip on image batches")
+    augment: bool = param(False, "random crop (pad crop_pad) + horizontal flip on image batches")
     amp: bool = param(False, "bfloat16 autocast on CUDA (no loss scaling needed; ignored on CPU)")
+    crop_pad: int = param(4, "padding of the random-crop augmentation (CIFAR standard: 4)", low=0)
+    pad_mode: str = param("zeros", "padding of the random crop: zeros (CIFAR standard) or reflect",
+                          choices=("zeros", "reflect"))
+    nesterov: bool = param(False, "Nesterov momentum (SGD)")
+    label_smoothing: float = param(0.0, "label smoothing of the training cross-entropy", low=0.0, high=1.0)
+    warmup: float = param(0.0, "fraction of the steps with a linear warm-up from 0 to the peak lr; the schedule "
+                               "then runs over the remaining steps", low=0.0, high=1.0)
+    decay_norm: bool = param(True, "apply weight decay to normalisation weights and biases too (false: only to "
+                                   "weight matrices and kernels, as fast CIFAR recipes do)")
+    channels_last: bool = param(False, "train conv nets in channels_last memory format (faster oneDNN kernels on "
+                                       "CPU); the model is returned in the default format")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -60,15 +71,25 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig,
     """SGD (with momentum) or Adam/AdamW per `cfg`."""
     lr = cfg.lr if lr is None else lr
     params = [p for p in params if p.requires_grad]
+    groups: Any = params
+    if not cfg.decay_norm and cfg.weight_decay:
+        groups = [{"params": [p for p in params if p.dim() > 1]},
+                  {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               nesterov=cfg.nesterov and cfg.momentum > 0)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay)
 
 
-def lr_factor(schedule: str, step: int, total: int) -> float:
-    """Multiplier of the peak learning rate at `step` of `total` steps."""
+def lr_factor(schedule: str, step: int, total: int, warmup: float = 0.0) -> float:
+    """Multiplier of the peak learning rate at `step` of `total` steps (after a linear warm-up over the first
+    `warmup` fraction of them, the schedule runs over the rest)."""
+    w = int(round(warmup * total)) if total > 0 else 0
+    if w and step < w:
+        return step / w
+    step, total = step - w, total - w
     if total <= 0 or schedule == "constant":
         return 1.0
     t = min(step / total, 1.0)
@@ -113,8 +134,12 @@ def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, task, *, seed: i
 
     Under a multi-process launch each rank trains on its slice of the same global batches and gradients are summed
     over the ranks, so the result equals one process with the same batch size (see unlearnlab.distributed)."""
+    if loss_fn is None and cfg.label_smoothing > 0:
+        loss_fn = _smoothed_loss(task, cfg.label_smoothing)
     loss_fn = loss_fn or task.loss
     model.to(task.device).train()
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
     opt = make_optimizer(params if params is not None else model.parameters(), cfg)
     gen = torch_generator(seed, key)
     n = len(dataset)
@@ -125,9 +150,12 @@ def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, task, *, seed: i
         distributed.check_replicas(model)
     step = 0
     for epoch in range(cfg.epochs):
-        for batch in batches(dataset, cfg.batch_size, shuffle=True, gen=gen, augment=cfg.augment):
+        for batch in batches(dataset, cfg.batch_size, shuffle=True, gen=gen, augment=cfg.augment,
+                             crop_pad=cfg.crop_pad, pad_mode=cfg.pad_mode):
+            if cfg.channels_last and isinstance(batch, (tuple, list)) and batch[0].dim() == 4:
+                batch = (batch[0].contiguous(memory_format=torch.channels_last), *batch[1:])
             for g in opt.param_groups:
-                g["lr"] = cfg.lr * lr_factor(cfg.schedule, step, total)
+                g["lr"] = cfg.lr * lr_factor(cfg.schedule, step, total, cfg.warmup)
             if parallel:
                 loss = _parallel_step(model, batch, loss_fn, opt, after_backward, task, use_amp, step, what)
             else:
@@ -144,5 +172,18 @@ def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, task, *, seed: i
             record_loss(what, step, loss)
         if on_epoch is not None:
             on_epoch(epoch, model)
+    if cfg.channels_last:
+        model.to(memory_format=torch.contiguous_format)
     model.eval()
     return model
+
+
+def _smoothed_loss(task, eps: float) -> LossFn:
+    """The task's cross-entropy with label smoothing `eps` (classifier tasks)."""
+    import torch.nn.functional as F
+
+    def loss(model: nn.Module, batch: Any) -> torch.Tensor:
+        x, y = task.to_device(batch)
+        return F.cross_entropy(model(x), y, label_smoothing=eps)
+
+    return loss

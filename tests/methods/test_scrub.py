@@ -50,9 +50,9 @@ def test_max_steps_only_in_first_msteps_epochs(trained_mlp, blobs_data, task4, m
     calls = []
     real = scrub_module.scrub_pass
 
-    def spy(student, teacher, dataset, opt, cfg, task, gen, maximize, step):
+    def spy(student, teacher, dataset, opt, cfg, task, gen, maximize, step, rec=None):
         calls.append(("max" if maximize else "min", len(dataset), opt.param_groups[0]["lr"]))
-        return real(student, teacher, dataset, opt, cfg, task, gen, maximize, step)
+        return real(student, teacher, dataset, opt, cfg, task, gen, maximize, step, rec)
 
     monkeypatch.setattr(scrub_module, "scrub_pass", spy)
     run_method("scrub", trained_mlp, blobs_data, task4, {**FAST, "epochs": 5, "msteps": 2, "lr_decay_epochs": "3"})

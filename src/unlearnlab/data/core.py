@@ -116,12 +116,12 @@ def fingerprint(ds: Dataset) -> str:
     return h.hexdigest()[:16]
 
 
-def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Standard CIFAR augmentation on a batch: random crop with `pad` zero padding + horizontal flip."""
+def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4, mode: str = "zeros") -> torch.Tensor:
+    """Standard CIFAR augmentation on a batch: random crop with `pad` padding (zeros, or reflect) + horizontal flip."""
     if x.dim() != 4:
         return x
     n, _, h, w = x.shape
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect" if mode == "reflect" else "constant")
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
     rows = (dy[:, None] + torch.arange(h)[None, :])  # n x h
@@ -134,7 +134,8 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.
 
 
 def batches(ds: Dataset, batch_size: int, *, shuffle: bool = False, gen: torch.Generator | None = None,
-            augment: bool = False, drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            augment: bool = False, drop_last: bool = False, crop_pad: int = 4,
+            pad_mode: str = "zeros") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (x, y) batches; ArrayDataset is sliced directly, anything else goes through a DataLoader."""
     n = len(ds)
     if n == 0:
@@ -145,7 +146,7 @@ def batches(ds: Dataset, batch_size: int, *, shuffle: bool = False, gen: torch.G
         for s in range(0, stop, batch_size):
             idx = order[s:s + batch_size]
             x = ds.x[idx]
-            yield (augment_batch(x, gen) if augment and gen is not None else x), ds.y[idx]
+            yield (augment_batch(x, gen, crop_pad, pad_mode) if augment and gen is not None else x), ds.y[idx]
         return
     collate = getattr(ds, "collate", None)  # e.g. padded token batches for language-model datasets
     loader = DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen, drop_last=drop_last,
@@ -156,7 +157,8 @@ def batches(ds: Dataset, batch_size: int, *, shuffle: bool = False, gen: torch.G
             continue
         x, y = batch
         x = torch.as_tensor(x).float()
-        yield (augment_batch(x, gen) if augment and gen is not None else x), torch.as_tensor(y).long()
+        x = augment_batch(x, gen, crop_pad, pad_mode) if augment and gen is not None else x
+        yield x, torch.as_tensor(y).long()
 
 
 @dataclasses.dataclass

@@ -38,7 +38,7 @@ from ..data.core import ArrayDataset, UnlearnData
 from ..errors import CheckpointError, ConfigError, DataError
 from ..methods import MethodContext, get_method, run_method
 from ..models.tasks import ClassifierTask
-from ..models.zoo import build_model
+from ..models.zoo import build_model, data_init
 from ..seeding import derive_seed
 from ..train import TrainConfig, resolve_device, train
 from .approximate_audit import audit, holdout_rows
@@ -133,7 +133,9 @@ class ApproximateScheme(DeletionScheme):
     def _train_fresh(self, x: torch.Tensor, y: np.ndarray) -> nn.Module:
         """A zoo model trained from its seeded initialisation on (x, y): the fit, and the retrain oracle."""
         net = build_model(self.cfg.model, self.input_shape, self.num_classes, seed=self.seed).to(self.device)
-        return train(net, ArrayDataset(x, torch.as_tensor(y)), self.recipe, self.task, seed=self.seed,
+        ds = ArrayDataset(x, torch.as_tensor(y))
+        data_init(net, ds)
+        return train(net, ds, self.recipe, self.task, seed=self.seed,
                      key="approximate/fit", what="approximate scheme training").eval()
 
     def _save_model(self, v: int, model: nn.Module) -> None:

@@ -24,7 +24,7 @@ from ..config import param
 from ..data.core import ArrayDataset
 from ..errors import ConfigError, DataError
 from ..models.tasks import ClassifierTask
-from ..models.zoo import build_model
+from ..models.zoo import build_model, data_init
 from ..seeding import derive_seed
 from ..train import TrainConfig, resolve_device, train
 from .base import (
@@ -134,7 +134,11 @@ class SISA(DeletionScheme):
         """Train shard `shard` from the checkpoint before slice `first` (or its initialisation) to the last slice."""
         model = self._new_model(shard)
         if first > 0:
-            load_state(ckpt_path(self.directory, shard, first - 1), model)
+            load_state(ckpt_path(self.directory, shard, first - 1), model)  # incl. a data-derived stem
+        else:  # a data-dependent init (FastCNN's whitening) sees only the first slice, so a deletion stays exact
+            rows = torch.as_tensor(self._stage_rows(shard, 0))
+            if len(rows):
+                data_init(model, ArrayDataset(self._x[rows], torch.as_tensor(self._y[rows])))
         for sl in range(first, self.cfg.slices):
             self._train_stage(model, shard, sl)
         return model

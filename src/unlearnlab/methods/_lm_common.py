@@ -154,7 +154,7 @@ def run_forget_retain(model: nn.Module, data, cfg: Any, task, ctx: MethodContext
         return loss
 
     chosen = params(work) if params is not None else None
-    train(work, forget_ds if forget_ds is not None else data.forget, recipe(cfg), task, seed=ctx.seed, key=key,
+    train(work, forget_ds if forget_ds is not None else data.forget, recipe(cfg, ctx), task, seed=ctx.seed, key=key,
           loss_fn=loss_fn, what=key, params=chosen)
     return merge_lora(work)
 

@@ -95,5 +95,5 @@ def bad_teacher(model, data, cfg: BadTeacherConfig, task, ctx: MethodContext):
             good, bad = competent(x).float(), incompetent(x).float()
         return bad_teacher_loss(student(x), good, bad, flag, cfg.temperature)
 
-    return train(model, mixed, recipe(cfg), task, seed=ctx.seed, key="bad_teacher", what="bad_teacher",
+    return train(model, mixed, recipe(cfg, ctx), task, seed=ctx.seed, key="bad_teacher", what="bad_teacher",
                  loss_fn=loss_fn)

@@ -87,10 +87,16 @@ class FinetuneConfig:
                                  "on augmented loaders; off by default so that runs on vectors are unchanged)")
 
 
-def recipe(cfg: Any, **over: Any) -> TrainConfig:
-    """A TrainConfig from the optimisation fields a method config shares with it."""
+AUGMENTATION = ("crop_pad", "pad_mode")  # how the original's recipe augments: methods with augment=True reuse it
+
+
+def recipe(cfg: Any, ctx: MethodContext | None = None, **over: Any) -> TrainConfig:
+    """A TrainConfig from the optimisation fields a method config shares with it; with `ctx`, the augmentation
+    settings (crop padding and mode) of the original's recipe, so `augment=True` repeats the original's."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     kw = {k: v for k, v in dataclasses.asdict(cfg).items() if k in names}
+    if ctx is not None:
+        kw.update({k: getattr(ctx.recipe, k) for k in AUGMENTATION})
     kw.update(over)
     return TrainConfig(**kw)
 

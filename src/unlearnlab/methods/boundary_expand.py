@@ -80,7 +80,7 @@ def boundary_expand(model, data, cfg: BoundaryExpandConfig, task, ctx: MethodCon
     _set_module(model, name, wide)
     xf, _ = materialise(data.forget)
     shadow = ArrayDataset(xf, torch.full((len(xf),), data.num_classes, dtype=torch.long))
-    train(model, shadow, recipe(cfg), task, seed=ctx.seed, key="boundary_expand", what="boundary_expand")
+    train(model, shadow, recipe(cfg, ctx), task, seed=ctx.seed, key="boundary_expand", what="boundary_expand")
     if cfg.keep_shadow:
         model.eval()
         return model

@@ -76,5 +76,5 @@ def boundary_shrink(model, data, cfg: BoundaryShrinkConfig, task, ctx: MethodCon
                             pixel_norm=getattr(data, "extra", {}).get("pixel_norm"))
     del frozen
     xf, _ = materialise(data.forget)
-    return train(model, ArrayDataset(xf, y_adv), recipe(cfg), task, seed=ctx.seed, key="boundary_shrink",
+    return train(model, ArrayDataset(xf, y_adv), recipe(cfg, ctx), task, seed=ctx.seed, key="boundary_shrink",
                  what="boundary_shrink")

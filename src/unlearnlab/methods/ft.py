@@ -21,4 +21,4 @@ class FTConfig(FinetuneConfig):
           "Warnecke et al. 2023, 'Machine Unlearning of Features and Labels'; defaults Fan et al. 2024 (SalUn)")
 def ft(model, data, cfg: FTConfig, task, ctx: MethodContext):
     """CE on D_r for cfg.epochs."""
-    return train(model, data.retain, recipe(cfg), task, seed=ctx.seed, key="ft", what="ft")
+    return train(model, data.retain, recipe(cfg, ctx), task, seed=ctx.seed, key="ft", what="ft")

@@ -24,5 +24,5 @@ class GAConfig(FinetuneConfig):
           "Thudi et al. 2022, 'Unrolling SGD'; Graves et al. 2021 'Amnesiac ML'", kinds=("classifier", "lm"))
 def ga(model, data, cfg: GAConfig, task, ctx: MethodContext):
     """Minimise -CE(D_f)."""
-    return train(model, data.forget, recipe(cfg), task, seed=ctx.seed, key="ga", what="ga",
+    return train(model, data.forget, recipe(cfg, ctx), task, seed=ctx.seed, key="ga", what="ga",
                  loss_fn=lambda m, b: -task.loss(m, b))

@@ -61,5 +61,5 @@ def l1_sparse(model, data, cfg: L1SparseConfig, task, ctx: MethodContext):
     def on_epoch(e: int, m: nn.Module) -> None:
         epoch[0] = e + 1
 
-    return train(model, data.retain, recipe(cfg), task, seed=ctx.seed, key="l1_sparse", what="l1_sparse",
+    return train(model, data.retain, recipe(cfg, ctx), task, seed=ctx.seed, key="l1_sparse", what="l1_sparse",
                  after_backward=add_l1_grad, on_epoch=on_epoch)

@@ -42,12 +42,14 @@ class NegGradPlusConfig(FinetuneConfig):
                                        "two passes)")
 
 
-def _cycle(ds: Dataset, batch_size: int, gen: torch.Generator, augment: bool) -> Iterator:
+def _cycle(ds: Dataset, batch_size: int, gen: torch.Generator, augment: bool, crop_pad: int = 4,
+           pad_mode: str = "zeros") -> Iterator:
     """Endless shuffled batches of `ds`: a fresh seeded permutation at each pass."""
     if len(ds) == 0:
         raise DataError("neggrad_plus needs a non-empty retain set and forget set; one of them is empty.")
     while True:
-        yield from batches(ds, batch_size, shuffle=True, gen=gen, augment=augment)
+        yield from batches(ds, batch_size, shuffle=True, gen=gen, augment=augment, crop_pad=crop_pad,
+                           pad_mode=pad_mode)
 
 
 def neggrad_plus_loss(model, task, retain_batch, forget_batch, beta: float, joint: bool = False) -> torch.Tensor:
@@ -72,15 +74,17 @@ def proximal(model, anchor: list[torch.Tensor], mu: float) -> torch.Tensor:
           "Kurmanji et al. 2023, 'Towards Unbounded Machine Unlearning' (NegGrad+), NeurIPS")
 def neggrad_plus(model, data, cfg: NegGradPlusConfig, task, ctx: MethodContext):
     """Minimise β·CE(D_r) − (1−β)·CE(D_f) over cfg.epochs of paired (retain, forget) batches."""
-    rec = recipe(cfg)
+    rec = recipe(cfg, ctx)
     retain, forget = data.retain, data.forget
     model.to(task.device).train()
     opt = make_optimizer(model.parameters(), rec)
     bs = rec.batch_size
     steps_per_epoch = max(math.ceil(len(retain) / bs), math.ceil(len(forget) / bs))
     total = cfg.epochs * steps_per_epoch
-    r_iter = _cycle(retain, bs, torch_generator(ctx.seed, "neggrad_plus", "retain"), rec.augment)
-    f_iter = _cycle(forget, bs, torch_generator(ctx.seed, "neggrad_plus", "forget"), rec.augment)
+    r_iter = _cycle(retain, bs, torch_generator(ctx.seed, "neggrad_plus", "retain"), rec.augment, rec.crop_pad,
+                    rec.pad_mode)
+    f_iter = _cycle(forget, bs, torch_generator(ctx.seed, "neggrad_plus", "forget"), rec.augment, rec.crop_pad,
+                    rec.pad_mode)
     anchor = [p.detach().clone() for p in model.parameters() if p.requires_grad] if cfg.l2_pull > 0 else []
     for step in range(total):
         for g in opt.param_groups:

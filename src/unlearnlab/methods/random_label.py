@@ -14,7 +14,7 @@ from ..config import param
 from ..data.core import ArrayDataset, batches
 from ..errors import ConfigError
 from ..seeding import torch_generator
-from ..train import check_finite, lr_factor, make_optimizer
+from ..train import TrainConfig, check_finite, lr_factor, make_optimizer
 from .base import FinetuneConfig, MethodContext, recipe, register
 
 Hook = Callable[[nn.Module], None]
@@ -58,15 +58,16 @@ def random_wrong_labels(y: torch.Tensor, num_classes: int, gen: torch.Generator,
 
 
 def _epoch_batches(forget: ArrayDataset, retain: Dataset, order: str, bs: int, gen: torch.Generator,
-                   augment: bool, joint_x: torch.Tensor | None) -> Iterator:
+                   rec: TrainConfig, joint_x: torch.Tensor | None) -> Iterator:
+    aug = {"augment": rec.augment, "crop_pad": rec.crop_pad, "pad_mode": rec.pad_mode}
     if order == "sequential":
-        return itertools.chain(batches(forget, bs, shuffle=True, gen=gen, augment=augment),
-                               batches(retain, bs, shuffle=True, gen=gen, augment=augment))
+        return itertools.chain(batches(forget, bs, shuffle=True, gen=gen, **aug),
+                               batches(retain, bs, shuffle=True, gen=gen, **aug))
     if joint_x is not None:  # array-backed retain set: inputs concatenated once, only the labels change per epoch
         both: Dataset = ArrayDataset(joint_x, torch.cat([forget.y, retain.y]))
     else:
         both = ConcatDataset([forget, retain])
-    return batches(both, bs, shuffle=True, gen=gen, augment=augment)
+    return batches(both, bs, shuffle=True, gen=gen, **aug)
 
 
 def relabel_train(model: nn.Module, data, cfg: RandomLabelConfig, task, ctx: MethodContext, *, key: str,
@@ -76,7 +77,7 @@ def relabel_train(model: nn.Module, data, cfg: RandomLabelConfig, task, ctx: Met
 
     `grad_hook` runs after backward and `step_hook` after each optimiser step (SalUn masks with them);
     `labels_out`, if given, receives each epoch's relabels (for inspection and tests)."""
-    rec = recipe(cfg) if weight_decay is None else recipe(cfg, weight_decay=weight_decay)
+    rec = recipe(cfg, ctx) if weight_decay is None else recipe(cfg, ctx, weight_decay=weight_decay)
     xf, yf = materialise(data.forget)
     gen = torch_generator(ctx.seed, key)
     model.to(task.device).train()
@@ -89,8 +90,7 @@ def relabel_train(model: nn.Module, data, cfg: RandomLabelConfig, task, ctx: Met
         relabelled = ArrayDataset(xf, random_wrong_labels(yf, data.num_classes, gen, cfg.wrong_only))
         if labels_out is not None:
             labels_out.append(relabelled.y.clone())
-        for batch in _epoch_batches(relabelled, data.retain, cfg.order, rec.batch_size, gen, rec.augment,
-                                    joint_x):
+        for batch in _epoch_batches(relabelled, data.retain, cfg.order, rec.batch_size, gen, rec, joint_x):
             for g in opt.param_groups:
                 g["lr"] = rec.lr * lr_factor(rec.schedule, step, total)
             loss = task.loss(model, batch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..config import param
+from ..models.zoo import data_init
 from ..train import train
 from .base import MethodContext, register, reinitialise
 
@@ -20,7 +21,7 @@ class RetrainConfig:
 def retrain(model, data, cfg: RetrainConfig, task, ctx: MethodContext):
     """Reinitialise `model` and train it on D_r with ctx.recipe."""
     rec = ctx.recipe if cfg.epochs == 0 else dataclasses.replace(ctx.recipe, epochs=cfg.epochs)
-    reinitialise(model, ctx.seed)
+    data_init(reinitialise(model, ctx.seed), data.retain)  # a data-derived stem comes from D_r only
     return train(model, data.retain, rec, task, seed=ctx.seed, key="retrain", what="retrain")
 
 

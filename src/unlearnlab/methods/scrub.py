@@ -42,6 +42,8 @@ class SCRUBConfig:
     lr_decay_epochs: tuple[int, ...] = param((3, 5, 9), "lr x decay_rate for each of these epochs already passed "
                                                          "(theirs: [3,5,9], inactive within 3 epochs)")
     lr_decay_rate: float = param(0.1, "step decay factor (theirs: 0.1)", low=0.0)
+    augment: bool = param(False, "augment the student's batches with the original's training augmentation (their "
+                                 "loaders augment D_r; the teacher sees the same augmented batch)")
 
 
 def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -52,11 +54,12 @@ def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tempe
 
 
 def scrub_pass(student: nn.Module, teacher: nn.Module, dataset, opt: torch.optim.Optimizer, cfg: SCRUBConfig, task,
-               gen: torch.Generator, maximize: bool, step: int) -> int:
+               gen: torch.Generator, maximize: bool, step: int, rec=None) -> int:
     """One epoch over `dataset`: a max-pass (minimise −KL) or a min-pass (γ·CE + α·KL). Returns the step counter."""
     student.train()
     bs = cfg.forget_batch_size if maximize else cfg.retain_batch_size
-    for batch in batches(dataset, bs, shuffle=True, gen=gen):
+    aug = {"augment": cfg.augment, "crop_pad": rec.crop_pad, "pad_mode": rec.pad_mode} if rec is not None else {}
+    for batch in batches(dataset, bs, shuffle=True, gen=gen, **aug):
         logits = task.logits(student, batch)
         with torch.no_grad():
             t_logits = task.logits(teacher, batch)
@@ -81,7 +84,8 @@ def scrub(model, data, cfg: SCRUBConfig, task, ctx: MethodContext):
     model.to(task.device)
     teacher = copy.deepcopy(model).eval()
     teacher.requires_grad_(False)
-    opt = make_optimizer(model.parameters(), recipe(cfg))
+    rec = recipe(cfg, ctx)
+    opt = make_optimizer(model.parameters(), rec)
     gen = torch_generator(ctx.seed, "scrub")
     step = 0
     for epoch in range(1, cfg.epochs + 1):
@@ -89,7 +93,7 @@ def scrub(model, data, cfg: SCRUBConfig, task, ctx: MethodContext):
         for g in opt.param_groups:
             g["lr"] = cfg.lr * cfg.lr_decay_rate**decays
         if epoch <= cfg.msteps:
-            step = scrub_pass(model, teacher, data.forget, opt, cfg, task, gen, True, step)
-        step = scrub_pass(model, teacher, data.retain, opt, cfg, task, gen, False, step)
+            step = scrub_pass(model, teacher, data.forget, opt, cfg, task, gen, True, step, rec)
+        step = scrub_pass(model, teacher, data.retain, opt, cfg, task, gen, False, step, rec)
     model.eval()
     return model

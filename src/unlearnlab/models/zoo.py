@@ -1,4 +1,5 @@
-"""Model zoo: MLP, a small CNN and the CIFAR ResNet-18 (3x3 stem, no max-pool) with a width multiplier."""
+"""Model zoo: MLP, a small CNN, a fast CPU conv net (FastCNN) and the CIFAR ResNet-18 (3x3 stem, no max-pool) with a
+width multiplier."""
 from __future__ import annotations
 
 import math
@@ -97,9 +98,85 @@ class ResNet18(nn.Module):
         return self.head(self.features(x))
 
 
+class _Conv(nn.Conv2d):
+    """3x3 conv without bias whose (re)initialisation is Kaiming-normal (fan-in, ReLU gain), so a retrained oracle
+    reinitialised through reset_parameters() starts from the same distribution as the original."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__(cin, cout, 3, padding=1, bias=False)
+
+    def reset_parameters(self) -> None:
+        nn.init.kaiming_normal_(self.weight)
+
+
+class _FastBlock(nn.Module):
+    """conv -> max-pool 2 -> BN -> GELU -> conv -> BN -> GELU."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv1, self.bn1 = _Conv(cin, cout), nn.BatchNorm2d(cout)
+        self.conv2, self.bn2 = _Conv(cout, cout), nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.gelu(self.bn1(nn.functional.max_pool2d(self.conv1(x), 2)))
+        return nn.functional.gelu(self.bn2(self.conv2(x)))
+
+
+class FastCNN(nn.Module):
+    """A small conv net that trains fast on a CPU (our design in the spirit of Keller Jordan's airbench CIFAR-10
+    speedruns; no code taken): a fixed 2x2 patch-whitening stem computed from the training images (data_init), three
+    blocks of widths (w, 2w, 4w), global max-pool, a bias-free linear head whose logits are scaled by `scale`.
+
+    The whitening filters are a buffer (not trained, not touched by unlearning methods); they are recomputed from
+    the data a model is trained on: the original's from the full train set, the oracle's from the retain set."""
+
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int = 32, scale: float = 1 / 9):
+        super().__init__()
+        c, h, w = input_shape
+        if min(h, w) < 16:
+            raise ConfigError(f"fastcnn needs images of at least 16x16 pixels (three 2x pools); these are {h}x{w}. "
+                              "Use 'cnn' or 'mlp' for small inputs.")
+        self.register_buffer("whiten", torch.zeros(8 * c, c, 2, 2))
+        self.blocks = nn.Sequential(_FastBlock(8 * c, width), _FastBlock(width, 2 * width),
+                                    _FastBlock(2 * width, 4 * width))
+        self.head = nn.Linear(4 * width, num_classes, bias=False)
+        self.scale = scale
+
+    @torch.no_grad()
+    def data_init(self, dataset, max_images: int = 5000, eps: float = 5e-4) -> None:
+        """Set the stem to the 2x2-patch whitening of `dataset`'s images (eigenvectors of the patch covariance
+        scaled by 1/sqrt(eigenvalue + eps), each with its negation) from up to `max_images` images."""
+        from ..data.core import batches
+
+        x = torch.cat([b[0] for b in batches(dataset, 1024)])[:max_images].float()
+        c = x.shape[1]
+        patches = x.unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, c * 4).double()
+        patches = patches - patches.mean(0)
+        vals, vecs = torch.linalg.eigh(patches.T @ patches / len(patches))
+        filt = (vecs.T / torch.sqrt(vals.clamp_min(0) + eps)[:, None]).reshape(c * 4, c, 2, 2)
+        self.whiten.copy_(torch.cat([filt, -filt]).to(self.whiten.dtype))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate representation."""
+        x = nn.functional.gelu(nn.functional.conv2d(x, self.whiten))
+        return torch.amax(self.blocks(x), dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x)) * self.scale
+
+
+def data_init(model: nn.Module, dataset) -> nn.Module:
+    """Run the model's data-dependent initialisation on `dataset` if it has one (FastCNN's whitening stem)."""
+    init = getattr(model, "data_init", None)
+    if callable(init):
+        init(dataset)
+    return model
+
+
 MODELS.add("mlp", MLP)
 MODELS.add("cnn", SmallCNN)
 MODELS.add("resnet18", ResNet18)
+MODELS.add("fastcnn", FastCNN)
 
 
 def parse_model(spec: str) -> tuple[str, dict]:

@@ -161,6 +161,7 @@ class ClassifierTask:
         from ..methods import MethodContext, run_method
         from ..models import ClassifierTask as Cls
         from ..models import build_model
+        from ..models.zoo import data_init
         from ..train import resolve_device, train
 
         if data is None:
@@ -176,7 +177,8 @@ class ClassifierTask:
             return load_original(spec.original, build(), arch, bundle), 0.0
         if role == "original":
             key, meta = _key("original", base, bundle.train.fingerprint()), {"data_hash": bundle.train.fingerprint()}
-            fit: Callable = lambda m: train(m, data.train, rec, task, seed=seed, what="training the original")  # noqa: E731
+            fit: Callable = lambda m: train(data_init(m, data.train), data.train, rec, task, seed=seed,  # noqa: E731
+                                            what="training the original")
         else:
             key, meta = _key("retrain", base, data.fingerprint()), {"data_hash": data.fingerprint()}
             ctx = MethodContext(seed=seed, recipe=rec)
