@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/unlearnlab run --dataset digits --forget random:10% --methods all --seeds 1
+	$(BIN)/unlearnlab run --dataset digits --forget class:3 --methods all --seeds 3
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" tests

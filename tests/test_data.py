@@ -150,3 +150,15 @@ def test_batches_cover_dataset_once():
     b = load_dataset("blobs")
     seen = torch.cat([y for _, y in batches(b.train, 64, shuffle=True, gen=torch.Generator().manual_seed(0))])
     assert len(seen) == len(b.train) and torch.equal(seen.sort().values, b.train.y.sort().values)
+
+
+def test_image_datasets_carry_their_pixel_normalisation_into_the_split():
+    """Boundary Shrink steps on the [0,1] pixel scale: the split must know how inputs were standardised."""
+    b = load_dataset("digits")
+    data = make_split(b.train, b.test, "class:3", 0, num_classes=10)
+    (mean,), (std,) = data.extra["pixel_norm"]
+    assert 0 < mean < 1 and 0 < std < 1
+    raw = b.train.x * std + mean  # back to the [0,1] pixels (load_digits / 16)
+    assert float(raw.min()) == pytest.approx(0.0, abs=1e-5) and float(raw.max()) == pytest.approx(1.0, abs=1e-5)
+    blobs = load_dataset("blobs")
+    assert "pixel_norm" not in make_split(blobs.train, blobs.test, "class:1", 0, num_classes=4).extra

@@ -182,14 +182,17 @@ def test_sweep_tunes_every_method_with_the_same_budget_then_runs_the_choice(tmp_
     from unlearnlab import api
 
     store = Store(tmp_path)
-    res = api.sweep({"name": "tuned", **BASE, "methods": ["ft", "ga"], "seeds": 1, "tune": {"budget": 2}},
-                    store=store, backend="serial")
+    res = api.sweep({"name": "tuned", **BASE, "methods": ["ft", "ga"], "seeds": 2,
+                     "tune": {"budget": 2, "seeds": [0]}}, store=store, backend="serial")
     tuned = next(iter(res["tuned"].values()))["methods"]
     assert {m: len(t["trials"]) for m, t in tuned.items()} == {"ft": 2, "ga": 2}
     assert all(t["spec"]["forget"].startswith("val:") for t in [r for r in store.list_runs()
                                                                  if r["spec"]["name"] != "tuned"])
-    final = {r["spec"]["method"]: r for r in res["records"]}
-    assert set(final) == {"original", "retrain", "ft", "ga"}
+    trials = [r for r in store.list_runs() if r["spec"]["name"] != "tuned"]
+    assert {r["spec"]["seed"] for r in trials} == {0}  # tuned on tune.seeds only
+    final = {r["spec"]["method"]: r for r in res["records"] if r["spec"]["seed"] == 0}
+    assert {r["spec"]["seed"] for r in res["records"]} == {0, 1}  # the chosen settings run on every sweep seed
+    assert set(final) == {"original", "retrain", "ft", "ga", "oracle-floor"}
     for m in ("ft", "ga"):
         chosen = tuned[m]["best"]["params"]
         assert all(final[m]["spec"]["config"][k] == v for k, v in chosen.items())

@@ -35,8 +35,8 @@ def tune_cmd(
                                       "and oracle fine-tunes)"),
     set_: list[str] = typer.Option([], "--set", help="fixed override under the sampled values, e.g. --set ga.epochs=3"),
     floor: float | None = typer.Option(None, min=0.0, help="a trial is infeasible when its utility falls more than "
-                                       "this below the validation oracle's: classifiers: points of RA or TA "
-                                       "(default 5); --task qa: a fraction of Model Utility (default 0.1 = 10%)"),
+                                       "this below the validation oracle's: classifiers: points of test accuracy "
+                                       "(default 2); --task qa: a fraction of Model Utility (default 0.1 = 10%)"),
     objective: str | None = typer.Option(None, help="what selects: classifiers Avg.Gap (default), --task qa "
                                          "Forget.Gap (default: mean |gap to oracle| of the forget metrics) or "
                                          "'Forget Quality' (maximised); any metric name as |gap to oracle|"),

@@ -33,6 +33,10 @@ class Bundle:
     classes: list[str]
     pixel_norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
+    def __post_init__(self) -> None:
+        if self.pixel_norm is not None:  # carried by the datasets, so make_split() finds it (UnlearnData.extra)
+            self.train.pixel_norm = self.test.pixel_norm = self.pixel_norm
+
     @property
     def num_classes(self) -> int:
         """Number of classes."""

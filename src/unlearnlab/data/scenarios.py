@@ -189,6 +189,8 @@ def make_split(train: Dataset, test: Dataset, spec: ForgetSpec | str, seed: int,
     labels = labels_of(train)
     f = forget_indices(spec, labels, seed, classes=classes, num_classes=num_classes)
     r = np.setdiff1d(np.arange(len(labels)), f)
+    extra: dict = {"classes": classes} if classes else {}
+    if getattr(train, "pixel_norm", None) is not None:  # [0,1]-pixel normalisation of image data (datasets.Bundle)
+        extra["pixel_norm"] = train.pixel_norm
     return UnlearnData(train=train, test=test, forget_idx=f, retain_idx=r, num_classes=num_classes, name=name,
-                       scenario=str(parse_forget(spec) if isinstance(spec, str) else spec),
-                       extra={"classes": classes} if classes else {})
+                       scenario=str(parse_forget(spec) if isinstance(spec, str) else spec), extra=extra)

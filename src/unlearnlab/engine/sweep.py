@@ -5,8 +5,9 @@ Sweep keys: every RunSpec key (dataset, forget, model, methods, seeds, split_see
 options, attacks, original), where dataset, forget, model and split_seed may be lists (axes), plus
     name     the sweep's name (stored as each run's spec name; `unlearnlab sweep status NAME`, `report NAME`)
     grid     {"METHOD.FIELD": [v1, v2, ...]}: every combination of a method's grid values is a separate run
-    tune     {"budget": N, "utility_floor": 5.0}: tune every method with the same trial budget first, on a
-             validation forget set, then run the chosen settings (engine/tune.py)
+    tune     {"budget": N, "utility_floor": 2.0, "seeds": [0]}: tune every method with the same trial budget
+             first, on a validation forget set (on `seeds`, default the sweep's), then run the chosen settings on
+             all the sweep's seeds (engine/tune.py)
     backend, workers, address   defaults for where it runs (the command line overrides them)
 """
 from __future__ import annotations
@@ -123,13 +124,20 @@ def _tune_first(d: dict, specs: list, **run_kw: Any) -> tuple[list, dict]:
     budget = int(opts.pop("budget", 0))
     if budget < 1:
         raise ConfigError("tune.budget must be a positive number of trials per method, e.g. tune: {budget: 8}.")
+    tune_seeds = opts.pop("seeds", None)
+    if tune_seeds is not None:
+        tune_seeds = list(range(tune_seeds)) if isinstance(tune_seeds, int) else _as_list(tune_seeds)
+        if not tune_seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in tune_seeds):
+            raise ConfigError(f"tune.seeds must be a number of seeds or a list of integer seeds, e.g. seeds: [0]. "
+                              f"Got {tune_seeds!r} instead.")
     store = run_kw.pop("store")
     out, chosen = [], {}
     for spec in specs:
         names = [m for m in spec.methods if m != "all"] or None
         if names is None:
             raise ConfigError("tune needs explicit methods (not 'all') so every method gets the same budget.")
-        res = tune(spec.to_dict(), names, budget=budget, store=store, run_kwargs=run_kw, final=False, **opts)
+        tspec = spec.to_dict() if tune_seeds is None else {**spec.to_dict(), "seeds": tune_seeds}
+        res = tune(tspec, names, budget=budget, store=store, run_kwargs=run_kw, final=False, **opts)
         best = {m: (r.get("best") or {}).get("params", {}) for m, r in res.get("methods", {}).items()}
         missing = [m for m, r in res.get("methods", {}).items() if not r.get("best")]
         if missing:

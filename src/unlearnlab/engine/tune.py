@@ -10,7 +10,9 @@ is then run once on the reported forget set. Selection never evaluates anything 
 validation runs it is part of the retain set, as any other example.
 
 Classifiers (task "classifier"): objective Avg.Gap (mean |metric - oracle's| over UA, RA, TA, MIA-Eff, as
-stored); floor 5 points of RA or TA below the oracle's.
+stored); floor: test accuracy (TA) at most 2 points below the validation oracle's. TA, not RA: on random
+forgetting the oracle's RA is ~100% and a method that damages the retain set shows it on TA too, while TA is what
+a deployed model is judged by; 2 points is about twice the seed-to-seed spread of TA between two oracles here.
 Language models (task "qa"): objective Forget.Gap = mean |metric - oracle's| over the forget-side metrics the records
 hold, of FORGET_GAP (forget_ROUGE, forget_Prob, forget_TruthRatio: TOFU's forget metrics; VerbMem: MUSE's; MIA-MinK:
 the forget-vs-holdout AUC behind MUSE's PrivLeak), all on a 0-1 scale, so no term dominates. It asks "does the
@@ -42,8 +44,8 @@ from ..errors import ConfigError
 
 SAMPLERS = ("tpe", "random")
 NEAR_BEST = {"classifier": 1.0, "qa": 0.01}  # "within 1 point of the best" (LM metrics are on a 0-1 scale)
-UTILITY = ("RA", "TA")
-DEFAULTS = {"classifier": ("Avg.Gap", 5.0), "qa": ("Forget.Gap", 0.1)}  # objective, utility floor
+UTILITY = ("TA",)
+DEFAULTS = {"classifier": ("Avg.Gap", 2.0), "qa": ("Forget.Gap", 0.1)}  # objective, utility floor
 FORGET_GAP = ("forget_ROUGE", "forget_Prob", "forget_TruthRatio", "VerbMem", "MIA-MinK")
 LM_UTILITY = ("Model Utility",)
 LM_UTILITY_FALLBACK = ("retain_Prob",)  # continuous, so not as coarse as ROUGE on a few rows
@@ -115,7 +117,7 @@ def _entry(trials: list[dict], space: dict, budget: int, direction: str, near: f
 
 def _floor_text(task: str, floor: float) -> str:
     if task == "classifier":
-        return f"{floor:g} points below the oracle's RA/TA"
+        return f"{floor:g} points below the oracle's TA"
     return f"{floor:.0%} below the oracle's Model Utility (or retain_Prob when it has none)"
 
 
@@ -152,7 +154,7 @@ def _check_args(names: list[str], budget: int, floor: float, sampler: str, task:
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise ConfigError(f"budget must be a positive number of trials per method. Got {budget!r} instead.")
     if task == "classifier" and (not isinstance(floor, (int, float)) or not floor >= 0):
-        raise ConfigError(f"utility floor must be >= 0 points of RA/TA below the oracle. Got {floor!r} instead.")
+        raise ConfigError(f"utility floor must be >= 0 points of TA below the oracle. Got {floor!r} instead.")
     if task == "qa" and (not isinstance(floor, (int, float)) or not 0 <= floor <= 1):
         raise ConfigError(f"for language models the utility floor is a fraction of the oracle's Model Utility in "
                           f"[0, 1], e.g. 0.1 = at most 10% below it (1 = no floor). Got {floor!r} instead.")

@@ -15,8 +15,9 @@ class GAConfig(FinetuneConfig):
 
     epochs: int = param(5, "epochs over D_f (SalUn code: 5)", low=0)
     lr: float = param(1e-3, "learning rate (SalUn README 1e-4; raised to 1e-3 because 1e-4 barely forgets "
-                            "under random forgetting; search: log 1e-5..1e-2, spanning the README's 1e-4, which "
-                            "REFERENCES says to tune)", low=0.0, search=("log", 1e-5, 1e-2))
+                            "under random forgetting; no source fixes a higher lr, so tune it. Search: ours, not "
+                            "from a source: log 1e-5..1e-2, spanning the README's 1e-4)", low=0.0,
+                      search=("log", 1e-5, 1e-2))
     schedule: str = param("constant", "learning-rate schedule", choices=("constant", "cosine", "step", "linear"))
 
 

@@ -29,9 +29,12 @@ class InfluenceConfig:
     form of the m rank-1 WoodFisher updates), whereas their recursion reuses one rescaled vector (the first sample's
     gradient) in place of F̂_{k-1}⁻¹g_k; the m samples are a seeded random subset of D_r, not its first m."""
 
-    alpha: float = param(10.0, "step scale α (Jia et al. search α in [1, 20]; 10 is the middle of that range; "
-                               "their arg_parser default 0.2 is for other methods; grid: that range)", low=0.0,
-                       search=("float", 1.0, 20.0))
+    alpha: float = param(10.0, "step scale α. NOT on the paper's scale: our F̂⁻¹v is the exact inverse, while the "
+                               "reference recursion (Wfisher.py) reuses one rescaled vector and is not an inverse, "
+                               "so the same α moves the weights by a different amount. The SalUn paper reports "
+                               "searching α in [1, 20] for its own code (the README gives no range; arg_parser "
+                               "default 0.2). Search: log 0.1..200, that range widened tenfold on each side "
+                               "because the scales differ", low=0.0, search=("log", 0.1, 200.0))
     samples: int = param(1000, "per-example retain gradients in the WoodFisher estimate (their code stops after "
                                "~1,000 samples and uses N=1000 as the normaliser)", low=1)
     damping: float = param(1.0, "λ: F̂ = λI + (1/m)GᵀG (their recursion starts from the identity, i.e. λ=1)", low=1e-12)

@@ -19,8 +19,8 @@ class L1SparseConfig(FinetuneConfig):
     epochs: int = param(10, "epochs over D_r (Jia et al.: 10)", low=0)
     lr: float = param(0.01, "learning rate (Jia et al.: 0.01; search: ours, log 1e-3..1e-1)", low=0.0,
                       search=("log", 1e-3, 1e-1))
-    gamma: float = param(5e-4, "initial ℓ1 weight γ (Jia et al. tune it; ~5e-4 for CIFAR-10 ResNet-18; the README "
-                               "leaves it open, REFERENCES: search log 1e-5..1e-3)", low=0.0,
+    gamma: float = param(5e-4, "initial ℓ1 weight γ (Jia et al. tune it and the README leaves it open; 5e-4 and "
+                               "the search range are ours, not from a source: log 1e-5..1e-3)", low=0.0,
                          search=("log", 1e-5, 1e-3))
     no_l1_epochs: int = param(0, "final epochs trained without the ℓ1 term (code's --no-l1-epochs, default 0)", low=0)
     schedule: str = param("constant", "learning-rate schedule; the code's step decay at epochs 91/136 is never "

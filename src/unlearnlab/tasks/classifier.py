@@ -100,8 +100,6 @@ def _data(spec: RunSpec, seed: int):
     bundle = load_dataset(spec.dataset, seed=seed)
     data = make_split(bundle.train, bundle.test, spec.forget, spec.split_seed, num_classes=bundle.num_classes,
                       name=bundle.name, classes=bundle.classes)
-    if bundle.pixel_norm is not None:
-        data.extra["pixel_norm"] = bundle.pixel_norm
     return bundle, data
 
 
