@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from unlearnlab.engine.events import LineRenderer
-from unlearnlab.engine.report import build_report, interval, leaderboard, reading, scenarios
+from unlearnlab.engine.report import build_report, interval, reading
 from unlearnlab.engine.runner import execute
 from unlearnlab.engine.tune import tune
 from unlearnlab.spec import from_dict
@@ -143,7 +143,8 @@ def checks(board: dict, records: list[dict]) -> list[str]:
         f_mia = (board.get("floor") or {}).get("metrics", {}).get("MIA-Eff", {}).get("mean", math.nan)
         gap = rl["metrics"]["MIA-Eff"]["mean"] - orc["metrics"]["MIA-Eff"]["mean"]
         over = gap > max(5.0, 2 * f_mia) if math.isfinite(f_mia) else gap > 5.0
-        out.append(f"- RL over-forgets (MIA-Eff far above the oracle's): **{'reproduced' if over else 'not reproduced'}**"
+        verdict = "reproduced" if over else "not reproduced"
+        out.append(f"- RL over-forgets (MIA-Eff far above the oracle's): **{verdict}**"
                    f" — RL {rl['metrics']['MIA-Eff']['mean']:.2f} vs oracle {orc['metrics']['MIA-Eff']['mean']:.2f} "
                    f"(Δ {gap:+.2f}; two oracles differ by {f_mia:.2f}).")
     ga_small = [r for r in records if r["spec"]["method"] == "ga"
@@ -191,7 +192,8 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
             lines += [f"Tuning: {tuned['budget']} trials per method on val:{forget} (seeds {tuned['seeds']}), "
                       f"{tuned['objective']} to the validation oracle, utility floor {tuned['utility_floor']} points "
                       f"of TA; {tuned['seconds'] / 60:.1f} min.", "",
-                      "| method | chosen setting | val Avg.Gap | feasible trials | median | IQR |", "|---|---|---|---|---|---|"]
+                      "| method | chosen setting | val Avg.Gap | feasible trials | median | IQR |",
+                      "|---|---|---|---|---|---|"]
             for m, e in tuned["methods"].items():
                 s, b = e["sensitivity"], e["best"] or {}
                 lines.append(f"| {m} | {b.get('params', e.get('note'))} | {b.get('value', math.nan):.2f} | "
