@@ -118,3 +118,27 @@ def test_methods_markdown_reference_is_current():
 
     doc = Path(__file__).resolve().parents[1] / "docs" / "methods.md"
     assert doc.read_text().strip() == r.output.strip(), "docs/methods.md is stale: regenerate it"
+
+
+@pytest.mark.parametrize("text, field", [('seeds: "12"', "seeds"), ("seeds: many", "seeds"), ("seeds: 0", "seeds"),
+                                         ("seeds: [0, true]", "seeds"), ("split_seed: '3'", "split_seed"),
+                                         ("forget: 10", "forget"), ("methods: [ft, 3]", "methods"),
+                                         ("overrides: {ft: 3}", "overrides.ft"), ("recipe: [1]", "recipe")])
+def test_spec_fields_are_strictly_typed(tmp_path, text, field):
+    """A YAML string where a list of seeds is expected must not run seeds 1 and 2 (or fail with a traceback)."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"dataset: digits\nmethods: [ft]\n{text}\n")
+    r = CliRunner().invoke(app, ["run", "--config", str(spec), "--results", str(tmp_path / "r")])
+    assert r.exit_code == 2, r.output
+    assert f"'{field}'" in r.output and "must be" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "r" / "runs.sqlite").exists() or "ft" not in r.output
+
+
+@pytest.mark.parametrize("args", [["runs", "list"], ["runs", "show", "abc"], ["runs", "export", "x.csv"],
+                                  ["sweep", "status"]])
+def test_read_commands_outside_a_results_directory_create_nothing(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("UNLEARNLAB_HOME", raising=False)
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2 and "No runs: looked in" in r.output and str(tmp_path / "results") in r.output
+    assert not (tmp_path / "results").exists()

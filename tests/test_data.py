@@ -81,6 +81,17 @@ def test_image_folder(tmp_path):
     assert b.train.y.tolist() == [0, 0, 0, 1, 1, 1]
     with pytest.raises(DataError, match="train/ and test/"):
         load_dataset(f"imagefolder:{tmp_path / 'train'}")
+    fake = tmp_path / "train" / "dog" / "fake.png"  # a file with an image name that is not an image
+    fake.write_text("not an image")
+    with pytest.raises(DataError, match="fake.png is not a readable image"):
+        load_dataset(f"imagefolder:{tmp_path}")
+    from typer.testing import CliRunner
+
+    from unlearnlab.cli import app
+
+    r = CliRunner().invoke(app, ["run", "--dataset", f"imagefolder:{tmp_path}", "--methods", "ft", "--results",
+                                 str(tmp_path / "r")])
+    assert r.exit_code == 2 and "fake.png is not a readable image" in r.output and "Traceback" not in r.output
 
 
 def test_missing_folder_and_unknown_dataset(tmp_path):

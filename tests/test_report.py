@@ -242,8 +242,8 @@ def test_cli_report_help_has_example():
 def test_cli_report_without_runs_exits_2(tmp_path):
     r = CliRunner().invoke(app, ["report", "--results", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2
-    assert "No runs to report" in r.stderr and "runs.sqlite" in r.stderr
-    assert not (tmp_path / "o" / "report.md").exists()
+    assert "No runs" in r.stderr and "runs.sqlite" in r.stderr
+    assert not (tmp_path / "o" / "report.md").exists() and not (tmp_path / "empty").exists()
 
 
 def test_api_report(store, tmp_path):

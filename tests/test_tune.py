@@ -153,24 +153,25 @@ def test_tune_selects_on_val_only_then_reports(store, monkeypatch):
 
 # ---- feasibility and failures, on a fake api.run ---------------------------------------------------------------
 
-def _fake_run(value_of, ra_of, fail_if=lambda p: False):
-    """An api.run stand-in: metrics of the method are functions of its sampled config."""
+def _fake_run(value_of, ta_of, fail_if=lambda p: False):
+    """An api.run stand-in: metrics of the method are functions of its sampled config (the utility floor applies to
+    test accuracy, TA)."""
 
     def run(spec, **kw):
         method = spec["methods"][0]
         params = spec["overrides"][method]
-        oracle = {"spec": {"method": "retrain", "seed": 0}, "metrics": {"Avg.Gap": 0.0, "RA": 90.0, "TA": 80.0}}
+        oracle = {"spec": {"method": "retrain", "seed": 0}, "metrics": {"Avg.Gap": 0.0, "RA": 100.0, "TA": 90.0}}
         if fail_if(params):
             return {"records": [oracle], "errors": [{"method": method, "seed": 0, "error": "diverged"}], "table": []}
         rec = {"spec": {"method": method, "seed": 0},
-               "metrics": {"Avg.Gap": value_of(params), "RA": ra_of(params), "TA": 80.0}}
+               "metrics": {"Avg.Gap": value_of(params), "RA": 50.0, "TA": ta_of(params)}}
         return {"records": [oracle, rec], "errors": [], "table": api.compare([oracle, rec])}
 
     return run
 
 
 def test_infeasible_trials_are_never_selected(monkeypatch):
-    # lower objective comes with lower RA: the best raw value is infeasible under the floor
+    # lower objective comes with lower TA: the best raw value is infeasible under the floor (RA does not count)
     monkeypatch.setattr(api, "run", _fake_run(lambda p: 10 - 100 * p["lr"], lambda p: 90 - 100 * p["lr"]))
     r = api.tune(SPEC, "ft", budget=8, spaces={"ft": {"lr": ("float", 0.0, 0.1)}}, utility_floor=5.0, seed=3)
     e = r["methods"]["ft"]

@@ -108,11 +108,52 @@ def from_dict(d: dict[str, Any]) -> RunSpec:
     for k in list(d):
         if k not in known:
             raise UnknownNameError("spec key", k, known)
+    check_types(d)
     if isinstance(d.get("methods"), str):
         d["methods"] = [m.strip() for m in d["methods"].split(",") if m.strip()]
     if isinstance(d.get("seeds"), int):
         d["seeds"] = list(range(d["seeds"]))
     return RunSpec(**d)
+
+
+_STR = ("dataset", "forget", "model", "device", "task", "name", "original")
+_MAPS = ("recipe", "overrides", "options")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_types(d: dict[str, Any]) -> None:
+    """Refuse spec values of the wrong type with the field and the expected type (no silent coercion: a YAML
+    `seeds: "12"` would otherwise iterate as seeds 1 and 2)."""
+    def bad(key: str, want: str) -> ConfigError:
+        return ConfigError(f"spec field {key!r} must be {want}; got {d[key]!r} ({type(d[key]).__name__}).")
+
+    for key in _STR:
+        if key in d and d[key] is not None and not isinstance(d[key], str):
+            raise bad(key, "a string")
+    if "seeds" in d:
+        s = d["seeds"]
+        if _is_int(s):
+            if s < 1:
+                raise bad("seeds", "a positive number of seeds or a list of integer seeds, e.g. 3 or [0, 1, 2]")
+        elif not (isinstance(s, (list, tuple)) and s and all(_is_int(x) for x in s)):
+            raise bad("seeds", "a number of seeds or a list of integer seeds, e.g. 3 or [0, 1, 2]")
+    if "split_seed" in d and not _is_int(d["split_seed"]):
+        raise bad("split_seed", "an integer")
+    for key in ("methods", "attacks"):
+        v = d.get(key)
+        if v is not None and not isinstance(v, str) and not (isinstance(v, (list, tuple)) and
+                                                            all(isinstance(x, str) for x in v)):
+            raise bad(key, "a list of names or a comma-separated string")
+    for key in _MAPS:
+        if d.get(key) is not None and not isinstance(d[key], dict):
+            raise bad(key, "a mapping (key: value)")
+    for method, over in (d.get("overrides") or {}).items():
+        if not isinstance(over, dict):
+            raise ConfigError(f"spec field 'overrides.{method}' must be a mapping of config fields (e.g. lr: 0.01); "
+                              f"got {over!r}.")
 
 
 def read_mapping(path: str | Path, what: str = "Spec", keys: str = "dataset, forget, methods, seeds, ...") -> dict:

@@ -49,9 +49,17 @@ def main_callback(version: bool = typer.Option(False, "--version", callback=_ver
     """unlearnlab command line."""
 
 
-def _store(results: Path | None):
-    from ..store import Store
+def _store(results: Path | None, *, existing: bool = False):
+    """The results store; `existing`: for commands that only read runs, refuse (StoreError) a directory holding no
+    store instead of creating an empty one there."""
+    from ..errors import StoreError
+    from ..store import DB_NAME, Store, default_root
 
+    if existing:
+        root = Path(results) if results is not None else default_root()
+        if not (root / DB_NAME).is_file():
+            raise StoreError(f"No runs: looked in {root.resolve()} and found no results store there (no {DB_NAME}). "
+                             "Pass --results DIR (or set UNLEARNLAB_HOME) to the directory your runs went to.")
     return Store(results)
 
 

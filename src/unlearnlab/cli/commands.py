@@ -175,7 +175,7 @@ def runs_list(dataset: str | None = typer.Option(None, help="filter by dataset")
     Example: unlearnlab runs list --method salun
     """
     try:
-        rows = _store(results).list_runs(dataset=dataset, method=method, limit=limit)
+        rows = _store(results, existing=True).list_runs(dataset=dataset, method=method, limit=limit)
     except UnlearnLabError as e:
         fail(e)
     if as_json:
@@ -196,7 +196,7 @@ def runs_show(run_id: str = typer.Argument(..., help="run id or unique prefix"),
     Example: unlearnlab runs show 3fa2
     """
     try:
-        typer.echo(json.dumps(_store(results).get_run(run_id), indent=1, default=str))
+        typer.echo(json.dumps(_store(results, existing=True).get_run(run_id), indent=1, default=str))
     except UnlearnLabError as e:
         fail(e)
 
@@ -213,7 +213,7 @@ def runs_export(path: Path = typer.Argument(..., help="output file (.csv or .jso
     if kind not in ("csv", "json"):
         fail(UnlearnLabError(f"Cannot tell the export format of {str(path)!r}; use a .csv/.json name or --format."))
     try:
-        n = _store(results).export(None, kind, path)
+        n = _store(results, existing=True).export(None, kind, path)
     except UnlearnLabError as e:
         fail(e)
     err.print(f"exported {n} runs to {path}")

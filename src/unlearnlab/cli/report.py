@@ -33,7 +33,8 @@ def report_cmd(
     argv = ["unlearnlab", "report", *(runs or []), "--out", str(out_dir)]
     argv += [*(["--results", str(results)] if results else []), *(["--title", title] if title else [])]
     try:
-        result = api.report(runs or None, store=_store(results), out=out_dir, title=title, command=shlex.join(argv))
+        result = api.report(runs or None, store=_store(results, existing=True), out=out_dir, title=title,
+                            command=shlex.join(argv))
     except UnlearnLabError as e:
         fail(e)
     if as_json:

@@ -66,7 +66,7 @@ def _status(name: str | None, results: Path | None, as_json: bool) -> None:
     from ..engine import coord
 
     try:
-        store = _store(results)
+        store = _store(results, existing=True)
         rows = coord.jobs(store, name)
     except UnlearnLabError as e:
         fail(e)

@@ -206,6 +206,15 @@ def imagefolder(root=None, seed: int = 0) -> Bundle:
     return image_folder(Path(root))
 
 
+def _read_image(image_module, path: Path) -> np.ndarray:
+    """One image as uint8 H,W,3; a file that is not a readable image is a DataError naming it."""
+    try:
+        with image_module.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError) as e:  # PIL.UnidentifiedImageError is an OSError
+        raise DataError(f"{path} is not a readable image ({type(e).__name__}: {e}); remove or replace it.") from None
+
+
 def image_folder(root: Path) -> Bundle:
     """Read an image-folder tree into normalised tensors (all images must share one size)."""
     try:
@@ -224,7 +233,7 @@ def image_folder(root: Path) -> Bundle:
         for c, name in enumerate(classes):
             for f in sorted((root / split / name).glob("*")):
                 if f.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp"}:
-                    xs.append(np.asarray(Image.open(f).convert("RGB"), dtype=np.uint8))
+                    xs.append(_read_image(Image, f))
                     ys.append(c)
         if not xs:
             raise DataError(f"No .png/.jpg images found under {root / split}.")
