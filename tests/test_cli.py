@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -142,3 +143,16 @@ def test_read_commands_outside_a_results_directory_create_nothing(tmp_path, monk
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 2 and "No runs: looked in" in r.output and str(tmp_path / "results") in r.output
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("args, says", [(["--epochs", "1000000000"], "example passes"),
+                                        (["--set", "ft.epochs=100000000000"], "ft (epochs=1e+11)"),
+                                        (["--set", "ft.epochs=1e11"], "ft.epochs must be an integer"),
+                                        (["--epochs", "0"], "epochs 0 trains nothing")])
+def test_absurd_budgets_are_refused_with_an_estimate(tmp_path, args, says):
+    r = CliRunner().invoke(app, ["run", "--dataset", "blobs", "--methods", "ft", "--results", str(tmp_path / "r"),
+                                 "--backend", "serial", *args])
+    assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, r.output
+    if "passes" in says or "1e+11" in says:
+        assert re.search(r"about [0-9.e+]+ (years|days|hours)", r.output) and "--yes" in r.output
+    assert not list((tmp_path / "r").glob("**/*.safetensors"))  # nothing was trained

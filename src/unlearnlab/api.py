@@ -51,9 +51,10 @@ def as_spec(spec: RunSpec | dict | str | Path) -> RunSpec:
 def run(spec: RunSpec | dict | str | Path, *, store=None, progress: Callable[[str], None] | None = None,
         resume: bool = True, backend: str = "serial", workers: int | None = None, address: str | None = None,
         events: Callable[[dict], None] | None = None, cpus_per_job: float = 1.0,
-        gpus_per_job: float = 0.0) -> dict[str, Any]:
+        gpus_per_job: float = 0.0, allow_large: bool = False) -> dict[str, Any]:
     """Run a spec on the engine: every (method, seed) is evaluated against the retrained oracle and stored as it
-    completes; with >= 2 seeds, the two-oracle noise floor (method 'oracle-floor') is measured too.
+    completes; with >= 2 seeds, the two-oracle noise floor (method 'oracle-floor') is measured too. A classifier
+    spec whose training would take absurdly long is refused with a time estimate unless `allow_large`.
 
     backend: 'serial' (this process), 'local' (process pool) or 'ray' (cpus/gpus_per_job: each job's Ray request;
     a GPU fraction such as 0.5 packs two jobs per GPU). progress receives text lines, events the
@@ -63,6 +64,10 @@ def run(spec: RunSpec | dict | str | Path, *, store=None, progress: Callable[[st
     from .engine.runner import execute, text_sink
 
     spec = as_spec(spec)
+    if spec.task == "classifier":
+        from .tasks.classifier import check_budget
+
+        check_budget(spec, allow_large=allow_large)
     texts = text_sink(progress)
     sink = texts if events is None else (lambda ev: (texts(ev), events(ev)))
     res = execute([spec], store=store, backend=backend, workers=workers, address=address, resume=resume, sink=sink,

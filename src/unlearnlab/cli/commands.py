@@ -77,7 +77,8 @@ def run_cmd(
     methods: str = typer.Option("all", help="comma-separated method names, or 'all'"),
     seeds: int = typer.Option(1, min=1, help="number of seeds (0..N-1)"),
     model: str = typer.Option("", help="mlp, cnn:width=16, resnet18:width=0.25 (default: per dataset)"),
-    epochs: int | None = typer.Option(None, help="epochs of the original/retrain recipe"),
+    epochs: int | None = typer.Option(None, min=0, help="epochs of the original/retrain recipe (0 is refused: it "
+                                      "would leave both untrained)"),
     set_: list[str] = typer.Option([], "--set", help="method config override, e.g. --set ga.lr=0.001 (repeatable)"),
     config: Path | None = typer.Option(None, help="YAML spec file (keys of RunSpec); other options ignored"),
     task: str = typer.Option("classifier", help="classifier or qa (language models)"),
@@ -95,6 +96,7 @@ def run_cmd(
     gpus_per_job: float = typer.Option(0.0, min=0.0, help="Ray: GPUs each job requests (0.5 packs two per GPU; "
                                        "default 1 for --device cuda runs, else 0)"),
     no_report: bool = typer.Option(False, "--no-report", help="do not write the markdown/HTML report"),
+    yes: bool = typer.Option(False, "--yes", help="run even when the training budget is absurdly large"),
 ) -> None:
     """Train (or reuse) the original and retrained models, run methods, print a table sorted by Avg.Gap.
 
@@ -115,7 +117,8 @@ def run_cmd(
         store = None if no_store else _store(results)
         with renderer(quiet=not is_main()) as sink:
             result = api.run(spec, store=store, events=sink, resume=not fresh, backend=backend, workers=workers,
-                             address=address, cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job)
+                             address=address, cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job,
+                             allow_large=yes)
     except UnlearnLabError as e:
         fail(e)
     if not is_main():  # [distributed] the other ranks of a launch ran the same jobs; rank 0 prints and reports
