@@ -1,6 +1,7 @@
 """Model zoo, checkpoints and the training loop."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -151,3 +152,30 @@ def test_fast_recipe_options_train_and_return_default_layout():
     groups = make_optimizer(m.parameters(), cfg).param_groups
     assert [g["weight_decay"] for g in groups] == [1e-3, 0.0] and all(g["nesterov"] for g in groups)
     assert all(p.dim() <= 1 for p in groups[1]["params"]) and all(p.dim() > 1 for p in groups[0]["params"])
+
+
+def test_weight_average_tracks_floats_and_copies_counters():
+    from unlearnlab.train import _Average
+
+    m = build_model("cnn:width=4", (3, 16, 16), 4, seed=0)
+    avg = _Average(m, 0.75)
+    w0 = m.head.weight.detach().clone()
+    avg.update(m)  # first update: a copy
+    with torch.no_grad():
+        m.head.weight.add_(4.0)
+        m.body[1].num_batches_tracked.fill_(7)
+    avg.update(m)
+    avg.copy_to(m)
+    assert torch.allclose(m.head.weight, w0 + 0.25 * 4.0)  # 0.75 * w0 + 0.25 * (w0 + 4)
+    assert int(m.body[1].num_batches_tracked) == 7
+
+
+def test_ema_option_returns_the_average(blobs_data, task4):
+    cfg = TrainConfig(epochs=15, lr=0.05, batch_size=64)
+    a = train(build_model("mlp", (1, 8, 8), 4, seed=0), blobs_data.train, cfg, task4, seed=0)
+    b = train(build_model("mlp", (1, 8, 8), 4, seed=0), blobs_data.train, dataclasses.replace(cfg, ema=0.9), task4,
+              seed=0)
+    assert not torch.equal(a.head.weight, b.head.weight)
+    with torch.no_grad():
+        acc_a, acc_b = ((m(blobs_data.train.x).argmax(1) == blobs_data.train.y).float().mean() for m in (a, b))
+    assert acc_b > 0.9 and abs(acc_a - acc_b) < 0.1

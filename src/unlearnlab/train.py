@@ -44,6 +44,9 @@ class TrainConfig:
                                    "weight matrices and kernels, as fast CIFAR recipes do)")
     channels_last: bool = param(False, "train conv nets in channels_last memory format (faster oneDNN kernels on "
                                        "CPU); the model is returned in the default format")
+    ema: float = param(0.0, "decay of an exponential moving average of the weights (and BatchNorm statistics) kept "
+                            "from the third epoch on; the returned model is the average (0 = off)", low=0.0,
+                       high=0.9999)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -149,6 +152,7 @@ def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, task, *, seed: i
     if parallel:
         distributed.check_replicas(model)
     step = 0
+    ema = _Average(model, cfg.ema) if cfg.ema > 0 else None
     for epoch in range(cfg.epochs):
         for batch in batches(dataset, cfg.batch_size, shuffle=True, gen=gen, augment=cfg.augment,
                              crop_pad=cfg.crop_pad, pad_mode=cfg.pad_mode):
@@ -168,14 +172,40 @@ def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, task, *, seed: i
                     after_backward(model)
                 opt.step()
             step += 1
+            if ema is not None and epoch >= min(2, cfg.epochs - 1):
+                ema.update(model)
             training_step(what, epoch + 1, cfg.epochs, step, total)
             record_loss(what, step, loss)
         if on_epoch is not None:
             on_epoch(epoch, model)
+    if ema is not None:
+        ema.copy_to(model)
     if cfg.channels_last:
         model.to(memory_format=torch.contiguous_format)
     model.eval()
     return model
+
+
+class _Average:
+    """Exponential moving average of a model's floating-point state (parameters and BatchNorm statistics); integer
+    buffers (batch counters) follow the model."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay, self.state, self.started = decay, {}, False
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            if not self.started or not v.is_floating_point():
+                self.state[k] = v.detach().clone()
+            else:
+                self.state[k].mul_(self.decay).add_(v.detach(), alpha=1 - self.decay)
+        self.started = True
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        if self.started:
+            model.load_state_dict(self.state)
 
 
 def _smoothed_loss(task, eps: float) -> LossFn:
