@@ -85,3 +85,71 @@ def test_init_creates_a_digits_deployment(app, tmp_path):
     info = json.loads(r.stdout)
     assert info["records"] > 1000 and info["scheme"] == "analytic_head"
     assert run(app, "ledger", "init", "-d", str(tmp_path / "dep")).exit_code == 2  # never overwrites
+
+
+def _rewrite_end_to_end(deployment, rid, new_records):
+    """The attack that passed before: edit a completed request's entries, recompute every hash after it so the chain
+    links again, and patch the certificate's ledger anchor to the new hash (signature left as it was)."""
+    from unlearnlab.ledger.chain import GENESIS, canonical_json, entry_hash
+
+    with deployment.engine.begin() as conn:
+        rows = conn.execute(ledger_entries.select().order_by(ledger_entries.c.seq)).fetchall()
+        prev, new_hash = GENESIS, {}
+        for r in rows:
+            body = json.loads(r.body)
+            if r.request_id == rid and "records" in body:
+                body["records"] = new_records
+            text = canonical_json(body)
+            h = entry_hash(prev, text)
+            conn.execute(ledger_entries.update().where(ledger_entries.c.seq == r.seq).values(body=text, hash=h,
+                                                                                            prev_hash=prev))
+            new_hash[r.seq], prev = h, h
+    path = deployment.certificate_path(rid)
+    doc = json.loads(path.read_text())
+    seq = doc["certificate"]["ledger"]["seq"]
+    doc["certificate"]["ledger"]["hash"] = new_hash[seq]
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.mark.parametrize("attack", ["patched", "deleted", "garbage", "forged-status", "swapped-key"])
+def test_verify_catches_rewrites_forgeries_and_swapped_keys(app, deployment, tmp_path, attack):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from unlearnlab.ledger.certificates import public_pem, sign_certificate
+    from unlearnlab.ledger.db import deletion_requests
+
+    d = str(deployment.root)
+    out = json.loads(run(app, "delete", "-s", "alice", "-r", "rec-010,rec-011", "-d", d, "--json").stdout)
+    rid = out["request_id"]
+    pinned = tmp_path / "pinned.pub"  # the auditor's copy of the key, kept outside the deployment
+    pinned.write_bytes(deployment.public_key_path.read_bytes())
+    ok = run(app, "ledger", "verify", "-d", d, "--public-key", str(pinned), "--json")
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["pinned"] is True
+    path = _rewrite_end_to_end(deployment, rid, ["rec-099"]) if attack != "forged-status" else None
+    if attack == "deleted":  # recovery restores the certificate from the queue: its anchor no longer matches
+        path.unlink()
+    elif attack == "garbage":
+        path.write_text("{not json")
+    elif attack == "forged-status":  # a queued request flipped to completed, with no chain entry or certificate
+        run(app, "delete", "-s", "bob", "-r", "rec-020", "-d", d, "--request-id", "q9", "--queue-only")
+        with deployment.engine.begin() as conn:
+            conn.execute(deletion_requests.update().where(deletion_requests.c.request_id == "q9")
+                         .values(status="completed"))
+    elif attack == "swapped-key":  # attacker re-signs a forged certificate and swaps keys/signing.pub
+        key = Ed25519PrivateKey.generate()
+        doc = json.loads(path.read_text())
+        path.write_text(json.dumps(sign_certificate({k: v for k, v in doc["certificate"].items()
+                                                     if k not in ("version", "key_id")}, key)))
+        deployment.public_key_path.write_bytes(public_pem(key.public_key()))
+    r = run(app, "ledger", "verify", "-d", d, "--public-key", str(pinned), "--json")
+    assert r.exit_code == 1, r.output
+    rep = json.loads(r.stdout)
+    assert rep["ok"] is False
+    if attack == "deleted":
+        assert "differs from the hash recorded in its certificate" in rep["reason"] and rep["bad_seq"] is not None
+    else:
+        assert ("q9" if attack == "forged-status" else rid) in rep["reason"]
+    if attack == "swapped-key":  # without pinning the swapped key vouches for the forgery; the output says so
+        unpinned = run(app, "ledger", "verify", "-d", d)
+        assert "trusting the key beside the data" in unpinned.output

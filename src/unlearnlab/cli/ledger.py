@@ -131,16 +131,28 @@ def show(request_id: str = typer.Argument(..., help="request id"), deployment: s
     _emit(out, as_json, text)
 
 
-@ledger_app.command("verify", epilog="Example: unlearnlab ledger verify --deployment .unlearnlab/deployment")
-def verify(deployment: str = DeploymentOpt, as_json: bool = JsonOpt) -> None:
-    """Verify the hash chain; exit 1 naming the first edited, reordered or removed entry."""
+@ledger_app.command("verify", epilog="Example: unlearnlab ledger verify --deployment .unlearnlab/deployment "
+                                      "--public-key ~/audit/signing.pub")
+def verify(deployment: str = DeploymentOpt, as_json: bool = JsonOpt,
+           public_key: Path | None = typer.Option(None, "--public-key", help="the signing key's PEM kept OUTSIDE the "
+                                                  "deployment (pinned); default: keys/signing.pub beside the data, "
+                                                  "which whoever can write the deployment can swap")) -> None:
+    """Verify the hash chain, every certificate's signature and the queue against them; exit 1 naming the first
+    edited, reordered or removed entry, or the request whose certificate is missing, forged or unanchored."""
     try:
-        report = _service(deployment).verify()
+        svc = _service(deployment)
+        svc.recover()  # a certificate a crash left unwritten is restored first, as PostgreSQL replays its WAL
+        report = svc.verify(public_key)
     except UnlearnLabError as exc:
         _fail(exc)
-    text = (f"ok: {report.entries} entries, head {report.head[:16]}" if report.ok
-            else f"FAILED at entry {report.bad_seq}: {report.reason}")
-    _emit(report.to_dict(), as_json, text)
+    trust = (f"key pinned from {public_key}" if public_key else
+             f"trusting the key beside the data ({Path(deployment) / 'keys' / 'signing.pub'}); pin one kept "
+             "elsewhere with --public-key")
+    text = (f"ok: {report.entries} entries, head {report.head[:16]}; {trust}" if report.ok
+            else f"FAILED{f' at entry {report.bad_seq}' if report.bad_seq is not None else ''}: {report.reason}; "
+                 f"{trust}")
+    _emit({**report.to_dict(), "key": str(public_key) if public_key else "deployment", "pinned": bool(public_key)},
+          as_json, text)
     if not report.ok:
         raise typer.Exit(1)
 
