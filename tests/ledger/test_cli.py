@@ -153,3 +153,18 @@ def test_verify_catches_rewrites_forgeries_and_swapped_keys(app, deployment, tmp
     if attack == "swapped-key":  # without pinning the swapped key vouches for the forgery; the output says so
         unpinned = run(app, "ledger", "verify", "-d", d)
         assert "trusting the key beside the data" in unpinned.output
+
+
+def test_commands_recover_a_certificate_a_crash_left_unwritten(app, deployment):
+    """The state a crash leaves between the queue's commit and the certificate file: any command recovers first, so
+    the certificate path `delete` prints exists and `ledger verify` passes."""
+    d = str(deployment.root)
+    first = run(app, "delete", "-s", "alice", "-r", "rec-012", "-d", d, "--json")
+    assert first.exit_code == 0, first.output
+    path = Path(json.loads(first.stdout)["certificate_path"])
+    path.unlink()  # as if the process died before writing it
+    again = json.loads(run(app, "delete", "-s", "alice", "-r", "rec-012", "-d", d, "--json").stdout)
+    assert again["certificate_path"] == str(path) and path.is_file()
+    path.unlink()
+    assert run(app, "ledger", "list", "-d", d).exit_code == 0 and path.is_file()
+    assert run(app, "ledger", "verify", "-d", d).exit_code == 0

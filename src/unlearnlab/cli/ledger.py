@@ -45,9 +45,14 @@ def parse_records(spec: str | None) -> list[str]:
 
 
 def _service(deployment: str):
+    """The deployment's service after recovery (as PostgreSQL replays its WAL before answering): a batch a crash
+    interrupted is finished or re-run and a certificate file a crash left unwritten is written, so no command reports
+    a state or a certificate path that is not on disk."""
     from ..ledger.service import DeletionService
 
-    return DeletionService(deployment)
+    svc = DeletionService(deployment)
+    svc.recover()
+    return svc
 
 
 def delete(subject: str = typer.Option(..., "--subject", "-s", help="data subject id (stored only as a keyed hash)"),
@@ -140,9 +145,7 @@ def verify(deployment: str = DeploymentOpt, as_json: bool = JsonOpt,
     """Verify the hash chain, every certificate's signature and the queue against them; exit 1 naming the first
     edited, reordered or removed entry, or the request whose certificate is missing, forged or unanchored."""
     try:
-        svc = _service(deployment)
-        svc.recover()  # a certificate a crash left unwritten is restored first, as PostgreSQL replays its WAL
-        report = svc.verify(public_key)
+        report = _service(deployment).verify(public_key)
     except UnlearnLabError as exc:
         _fail(exc)
     trust = (f"key pinned from {public_key}" if public_key else
