@@ -168,3 +168,42 @@ def test_commands_recover_a_certificate_a_crash_left_unwritten(app, deployment):
     path.unlink()
     assert run(app, "ledger", "list", "-d", d).exit_code == 0 and path.is_file()
     assert run(app, "ledger", "verify", "-d", d).exit_code == 0
+
+
+@pytest.mark.parametrize("attack", ["truncate", "rewrite-tail", "forged-head"])
+def test_signed_head_detects_tail_truncation_and_rewrite(app, deployment, tmp_path, attack):
+    from unlearnlab.ledger.chain import GENESIS, canonical_json, entry_hash
+
+    d = str(deployment.root)
+    for recs in ("rec-040", "rec-041"):
+        assert run(app, "delete", "-s", "alice", "-r", recs, "-d", d).exit_code == 0
+    assert (Path(d) / "heads" / "latest.json").is_file()  # signed after every batch
+    saved = tmp_path / "head.json"  # the auditor keeps it outside the deployment
+    h = run(app, "ledger", "head", "-d", d, "--out", str(saved))
+    assert h.exit_code == 0 and "head: entry" in h.stdout
+    assert run(app, "ledger", "verify", "-d", d, "--head", str(saved)).exit_code == 0
+    with deployment.engine.begin() as conn:
+        rows = conn.execute(ledger_entries.select().order_by(ledger_entries.c.seq)).fetchall()
+        last = rows[-1]
+        if attack == "truncate":  # drop the last request's entries, and its certificate
+            conn.execute(ledger_entries.delete().where(ledger_entries.c.request_id == last.request_id))
+        elif attack == "rewrite-tail":  # re-hash a changed last entry (it links, and no certificate anchors it)
+            body = json.loads(last.body)
+            body["note"] = "rewritten"
+            text = canonical_json(body)
+            conn.execute(ledger_entries.update().where(ledger_entries.c.seq == last.seq)
+                         .values(body=text, hash=entry_hash(last.prev_hash or GENESIS, text)))
+    if attack == "truncate":
+        from unlearnlab.ledger.db import deletion_requests
+
+        deployment.certificate_path(last.request_id).unlink()
+        with deployment.engine.begin() as conn:
+            conn.execute(deletion_requests.delete().where(deletion_requests.c.request_id == last.request_id))
+    if attack == "forged-head":
+        doc = json.loads(saved.read_text())
+        doc["certificate"]["seq"] += 5
+        saved.write_text(json.dumps(doc))
+    r = run(app, "ledger", "verify", "-d", d, "--head", str(saved), "--json")
+    assert r.exit_code == 1, r.output
+    reason = json.loads(r.stdout)["reason"]
+    assert ("not authentic" in reason) if attack == "forged-head" else ("signed head" in reason)

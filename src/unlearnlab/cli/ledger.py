@@ -141,11 +141,19 @@ def show(request_id: str = typer.Argument(..., help="request id"), deployment: s
 def verify(deployment: str = DeploymentOpt, as_json: bool = JsonOpt,
            public_key: Path | None = typer.Option(None, "--public-key", help="the signing key's PEM kept OUTSIDE the "
                                                   "deployment (pinned); default: keys/signing.pub beside the data, "
-                                                  "which whoever can write the deployment can swap")) -> None:
+                                                  "which whoever can write the deployment can swap"),
+           head_file: Path | None = typer.Option(None, "--head", help="a signed chain head saved earlier with "
+                                                 "`ledger head --out`: the chain must still extend it")) -> None:
     """Verify the hash chain, every certificate's signature and the queue against them; exit 1 naming the first
     edited, reordered or removed entry, or the request whose certificate is missing, forged or unanchored."""
     try:
-        report = _service(deployment).verify(public_key)
+        head_doc = None
+        if head_file is not None:
+            try:
+                head_doc = json.loads(head_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                raise UnlearnLabError(f"Cannot read the chain head {head_file}: {e}") from None
+        report = _service(deployment).verify(public_key, head=head_doc)
     except UnlearnLabError as exc:
         _fail(exc)
     trust = (f"key pinned from {public_key}" if public_key else
@@ -158,6 +166,25 @@ def verify(deployment: str = DeploymentOpt, as_json: bool = JsonOpt,
           as_json, text)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@ledger_app.command("head", epilog="Example: unlearnlab ledger head --out ~/audit/head-2026-11-30.json")
+def head(deployment: str = DeploymentOpt,
+         out: Path | None = typer.Option(None, "--out", help="also write the signed head here (keep it OUTSIDE the "
+                                         "deployment)"), as_json: bool = JsonOpt) -> None:
+    """Sign the current chain head (entries, last hash, time); later `ledger verify --head FILE` proves the chain
+    still extends it, so a truncated or rewritten tail is detected."""
+    from ..ledger.certificates import write_certificate
+
+    try:
+        doc = _service(deployment).sign_head()
+        if out is not None:
+            write_certificate(doc, out)
+    except (UnlearnLabError, OSError) as exc:
+        _fail(exc)
+    h = doc["certificate"]
+    _emit(doc, as_json, f"head: entry {h['seq']}, hash {h['hash'][:16]}, signed {h['time']}"
+          + (f"; written to {out}" if out else ""))
 
 
 @ledger_app.command("verify-cert", epilog="Example: unlearnlab ledger verify-cert cert.json --public-key signing.pub")

@@ -124,6 +124,13 @@ class Ledger:
                     raise
         raise LedgerError("unreachable")
 
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the last entry; (0, GENESIS) for an empty ledger."""
+        with self.engine.connect() as conn:
+            last = conn.execute(sa.select(ledger_entries.c.seq, ledger_entries.c.hash)
+                                .order_by(ledger_entries.c.seq.desc()).limit(1)).first()
+        return (int(last.seq), last.hash) if last else (0, GENESIS)
+
     def _rows(self, where: Any = None, limit: int | None = None, after: int = 0) -> Iterable[Any]:
         q = sa.select(ledger_entries).where(ledger_entries.c.seq > after).order_by(ledger_entries.c.seq)
         if where is not None:
@@ -165,12 +172,13 @@ class Ledger:
                 return VerifyReport(False, n - 1, prev, seq, bad)
             if seq in want and want.pop(seq) != row.hash:
                 return VerifyReport(False, n - 1, prev, seq,
-                                    f"entry {seq} differs from the hash recorded in its certificate")
+                                    f"entry {seq} differs from the hash recorded in its certificate or signed head")
             prev = row.hash
         if want:
             seq = min(want)
             return VerifyReport(False, n, prev, seq,
-                                f"entry {seq} is missing: a certificate refers to it but the ledger ends at {n}")
+                                f"entry {seq} is missing: a certificate or signed head refers to it but the ledger "
+                                f"ends at {n}")
         return VerifyReport(True, n, prev)
 
     @staticmethod

@@ -174,7 +174,21 @@ class DeletionService:
             batch = self._claim(max_batch if max_batch is not None else self.max_batch)
             if batch is not None:
                 done.append(self._apply(batch, resumed=False))
+            if done:
+                self.sign_head()
             return done
+
+    def sign_head(self) -> dict[str, Any]:
+        """Sign the chain head (entries, last seq and hash, time) and write it to heads/latest.json and
+        heads/<seq>.json. An auditor who keeps a head outside the deployment can later prove with
+        verify(head=...) that the chain still extends it: a truncated or rewritten tail no longer holds that
+        entry."""
+        seq, h = self.dep.ledger.head()
+        doc = sign_certificate({"kind": "chain-head", "seq": seq, "hash": h, "time": iso(self.clock()),
+                                "deployment": self.dep.root.name}, self.dep.signing_key)
+        for name in (f"{seq:08d}.json", "latest.json"):
+            write_certificate(doc, self.dep.root / "heads" / name)
+        return doc
 
     def recover(self) -> list[dict[str, Any]]:
         """Finish or re-run batches a crash interrupted, and rewrite missing certificate files."""
@@ -318,7 +332,7 @@ class DeletionService:
             r["overdue"] = r["status"] != "completed" and r["deadline"] < iso(self.clock())
         return rows
 
-    def verify(self, public_key: Any = None) -> VerifyReport:
+    def verify(self, public_key: Any = None, head: dict[str, Any] | None = None) -> VerifyReport:
         """Verify the chain, the certificates and the queue against each other.
 
         The chain is walked (edited, reordered or removed entries) with the hashes the certificates name as anchors.
@@ -326,13 +340,25 @@ class DeletionService:
         kept outside the deployment (a swapped keys/signing.pub then cannot vouch for a forged certificate). Every
         request the queue marks completed must have a readable, authentic certificate for that request whose ledger
         anchor is the request's own `completed` entry; a certificate for a request that is not completed is a
-        failure too. Run recover() first so that a certificate a crash left unwritten is restored, not reported."""
+        failure too. `head`: a signed chain head (sign_head) kept outside the deployment; the chain must still
+        hold its entry unchanged. Run recover() first so that a certificate a crash left unwritten is restored."""
         import json
 
         from .certificates import CertificateError, verify_document
 
         key = self.dep.public_key_path if public_key is None else public_key
         expected: dict[int, str] = {}
+        if head is not None:
+            try:
+                check = verify_document(head, key)
+            except CertificateError as e:
+                return VerifyReport(False, 0, "", None, f"the chain head given is not a signed head ({e})")
+            body = check.certificate
+            if not check.ok or body.get("kind") != "chain-head" or not isinstance(body.get("seq"), int):
+                return VerifyReport(False, 0, "", None, "the chain head given is not authentic "
+                                                        f"({check.reason or 'not a chain head'})")
+            if body["seq"] > 0:
+                expected[body["seq"]] = str(body.get("hash"))
         problems: dict[str, tuple[int | None, str]] = {}  # request id -> (seq, reason)
         certified: dict[str, dict[str, Any]] = {}
         for path in sorted((self.dep.root / "certificates").glob("*.json")):
