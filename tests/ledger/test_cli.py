@@ -74,7 +74,8 @@ def test_verify_cert_failures_and_usage_errors(app, deployment, tmp_path):
 
 def test_every_command_has_an_example(app):
     for args in (["delete"], ["serve"], ["ledger", "init"], ["ledger", "list"], ["ledger", "show"],
-                 ["ledger", "verify"], ["ledger", "verify-cert"]):
+                 ["ledger", "verify"], ["ledger", "verify-cert"], ["ledger", "head"], ["ledger", "keys", "create"],
+                 ["ledger", "keys", "list"], ["ledger", "keys", "revoke"]):
         r = run(app, *args, "--help")
         assert r.exit_code == 0 and "Example: unlearnlab" in r.stdout, args
 

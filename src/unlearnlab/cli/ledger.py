@@ -213,15 +213,72 @@ def serve(deletions: bool = typer.Option(False, "--deletions", help="serve the d
     if not deletions:
         typer.echo("error: nothing to serve; pass --deletions to serve the deletion API.", err=True)
         raise typer.Exit(2)
+    from ..ledger.apikeys import load_keys
     from ..ledger.deployment import Deployment
+    from ..web.deletions import LOOPBACK
     from ..web.deletions import serve as run_server
 
     try:
         Deployment(deployment)
+        if host not in LOOPBACK and not load_keys(deployment):
+            raise UnlearnLabError(f"Refusing to serve on {host} without API keys: anyone who reaches the port could "
+                                  "submit and read deletions. Create keys first (unlearnlab ledger keys create "
+                                  "--scope submit|read|admin) or bind 127.0.0.1.")
     except UnlearnLabError as exc:
         _fail(exc)
-    typer.echo(f"serving deletions for {deployment} on http://{host}:{port}", err=True)
+    auth = "API keys required" if load_keys(deployment) else "open (no API keys configured; loopback only)"
+    typer.echo(f"serving deletions for {deployment} on http://{host}:{port} ({auth})", err=True)
     run_server(deployment, host=host, port=port, window_s=window, log_level="warning")
+
+
+keys_app = typer.Typer(help="API keys of the HTTP API (shown once, stored hashed).", no_args_is_help=True)
+
+
+@keys_app.command("create", epilog="Example: unlearnlab ledger keys create --scope submit --name crm")
+def keys_create(scope: str = typer.Option(..., help="read, submit or admin"),
+                name: str = typer.Option("", help="a label for the key"), deployment: str = DeploymentOpt,
+                as_json: bool = JsonOpt) -> None:
+    """Create an API key; it is printed once and only its SHA-256 is stored."""
+    from ..ledger.apikeys import create_key
+    from ..ledger.deployment import Deployment
+
+    try:
+        Deployment(deployment)
+        key, entry = create_key(deployment, scope, name)
+    except UnlearnLabError as exc:
+        _fail(exc)
+    info = {k: entry[k] for k in ("id", "name", "scope", "created")} | {"key": key}
+    _emit(info, as_json, f"{key}\n(id {entry['id']}, scope {scope}: shown once, store it now)")
+
+
+@keys_app.command("list", epilog="Example: unlearnlab ledger keys list")
+def keys_list(deployment: str = DeploymentOpt, as_json: bool = JsonOpt) -> None:
+    """List API keys (ids, names, scopes; never the keys)."""
+    from ..ledger.apikeys import load_keys
+
+    try:
+        rows = [{k: e.get(k) for k in ("id", "name", "scope", "created")} for e in load_keys(deployment)]
+    except UnlearnLabError as exc:
+        _fail(exc)
+    _emit(rows, as_json, "\n".join(f"{r['id']}  {r['scope']:<7} {r['created']}  {r['name']}" for r in rows)
+          or "no API keys (the API serves loopback only)")
+
+
+@keys_app.command("revoke", epilog="Example: unlearnlab ledger keys revoke 3fa2c1d9e0b1")
+def keys_revoke(key_id: str = typer.Argument(..., help="the key's id (ledger keys list)"),
+                deployment: str = DeploymentOpt) -> None:
+    """Revoke an API key (takes effect on the next request)."""
+    from ..ledger.apikeys import revoke_key
+
+    try:
+        if not revoke_key(deployment, key_id):
+            raise UnlearnLabError(f"No API key with id {key_id!r}; see `unlearnlab ledger keys list`.")
+    except UnlearnLabError as exc:
+        _fail(exc)
+    typer.echo(f"revoked {key_id}")
+
+
+ledger_app.add_typer(keys_app, name="keys")
 
 
 def register(app: typer.Typer) -> None:
