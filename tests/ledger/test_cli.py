@@ -88,37 +88,9 @@ def test_init_creates_a_digits_deployment(app, tmp_path):
     assert run(app, "ledger", "init", "-d", str(tmp_path / "dep")).exit_code == 2  # never overwrites
 
 
-def _rewrite_end_to_end(deployment, rid, new_records):
-    """The attack that passed before: edit a completed request's entries, recompute every hash after it so the chain
-    links again, and patch the certificate's ledger anchor to the new hash (signature left as it was)."""
-    from unlearnlab.ledger.chain import GENESIS, canonical_json, entry_hash
-
-    with deployment.engine.begin() as conn:
-        rows = conn.execute(ledger_entries.select().order_by(ledger_entries.c.seq)).fetchall()
-        prev, new_hash = GENESIS, {}
-        for r in rows:
-            body = json.loads(r.body)
-            if r.request_id == rid and "records" in body:
-                body["records"] = new_records
-            text = canonical_json(body)
-            h = entry_hash(prev, text)
-            conn.execute(ledger_entries.update().where(ledger_entries.c.seq == r.seq).values(body=text, hash=h,
-                                                                                            prev_hash=prev))
-            new_hash[r.seq], prev = h, h
-    path = deployment.certificate_path(rid)
-    doc = json.loads(path.read_text())
-    seq = doc["certificate"]["ledger"]["seq"]
-    doc["certificate"]["ledger"]["hash"] = new_hash[seq]
-    path.write_text(json.dumps(doc))
-    return path
-
-
 @pytest.mark.parametrize("attack", ["patched", "deleted", "garbage", "forged-status", "swapped-key"])
 def test_verify_catches_rewrites_forgeries_and_swapped_keys(app, deployment, tmp_path, attack):
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    from unlearnlab.ledger.certificates import public_pem, sign_certificate
-    from unlearnlab.ledger.db import deletion_requests
+    from unlearnlab.ledger.probes import force_status, rewrite_end_to_end, swap_key_and_forge
 
     d = str(deployment.root)
     out = json.loads(run(app, "delete", "-s", "alice", "-r", "rec-010,rec-011", "-d", d, "--json").stdout)
@@ -127,22 +99,16 @@ def test_verify_catches_rewrites_forgeries_and_swapped_keys(app, deployment, tmp
     pinned.write_bytes(deployment.public_key_path.read_bytes())
     ok = run(app, "ledger", "verify", "-d", d, "--public-key", str(pinned), "--json")
     assert ok.exit_code == 0 and json.loads(ok.stdout)["pinned"] is True
-    path = _rewrite_end_to_end(deployment, rid, ["rec-099"]) if attack != "forged-status" else None
+    path = rewrite_end_to_end(deployment, rid, ["rec-099"]) if attack != "forged-status" else None
     if attack == "deleted":  # recovery restores the certificate from the queue: its anchor no longer matches
         path.unlink()
     elif attack == "garbage":
         path.write_text("{not json")
     elif attack == "forged-status":  # a queued request flipped to completed, with no chain entry or certificate
         run(app, "delete", "-s", "bob", "-r", "rec-020", "-d", d, "--request-id", "q9", "--queue-only")
-        with deployment.engine.begin() as conn:
-            conn.execute(deletion_requests.update().where(deletion_requests.c.request_id == "q9")
-                         .values(status="completed"))
+        force_status(deployment, "q9")
     elif attack == "swapped-key":  # attacker re-signs a forged certificate and swaps keys/signing.pub
-        key = Ed25519PrivateKey.generate()
-        doc = json.loads(path.read_text())
-        path.write_text(json.dumps(sign_certificate({k: v for k, v in doc["certificate"].items()
-                                                     if k not in ("version", "key_id")}, key)))
-        deployment.public_key_path.write_bytes(public_pem(key.public_key()))
+        swap_key_and_forge(deployment, rid)
     r = run(app, "ledger", "verify", "-d", d, "--public-key", str(pinned), "--json")
     assert r.exit_code == 1, r.output
     rep = json.loads(r.stdout)
@@ -173,7 +139,8 @@ def test_commands_recover_a_certificate_a_crash_left_unwritten(app, deployment):
 
 @pytest.mark.parametrize("attack", ["truncate", "rewrite-tail", "forged-head"])
 def test_signed_head_detects_tail_truncation_and_rewrite(app, deployment, tmp_path, attack):
-    from unlearnlab.ledger.chain import GENESIS, canonical_json, entry_hash
+    from unlearnlab.ledger.chain import canonical_json, entry_hash
+    from unlearnlab.ledger.probes import truncate_last_request
 
     d = str(deployment.root)
     for recs in ("rec-040", "rec-041"):
@@ -183,23 +150,16 @@ def test_signed_head_detects_tail_truncation_and_rewrite(app, deployment, tmp_pa
     h = run(app, "ledger", "head", "-d", d, "--out", str(saved))
     assert h.exit_code == 0 and "head: entry" in h.stdout
     assert run(app, "ledger", "verify", "-d", d, "--head", str(saved)).exit_code == 0
-    with deployment.engine.begin() as conn:
-        rows = conn.execute(ledger_entries.select().order_by(ledger_entries.c.seq)).fetchall()
-        last = rows[-1]
-        if attack == "truncate":  # drop the last request's entries, and its certificate
-            conn.execute(ledger_entries.delete().where(ledger_entries.c.request_id == last.request_id))
-        elif attack == "rewrite-tail":  # re-hash a changed last entry (it links, and no certificate anchors it)
+    if attack == "truncate":  # drop the last request: entries, queue row and certificate
+        truncate_last_request(deployment)
+    elif attack == "rewrite-tail":  # re-hash a changed last entry so that it still links
+        with deployment.engine.begin() as conn:
+            last = conn.execute(ledger_entries.select().order_by(ledger_entries.c.seq.desc()).limit(1)).first()
             body = json.loads(last.body)
             body["note"] = "rewritten"
             text = canonical_json(body)
             conn.execute(ledger_entries.update().where(ledger_entries.c.seq == last.seq)
-                         .values(body=text, hash=entry_hash(last.prev_hash or GENESIS, text)))
-    if attack == "truncate":
-        from unlearnlab.ledger.db import deletion_requests
-
-        deployment.certificate_path(last.request_id).unlink()
-        with deployment.engine.begin() as conn:
-            conn.execute(deletion_requests.delete().where(deletion_requests.c.request_id == last.request_id))
+                         .values(body=text, hash=entry_hash(last.prev_hash, text)))
     if attack == "forged-head":
         doc = json.loads(saved.read_text())
         doc["certificate"]["seq"] += 5

@@ -194,12 +194,15 @@ def verify_cert(file: Path = CertFileArg, public_key: Path | None = PublicKeyOpt
     from ..ledger.certificates import verify_certificate
 
     key = public_key or Path(deployment) / "keys" / "signing.pub"
+    trust = (f"key pinned from {public_key}" if public_key else f"trusting the key beside the data ({key}); pin one "
+             "kept elsewhere with --public-key")
     try:
         check = verify_certificate(file, key)
     except UnlearnLabError as exc:
         _fail(exc)
-    _emit(check.to_dict(), as_json, f"ok: certificate of request {check.request_id} is authentic" if check.ok
-          else f"FAILED: {check.reason}")
+    _emit({**check.to_dict(), "key": str(key), "pinned": bool(public_key)}, as_json,
+          (f"ok: certificate of request {check.request_id} is authentic" if check.ok else f"FAILED: {check.reason}")
+          + f"; {trust}")
     if not check.ok:
         raise typer.Exit(1)
 
@@ -207,7 +210,8 @@ def verify_cert(file: Path = CertFileArg, public_key: Path | None = PublicKeyOpt
 def serve(deletions: bool = typer.Option(False, "--deletions", help="serve the deletion API"),
           deployment: str = DeploymentOpt, host: str = typer.Option("127.0.0.1", help="bind address"),
           port: int = typer.Option(8000, help="TCP port"),
-          window: float | None = typer.Option(None, help="batching window, seconds (default: deployment's)")
+          window: float | None = typer.Option(None, help="batching window, seconds (default: deployment's)"),
+          max_body: int = typer.Option(1_000_000, min=1, help="largest request body in bytes (larger: 413)")
           ) -> None:
     """Serve the HTTP API (uvicorn) until interrupted."""
     if not deletions:
@@ -228,7 +232,7 @@ def serve(deletions: bool = typer.Option(False, "--deletions", help="serve the d
         _fail(exc)
     auth = "API keys required" if load_keys(deployment) else "open (no API keys configured; loopback only)"
     typer.echo(f"serving deletions for {deployment} on http://{host}:{port} ({auth})", err=True)
-    run_server(deployment, host=host, port=port, window_s=window, log_level="warning")
+    run_server(deployment, host=host, port=port, window_s=window, log_level="warning", max_body=max_body)
 
 
 keys_app = typer.Typer(help="API keys of the HTTP API (shown once, stored hashed).", no_args_is_help=True)

@@ -195,7 +195,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def serve(deployment: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8000,
-          window_s: float | None = None, log_level: str = "warning") -> None:
+          window_s: float | None = None, log_level: str = "warning", max_body: int = MAX_BODY) -> None:
     """Run the deletion API for `deployment` with uvicorn until interrupted (refused on a non-loopback address while
     the deployment has no API key)."""
     import uvicorn
@@ -205,4 +205,4 @@ def serve(deployment: str | os.PathLike, *, host: str = "127.0.0.1", port: int =
                           "and read deletions. Create keys first (unlearnlab ledger keys create --scope submit|read|"
                           "admin --deployment DIR) or bind 127.0.0.1.")
     service = DeletionService(deployment, window_s=window_s)
-    uvicorn.run(create_app(service), host=host, port=port, log_level=log_level)
+    uvicorn.run(create_app(service, max_body=max_body), host=host, port=port, log_level=log_level)
