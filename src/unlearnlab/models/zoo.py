@@ -157,7 +157,9 @@ class FastCNN(nn.Module):
         self.whiten.copy_(torch.cat([filt, -filt]).to(self.whiten.dtype))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate representation."""
+        """Penultimate representation (computed in channels_last memory format: oneDNN's convolutions and pools
+        are ~2.5x faster that way on CPU, whatever the caller passes)."""
+        x = x.contiguous(memory_format=torch.channels_last)
         x = nn.functional.gelu(nn.functional.conv2d(x, self.whiten))
         return torch.amax(self.blocks(x), dim=(2, 3))
 
