@@ -179,3 +179,25 @@ def test_ema_option_returns_the_average(blobs_data, task4):
     with torch.no_grad():
         acc_a, acc_b = ((m(blobs_data.train.x).argmax(1) == blobs_data.train.y).float().mean() for m in (a, b))
     assert acc_b > 0.9 and abs(acc_a - acc_b) < 0.1
+
+
+def test_fastcnn_under_vmap_per_example_methods():
+    """Per-example-gradient methods (vmap) run on FastCNN: its channels_last conversion skips single examples,
+    which vmap cannot re-layout (Fisher forgetting failed with 'NYI: Tensor.clone(memory_format) inside vmap')."""
+    from unlearnlab.data import UnlearnData
+    from unlearnlab.methods import run_method
+    from unlearnlab.methods.influence import per_example_grads
+    from unlearnlab.models import data_init
+
+    ds = _images(n=48)
+    data = UnlearnData(ds, _images(n=16, seed=1), list(range(8)), list(range(8, 48)), 4)
+    task = ClassifierTask(4)
+    m = data_init(build_model("fastcnn:width=4", (3, 16, 16), 4, seed=0), ds).eval()
+    out = run_method("fisher_forgetting", m, data, task)
+    assert not all(torch.equal(a, b) for a, b in zip(out.state_dict().values(), m.state_dict().values()))
+    g = per_example_grads(m, ds.x[:3], ds.y[:3], task)
+    for i in range(3):  # the vmap result equals a plain per-example backward
+        m.zero_grad()
+        task.loss(m, (ds.x[i:i + 1], ds.y[i:i + 1])).backward()
+        want = torch.cat([p.grad.flatten() for p in m.parameters() if p.requires_grad])
+        assert torch.allclose(g[i], want, atol=1e-5)

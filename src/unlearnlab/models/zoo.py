@@ -158,8 +158,10 @@ class FastCNN(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate representation (computed in channels_last memory format: oneDNN's convolutions and pools
-        are ~2.5x faster that way on CPU, whatever the caller passes)."""
-        x = x.contiguous(memory_format=torch.channels_last)
+        are ~2.5x faster that way on CPU, whatever the caller passes; single examples, as per-example-gradient
+        code feeds them under vmap, which cannot change memory formats, are left as they are)."""
+        if x.dim() == 4 and x.shape[0] > 1:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = nn.functional.gelu(nn.functional.conv2d(x, self.whiten))
         return torch.amax(self.blocks(x), dim=(2, 3))
 
