@@ -156,3 +156,16 @@ def test_absurd_budgets_are_refused_with_an_estimate(tmp_path, args, says):
     if "passes" in says or "1e+11" in says:
         assert re.search(r"about [0-9.e+]+ (years|days|hours)", r.output) and "--yes" in r.output
     assert not list((tmp_path / "r").glob("**/*.safetensors"))  # nothing was trained
+
+
+def test_help_does_not_import_torch():
+    """`unlearnlab --help` and the CLI's import stay light: the API (and torch) load on the first command that
+    needs them."""
+    import subprocess
+    import sys
+
+    code = "import sys, unlearnlab.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
+    r = subprocess.run([sys.executable, "-m", "unlearnlab.cli", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "run" in r.stdout

@@ -49,6 +49,28 @@ def main_callback(version: bool = typer.Option(False, "--version", callback=_ver
     """unlearnlab command line."""
 
 
+class Lazy:
+    """A module imported on first attribute access, so that `unlearnlab --help` and commands that never train do
+    not pay for importing torch (the API modules import it at module level)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attr)
+
+
+def is_main() -> bool:
+    """True on rank 0 of a multi-process launch and in a single process (unlearnlab.distributed, imported lazily)."""
+    if not any(k in os.environ for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE")):
+        return True
+    from ..distributed import is_main as main_rank
+
+    return main_rank()
+
+
 def _store(results: Path | None, *, existing: bool = False):
     """The results store; `existing`: for commands that only read runs, refuse (StoreError) a directory holding no
     store instead of creating an empty one there."""

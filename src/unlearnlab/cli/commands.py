@@ -6,12 +6,12 @@ from pathlib import Path
 
 import typer
 
-from .. import api
 from ..config import describe
-from ..distributed import is_main
 from ..engine.events import renderer
 from ..errors import UnlearnLabError
-from . import _store, app, err, fail, out, print_table, runs_app
+from . import Lazy, _store, app, err, fail, is_main, out, print_table, runs_app
+
+api = Lazy("unlearnlab.api")
 
 BACKEND_HELP = "where jobs run: local (process pool sized to the cores), serial (this process) or ray"
 RESULTS_HELP = "results directory (SQLite store + artifacts); default $UNLEARNLAB_HOME or ./results"

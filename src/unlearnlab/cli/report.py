@@ -7,10 +7,11 @@ from pathlib import Path
 
 import typer
 
-from .. import api
 from ..errors import UnlearnLabError
-from . import _store, app, err, fail
+from . import Lazy, _store, app, err, fail
 from .commands import RESULTS_HELP
+
+api = Lazy("unlearnlab.api")
 
 
 @app.command("report")

@@ -11,10 +11,11 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .. import api
 from ..errors import UnlearnLabError
-from . import _store, app, err, fail, fmt, out
+from . import Lazy, _store, app, err, fail, fmt, out
 from .commands import RESULTS_HELP, _parse_overrides
+
+api = Lazy("unlearnlab.api")
 
 
 @app.command("tune")
