@@ -182,8 +182,11 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
         lines.append(f"- {k}: {v / 60:.1f} min")
     for role, ts in times.items():
         if ts:
-            lines.append(f"- {role} models: {len(ts)} trained, median {np.median(ts):.0f} s each (cached in "
-                         f"`{args.results}`; a rerun reuses them)")
+            lines.append(f"- {role} models: {len(ts)} trained, median {np.median(ts):.0f} s each with the "
+                         f"{args.backend} backend ({args.workers or 'one per core'} job(s) at a time, the cores "
+                         f"shared between them; cached in `{args.results}`, a rerun reuses them)")
+    lines.append("- one original alone on the whole machine: `time unlearnlab train --dataset cifar10-dev --out "
+                 "/tmp/orig` (the regime's time budget is measured that way)")
     lines += ["", "## Scenarios", ""]
     for forget, board in boards.items():
         lines += [f"### forget {forget}", "", f"Reading: {reading(board)}", "", *regime(records, forget), ""]
