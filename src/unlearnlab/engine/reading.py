@@ -1,0 +1,54 @@
+"""The one-line reading of a leaderboard (engine.report.leaderboard), printed by `unlearnlab run` and heading each
+scenario of a report."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .report import KINDS, _ci, _fin, _fmt
+
+
+def reading(b: dict) -> str:
+    """One line that reads a leaderboard: does the set-up show forgetting, which method is closest to retraining,
+    which are within the noise floor, which changed nothing."""
+    prim, rows = b["primary"], b["rows"]
+    ref = {r["method_name"]: r for r in rows if r["reference"]}
+    parts = []
+    orig, orac, fm = ref.get("original"), ref.get("retrain"), KINDS[b["kind"]]["forget"]
+    if orig and orac and fm in orig["metrics"] and fm in orac["metrics"]:
+        o, t = orig["metrics"][fm]["mean"], orac["metrics"][fm]["mean"]
+        if "NOTHING TO FORGET" in orig["flags"]:
+            parts.append(f"the original has nothing to forget ({fm} {_fmt(o)} vs the oracle's {_fmt(t)}, within the "
+                         "noise floor)")
+        else:
+            parts.append(f"the original remembers the forget set ({fm} {_fmt(o)}; retrained oracle {_fmt(t)})")
+    ranked = [r for r in rows if not r["reference"]]
+    if b["best"]:
+        best = next(r for r in ranked if r["method"] == b["best"])
+        ties = [r["method"] for r in ranked if "ties best" in r["flags"]]
+        parts.append(f"closest to retraining: {b['best']} ({prim} {_ci(best['primary'])})"
+                     + (f", tied with {', '.join(ties)}" if ties else ""))
+    if b["floor"]:
+        within = [r["method"] for r in ranked if "within noise floor" in r["flags"]]
+        parts.append(f"within the noise floor ({prim} {_fmt(b['floor']['primary']['mean'])}): "
+                     + (", ".join(within) if within else "none"))
+    else:
+        parts.append("noise floor not measured (run 2+ seeds)")
+    noop = [r["method"] for r in ranked if "CHANGED NOTHING" in r["flags"] or r.get("warnings")]
+    if noop:
+        parts.append(f"changed nothing or too little: {', '.join(noop)}")
+    return "; ".join(parts) + "."
+
+
+def nothing_to_forget(original: dict, floor: dict | None, oracle: dict | None, kind: dict) -> bool:
+    """True when the original's forget-set metric (UA; QA: forget ROUGE) is no further from the oracle's than a
+    second oracle is (the noise floor of that metric): the set-up cannot show forgetting."""
+    m = kind["forget"]
+    if oracle is None or floor is None or m not in floor["metrics"]:
+        return False
+    gaps = [abs(v.get(m, math.nan) - oracle["by_seed"][s].get(m, math.nan)) for s, v in original["by_seed"].items()
+            if s in oracle["by_seed"]]
+    gaps = [g for g in gaps if _fin(g)]
+    f = floor["metrics"][m]
+    return bool(gaps) and _fin(f.get("mean")) and float(np.mean(gaps)) <= max(f["mean"], f.get("hi", f["mean"]))
