@@ -24,7 +24,8 @@ DEFAULT_RECIPES: dict[str, dict[str, Any]] = {
     "cifar10": {"epochs": 182, "lr": 0.1, "batch_size": 256, "augment": True},
     "imagefolder": {"epochs": 30, "lr": 0.05, "batch_size": 64, "augment": True},
 }
-LM_OPTIONS = frozenset({"epochs", "lr", "eval_rows", "system_prompt", "attack_options", "baselines", "max_length"})
+LM_OPTIONS = frozenset({"epochs", "lr", "eval_rows", "system_prompt", "attack_options", "baselines", "max_length",
+                        "eval"})
 DEFAULT_MODELS = {"digits": "mlp", "blobs": "mlp", "cifar10-dev": "fastcnn",
                   "cifar10": "resnet18", "imagefolder": "cnn"}
 
@@ -48,8 +49,8 @@ class RunSpec:
                                          "paraphrase")
     original: str = param("", "checkpoint of your own original model (from `unlearnlab train`); empty = train one")
     options: dict = dataclasses.field(default=None, metadata={"help": "task-specific options; language models: "
-                                      + ", ".join(sorted(("epochs", "lr", "eval_rows", "system_prompt",
-                                                          "attack_options", "baselines", "max_length")))})
+                                      + ", ".join(sorted(LM_OPTIONS)) + " (eval: LMEvalConfig fields, e.g. "
+                                      "{utility_sets: [retain], max_new_tokens: 200})"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "recipe", dict(self.recipe or {}))

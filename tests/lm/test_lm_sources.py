@@ -21,7 +21,7 @@ def _write(path, rows, keys=("question", "answer")):
 @pytest.fixture(scope="module")
 def tofu_dir(tmp_path_factory):
     """A TOFU-layout folder: full.json (question/answer only), forget10.json and forget10_perturbed.json (one of
-    six authors), holdout10.json."""
+    six authors), holdout10.json, retain_perturbed.json (two retain authors: the evaluated retain set)."""
     qa = generate_qa(6, facts=4, seed=0, style="short")
     d = tmp_path_factory.mktemp("tofu")
     forget = [r for r in qa.rows if r["author"] == qa.authors[2]]
@@ -29,6 +29,8 @@ def tofu_dir(tmp_path_factory):
     _write(d / "forget10.json", forget)
     _write(d / "forget10_perturbed.json", forget, ("question", "answer", "paraphrased_answer", "perturbed_answer"))
     _write(d / "holdout10.json", qa.holdout_rows, ("question", "answer", "paraphrased_answer", "perturbed_answer"))
+    kept = [r for r in qa.rows if r["author"] in qa.authors[:2]]
+    _write(d / "retain_perturbed.json", kept, ("question", "answer", "paraphrased_answer", "perturbed_answer"))
     return d, qa, forget
 
 
@@ -41,6 +43,7 @@ def test_tofu_folder_run_trains_on_full_and_forgets_the_forget_file(tofu_dir, tm
     assert by["original"]["forget_ROUGE"] > by["retrain"]["forget_ROUGE"]  # only the target saw D_f
     assert 0 <= by["grad_diff"]["Forget Quality"] <= 1  # perturbed answers came from forget10_perturbed.json
     assert "MIA-LOSS" in by["original"]  # holdout10.json gave the MIA non-members
+    assert 0 <= by["original"]["retain_TruthRatio"] <= 1  # retain metrics on retain_perturbed.json, as TOFU
     assert records[0]["spec"]["data_digest"]
     # the digest keys resumption on file content: an edited file is a new run, an unchanged one is reused
     assert len(run_lm(spec, store=store)) == 3 and store.count_runs() == 3
@@ -63,6 +66,12 @@ def test_tofu_explicit_files_and_forget_rows_carry_perturbations(tofu_dir):
     assert [r["question"] for r in rows] == [r["question"] for r in forget]
     assert all(r["perturbed_answer"] and r["paraphrased_answer"] for r in rows)
     assert not data.extra["rows"]["holdout"]  # no holdout file given
+    # without retain_perturbed.json every retain row is evaluated; with it, exactly its rows (TOFU's 400-row set)
+    assert len(data.extra["rows"]["retain"]) == len(qa.rows) - len(forget)
+    full = lm_source(f"tofu:{d}", "10%").build(tok, 64, {})
+    kept = [r["question"] for r in qa.rows if r["author"] in qa.authors[:2]]
+    assert [r["question"] for r in full.extra["rows"]["retain"]] == kept
+    assert all(r["perturbed_answer"] for r in full.extra["rows"]["retain"])
 
 
 def test_tofu_bad_inputs_fail_clearly_and_write_nothing(tofu_dir, tmp_path):

@@ -84,6 +84,11 @@ def run_cmd(
     task: str = typer.Option("classifier", help="classifier or qa (language models)"),
     original: str = typer.Option("", help="checkpoint of your original model (from `unlearnlab train`)"),
     attacks: str = typer.Option("", help="LM runs: robustness attacks per run, e.g. relearn,leak,paraphrase"),
+    utility_sets: str = typer.Option("", help="LM runs: the sets Model Utility averages (default all three of "
+                                     "TOFU: retain,real_authors,world_facts; a missing one is an error, so naming "
+                                     "fewer is an explicit choice, recorded with each run)"),
+    max_new_tokens: int | None = typer.Option(None, min=1, help="LM runs: greedy answer length for ROUGE "
+                                              "(default 200, as OpenUnlearning)"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, mps"),
     results: Path | None = typer.Option(None, help=RESULTS_HELP),
     no_store: bool = typer.Option(False, "--no-store", help="do not read or write the results store"),
@@ -110,10 +115,11 @@ def run_cmd(
             spec = api.as_spec(config)
         else:
             recipe = {"epochs": epochs} if epochs is not None else {}
+            lm_eval = {k: v for k, v in (("utility_sets", utility_sets), ("max_new_tokens", max_new_tokens)) if v}
             spec = api.as_spec({"dataset": dataset, "forget": forget, "methods": methods, "seeds": seeds,
                                 "model": model, "recipe": recipe, "overrides": _parse_overrides(set_),
                                 "device": device, "task": task, "original": original,
-                                "attacks": attacks})
+                                "attacks": attacks, **({"options": {"eval": lm_eval}} if lm_eval else {})})
         store = None if no_store else _store(results)
         with renderer(quiet=not is_main()) as sink:
             result = api.run(spec, store=store, events=sink, resume=not fresh, backend=backend, workers=workers,

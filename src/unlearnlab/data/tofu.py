@@ -184,7 +184,8 @@ def tofu_data(tokenizer: Any, train_rows: list[dict], forget_rows: list[dict], *
 
     Training uses the rows of `train_rows` (full.json); the evaluated forget rows take the extra fields of
     `forget_rows` (forget10_perturbed.json: paraphrased and perturbed answers, needed for the truth ratio and
-    Forget Quality), and retain rows those of `eval_rows` with the same question (retain_perturbed.json).
+    Forget Quality). The evaluated retain rows are the rows of `eval_rows` (retain_perturbed.json) whose question is
+    retained, as TOFU and OpenUnlearning score them; without `eval_rows`, every retain row.
     validation=True only labels the scenario `val:` (the caller passes `validation_rows` as `forget_rows`)."""
     from .qa import LMData, QADataset
 
@@ -207,7 +208,12 @@ def tofu_data(tokenizer: Any, train_rows: list[dict], forget_rows: list[dict], *
         extra = rich.get(train_rows[i]["question"].strip(), {})
         return {**train_rows[i], **{k: v for k, v in extra.items() if k not in ("question", "answer")}}
 
-    rows = {"forget": [merged(i) for i in forget_idx], "retain": [merged(i) for i in retain_idx],
+    kept = {train_rows[i]["question"].strip() for i in retain_idx}
+    # TOFU and OpenUnlearning score the retain set on retain_perturbed.json (400 rows), not on every retain row
+    evaluated = [r for r in eval_rows or [] if r["question"].strip() in kept]
+    evaluated = list({r["question"].strip(): r for r in evaluated}.values())
+    rows = {"forget": [merged(i) for i in forget_idx],
+            "retain": evaluated or [merged(i) for i in retain_idx],
             "test": list(holdout_rows or []), "holdout": list(holdout_rows or [])}
     return LMData(train=train, test=test, forget_idx=forget_idx, retain_idx=retain_idx, num_classes=0,
                   name="tofu", scenario=f"{'val:' if validation else ''}forget:{len(forget_idx)}",

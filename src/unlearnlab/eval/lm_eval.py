@@ -7,15 +7,21 @@ may also come from `data.extra["utility"]` (as data/qa.py and data/tofu.py store
 in `data.extra["docs"]` or `data.extra["corpora"]` (`{"forget": [text, ...]}`) enable MUSE VerbMem.
 
 Returned keys (ROUGE and probabilities in [0, 1]):
-- forget_Prob / retain_Prob: mean p̄(a|q); forget_ROUGE / retain_ROUGE: ROUGE-L recall of greedy answers (TOFU).
+- forget_Prob / retain_Prob: mean p̄(a|q); forget_ROUGE / retain_ROUGE: ROUGE-L recall with stemming of greedy
+  answers of up to `max_new_tokens` = 200 tokens (TOFU / OpenUnlearning).
 - forget_TruthRatio: mean min(R, 1/R) on D_f; retain_TruthRatio (and real_authors_*, world_facts_*): TR-score.
 - Forget Quality: KS-test p-value of R on D_f against `reference` (the retain oracle). Needs `reference`.
-- Model Utility: harmonic mean of {Prob, ROUGE, TR-score} over retain / real authors / world facts present.
+- Model Utility: harmonic mean of the nine {Prob, ROUGE, TR-score} x {retain, real authors, world facts}, each also
+  reported ({split}_Prob / _ROUGE / _TruthRatio). A missing set or a NaN component is a DataError unless the
+  caller names the sets it accepts (`utility_sets`, recorded with every run); data with none of the three sets
+  (e.g. forget rows only) has no Model Utility key.
 - PrivLeak: MUSE's (AUC − AUC_oracle)/AUC_oracle × 100 with Min-40% forget vs holdout. Needs `reference`.
 - MIA-LOSS / MIA-ZLib / MIA-MinK / MIA-MinK++: AUC forget-vs-holdout (1 = forget looks member-like, 0.5 ideal).
-- ExactMem-forget, ExtractionStrength-forget: means over D_f. KnowMem-forget / KnowMem-retain: ROUGE-L F1 of the
-  same greedy answers (MUSE; no in-context examples). VerbMem: ROUGE-L F1 of greedy continuations of the first
-  `verbmem_prefix` tokens of each forget document against its next `verbmem_new_tokens` tokens (MUSE).
+- MIA-MinK / MIA-MinK++, ExactMem-forget, ExtractionStrength-forget leave out each answer's final labelled token
+  (its EOS) as OpenUnlearning does (`drop_last_token`); MIA-LOSS / MIA-ZLib read every answer token.
+- ExactMem-forget, ExtractionStrength-forget: means over D_f. KnowMem-forget / KnowMem-retain and VerbMem: MUSE's
+  protocol (eval/lm_muse.py: few-shot "Question:/Answer:" prompt, cut at a blank line, ROUGE-L F1 without
+  stemming; VerbMem from prompt/continuation pairs).
 Document-only data (no `rows`, MUSE style): MIA-* and PrivLeak on forget vs holdout documents (their first
 `max_length` tokens), and VerbMem.
 `target` is accepted for symmetry with the attacks (lm_attacks.relearn_attack uses it); no key here needs it.
@@ -32,15 +38,58 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from ..config import build, param, to_dict
 from ..errors import DataError, check
 from . import lm_metrics as M
-from .lm_mia import auc, mia_aucs, mink_score
+from . import lm_muse as MUSE
+from .lm_mia import auc, mia_aucs, mink_score, token_view
 from .lm_outputs import TokenStats, generate_text, teacher_forced
-from .rouge import rouge_l_batch
+from .rouge import rouge_l_batch, scorer_name
 
 SPLITS = ("forget", "retain", "holdout", "real_authors", "world_facts")
 UTILITY_SPLITS = ("retain", "real_authors", "world_facts")
 GENERATED = ("forget", "retain", "real_authors", "world_facts")
+
+
+@dataclasses.dataclass(frozen=True)
+class LMEvalConfig:
+    """How language-model metrics are computed; the defaults are the reference code's (TOFU / OpenUnlearning /
+    MUSE), each deviation is an explicit option recorded with the run."""
+
+    max_new_tokens: int = param(200, "greedy answer length for ROUGE (OpenUnlearning: 200 new tokens)", low=1)
+    batch_size: int = param(16, "examples per forward pass / generation batch", low=1)
+    max_length: int = param(512, "maximum tokens of a teacher-forced example", low=8)
+    drop_last_token: bool = param(True, "leave each answer's final labelled token (EOS) out of Min-K%, Min-K%++, "
+                                        "exact memorisation and extraction strength, as OpenUnlearning does; False "
+                                        "scores every answer token")
+    utility_sets: tuple = param(UTILITY_SPLITS, "the sets Model Utility must average (TOFU: retain, real_authors, "
+                                                "world_facts); a missing one is an error, so fewer is a recorded "
+                                                "choice")
+    knowmem: bool = param(True, "compute MUSE KnowMem on the forget and retain questions (32-token generations)")
+    knowmem_shots: int = param(3, "in-context examples of the KnowMem prompt when the data ships none (MUSE ships "
+                                  "knowmem/*_qa_icl.json); taken from the holdout rows", low=0)
+    knowmem_new_tokens: int = param(32, "KnowMem generation length (MUSE: 32)", low=1)
+    verbmem_prefix: int = param(32, "prompt tokens per forget document when no VerbMem pairs are given", low=1)
+    verbmem_new_tokens: int = param(128, "VerbMem generation length (MUSE: 128)", low=1)
+
+
+def eval_config(options: dict | LMEvalConfig | None = None) -> LMEvalConfig:
+    """An LMEvalConfig from a dict of overrides (unknown keys get a did-you-mean)."""
+    if isinstance(options, LMEvalConfig):
+        return options
+    opts = dict(options or {})
+    if "utility_sets" in opts:
+        sets = opts["utility_sets"]
+        opts["utility_sets"] = tuple(sets.split(",") if isinstance(sets, str) else sets)
+        bad = set(opts["utility_sets"]) - set(UTILITY_SPLITS)
+        check(not bad and bool(opts["utility_sets"]), DataError,
+              f"utility_sets must name one or more of {', '.join(UTILITY_SPLITS)}. Got {sorted(bad) or '[]'} instead.")
+    return build(LMEvalConfig, opts, what="evaluation")
+
+
+def protocol(cfg: LMEvalConfig) -> dict[str, Any]:
+    """What produced the numbers, for the run record: the settings plus the ROUGE scorer of each protocol."""
+    return {**to_dict(cfg), "rouge_tofu": scorer_name(True), "rouge_muse": scorer_name(False)}
 
 
 @dataclasses.dataclass
@@ -104,7 +153,7 @@ def split_outputs(model: nn.Module, tokenizer: Any, rows: Sequence[dict], *, bat
 
 
 def greedy_answers(model: nn.Module, tokenizer: Any, questions: Sequence[str], *, batch_size: int = 16,
-                   max_new_tokens: int = 32) -> list[str]:
+                   max_new_tokens: int = 200) -> list[str]:
     """Greedy answers (decoded, answer only) to `questions`, batched with left padding."""
     from ..models.lm_format import prompt_ids
 
@@ -135,104 +184,126 @@ def _truth(out: SplitOutputs) -> np.ndarray:
 
 
 def _split_metrics(split: str, out: SplitOutputs, gens: list[str] | None, rows: Sequence[dict]) -> dict[str, float]:
-    """Prob, ROUGE and truth-ratio values of one split (normalised Prob on the utility sets without paraphrases)."""
+    """Prob, ROUGE (TOFU: recall, stemming) and truth-ratio values of one split (normalised Prob on the utility
+    sets without paraphrases)."""
     normalized = split in ("real_authors", "world_facts") and out.p_perturbed is not None
     res = {"Prob": M.normalized_prob(out.answer.p_bar, out.p_perturbed) if normalized else M.prob(out.answer.p_bar)}
     if gens is not None:
-        answers = [r["answer"] for r in rows]
-        res["ROUGE"] = float(rouge_l_batch(answers, gens, "recall").mean())
-        res["KnowMem"] = float(rouge_l_batch(answers, gens, "f1").mean())
+        res["ROUGE"] = float(rouge_l_batch([r["answer"] for r in rows], gens, "recall", stemmer=True).mean())
     if out.p_perturbed is not None:
         r = _truth(out)
         res["TR"] = M.forget_truth_ratio(r) if split == "forget" else M.tr_score(r)
     return res
 
 
-def _verbmem(model: nn.Module, tokenizer: Any, texts: Sequence[str], prefix: int, new_tokens: int,
-             batch_size: int) -> float:
-    """MUSE VerbMem: mean ROUGE-L F1 between greedy continuations of document prefixes and the true continuation."""
-    from ..models.lm_format import encode_text
+def _utility(per: dict[str, dict[str, float]], cfg: LMEvalConfig) -> dict[str, float]:
+    """{'Model Utility': harmonic mean of the nine components}, {} when no utility set was evaluated; a missing
+    set or NaN component is a DataError (never a silently smaller mean)."""
+    if not any(s in per for s in UTILITY_SPLITS):
+        return {}
+    parts: dict[str, dict[str, float]] = {}
+    for s in cfg.utility_sets:
+        got = per.get(s, {})
+        lacking = [k for k in ("Prob", "ROUGE", "TR") if not np.isfinite(got.get(k, np.nan))]
+        check(not lacking, DataError,
+              f"Model Utility needs Prob, ROUGE and the truth ratio on {s!r}; "
+              + (f"this data has no {s!r} rows" if s not in per else f"{', '.join(lacking)} is missing or NaN "
+                 "(rows without perturbed answers, or non-finite model outputs)")
+              + f". Provide them (TOFU's {s}_perturbed.json; UNLEARNLAB_TOFU_DIR points at a folder), or name the "
+              f"sets to average explicitly (eval utility_sets, e.g. {[x for x in cfg.utility_sets if x != s]}); "
+              "the choice is recorded with the run.")
+        parts[s] = got
+    return {"Model Utility": M.model_utility(parts)}
 
-    docs = [encode_text(tokenizer, t, max_length=prefix + new_tokens)["input_ids"] for t in texts]
-    docs = [d for d in docs if len(d) > prefix]
-    check(bool(docs), DataError, f"VerbMem needs forget documents longer than verbmem_prefix={prefix} tokens.")
-    truth = [tokenizer.decode(d[prefix:], skip_special_tokens=True) for d in docs]
-    gens = generate_text(model, tokenizer, [d[:prefix] for d in docs], max_new_tokens=new_tokens,
-                         batch_size=batch_size)
-    return float(rouge_l_batch(truth, gens, "f1").mean())
 
-
-def _corpus_metrics(model: nn.Module, tokenizer: Any, docs: dict[str, list[str]], reference: nn.Module | None,
-                    cache: LMOutputCache, batch_size: int, max_length: int) -> dict[str, float]:
-    """MUSE-style MIAs on documents: forget vs holdout texts (first `max_length` tokens), PrivLeak with `reference`."""
-    from ..models.lm_format import encode_text, pad_id
-
-    def tf(m: nn.Module, s: str) -> TokenStats:
-        feats = [encode_text(tokenizer, t, max_length=max_length) for t in docs[s]]
-        return cache.get(m, ("doc", s, _fingerprint(docs[s], max_length)),
-                         lambda: teacher_forced(m, feats, pad_id(tokenizer), batch_size))
-
-    res = mia_aucs(tf(model, "forget"), tf(model, "holdout"), docs["forget"], docs["holdout"])
-    if reference is not None:
-        ref_auc = auc(mink_score(tf(reference, "forget")), mink_score(tf(reference, "holdout")))
-        res["PrivLeak"] = M.privleak(res["MIA-MinK"], ref_auc)
-    return res
+def _knowmem_icl(extra: dict, rows: dict[str, list[dict]], split: str, shots: int) -> list[dict]:
+    given = (extra.get("knowmem_icl") or {}).get(split)
+    return list(given) if given is not None else list(rows.get("holdout", []))[:shots]
 
 
 def evaluate_lm(model: nn.Module, tokenizer: Any, data: Any, *, reference: nn.Module | None = None,
-                target: nn.Module | None = None, batch_size: int = 16, max_new_tokens: int = 32,
-                splits: Sequence[str] | None = None, max_length: int = 512, cache: LMOutputCache | None = None,
-                verbmem_prefix: int = 32, verbmem_new_tokens: int = 128) -> dict[str, float]:
-    """TOFU / MUSE / MIA metrics of `model` (see the module docstring for every key)."""
+                target: nn.Module | None = None, splits: Sequence[str] | None = None,
+                cache: LMOutputCache | None = None, config: LMEvalConfig | dict | None = None,
+                **options: Any) -> dict[str, float]:
+    """TOFU / MUSE / MIA metrics of `model` (see the module docstring for every key). `config` (or keyword
+    `options`, LMEvalConfig fields) sets the protocol; the defaults are the reference code's."""
+    cfg = eval_config({**(to_dict(config) if isinstance(config, LMEvalConfig) else config or {}), **options})
     cache = cache or LMOutputCache()
     extra = {} if isinstance(data, dict) else getattr(data, "extra", {})
     docs = extra.get("corpora") or extra.get("docs") or {}
     if not extra.get("rows") and docs.get("forget"):  # a document corpus (MUSE style): no QA rows
-        res = {}
-        if docs.get("holdout"):
-            res = _corpus_metrics(model, tokenizer, docs, reference, cache, batch_size, max_length)
-        res["VerbMem"] = _verbmem(model, tokenizer, docs["forget"], verbmem_prefix, verbmem_new_tokens, batch_size)
-        return res
+        res = _corpus_metrics(model, tokenizer, docs, reference, cache, cfg) if docs.get("holdout") else {}
+        return res | _verbmem(model, tokenizer, extra, docs, cfg)
     rows = rows_of(data)
     splits = [s for s in (splits or SPLITS) if rows.get(s)]
     check("forget" in splits, DataError, f"The rows need a non-empty 'forget' split; got splits {sorted(rows)}.")
 
     def tf(m: nn.Module, s: str) -> SplitOutputs:
-        key = ("tf", s, _fingerprint(rows[s], max_length))
-        return cache.get(m, key, lambda: split_outputs(m, tokenizer, rows[s], batch_size=batch_size,
-                                                       max_length=max_length))
+        key = ("tf", s, _fingerprint(rows[s], cfg.max_length))
+        return cache.get(m, key, lambda: split_outputs(m, tokenizer, rows[s], batch_size=cfg.batch_size,
+                                                       max_length=cfg.max_length))
 
     def gen(m: nn.Module, s: str) -> list[str]:
-        key = ("gen", s, _fingerprint(rows[s], max_new_tokens))
+        key = ("gen", s, _fingerprint(rows[s], cfg.max_new_tokens))
         return cache.get(m, key, lambda: greedy_answers(m, tokenizer, [r["question"] for r in rows[s]],
-                                                        batch_size=batch_size, max_new_tokens=max_new_tokens))
+                                                        batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens))
 
     per = {s: _split_metrics(s, tf(model, s), gen(model, s) if s in GENERATED else None, rows[s]) for s in splits}
-    res: dict[str, float] = {}
-    for s in ("forget", "retain", "real_authors", "world_facts"):
-        for name, v in per.get(s, {}).items():
-            label = {"TR": "TruthRatio"}.get(name, name)
-            res[f"KnowMem-{s}" if name == "KnowMem" else f"{s}_{label}"] = v
-    res = {k: v for k, v in res.items() if not (k.startswith("KnowMem-") and k[8:] not in ("forget", "retain"))}
-    util = {s: per[s] for s in UTILITY_SPLITS if s in per and {"Prob", "ROUGE", "TR"} <= per[s].keys()}
-    res["Model Utility"] = M.model_utility(util) if util else float("nan")
+    res = {f"{s}_{ {'TR': 'TruthRatio'}.get(k, k)}": v for s in GENERATED for k, v in per.get(s, {}).items()}
+    res |= _utility(per, cfg)
     fo = tf(model, "forget")
-    res["ExactMem-forget"] = float(M.exact_memorization(fo.answer).mean())
-    res["ExtractionStrength-forget"] = float(M.extraction_strength(fo.answer).mean())
+    tokens = token_view(fo.answer, cfg.drop_last_token)
+    res["ExactMem-forget"] = float(M.exact_memorization(tokens).mean())
+    res["ExtractionStrength-forget"] = float(M.extraction_strength(tokens).mean())
+    if cfg.knowmem:
+        for s in ("forget", "retain"):
+            if s in splits:
+                outs = MUSE.knowmem_answers(model, tokenizer, rows[s], _knowmem_icl(extra, rows, s, cfg.knowmem_shots),
+                                            new_tokens=cfg.knowmem_new_tokens, batch_size=cfg.batch_size)
+                res[f"KnowMem-{s}"] = MUSE.knowmem([r["answer"] for r in rows[s]], outs)
     if "holdout" in splits:
         ho = tf(model, "holdout")
         res.update(mia_aucs(fo.answer, ho.answer, [r["answer"] for r in rows["forget"]],
-                            [r["answer"] for r in rows["holdout"]]))
+                            [r["answer"] for r in rows["holdout"]], drop_last=cfg.drop_last_token))
     if reference is not None:
         ref_fo = tf(reference, "forget")
         if fo.p_perturbed is not None:
             res["Forget Quality"] = M.forget_quality(_truth(fo), _truth(ref_fo))
         if "holdout" in splits:
-            ref_auc = auc(mink_score(ref_fo.answer), mink_score(tf(reference, "holdout").answer))
+            ref_auc = auc(mink_score(token_view(ref_fo.answer, cfg.drop_last_token)),
+                          mink_score(token_view(tf(reference, "holdout").answer, cfg.drop_last_token)))
             res["PrivLeak"] = M.privleak(res["MIA-MinK"], ref_auc)
-    if docs.get("forget"):
-        res["VerbMem"] = _verbmem(model, tokenizer, docs["forget"], verbmem_prefix, verbmem_new_tokens, batch_size)
+    if docs.get("forget") or extra.get("verbmem"):
+        res |= _verbmem(model, tokenizer, extra, docs, cfg)
     return res
 
 
-__all__ = ["SPLITS", "LMOutputCache", "SplitOutputs", "evaluate_lm", "greedy_answers", "rows_of", "split_outputs"]
+def _verbmem(model: nn.Module, tokenizer: Any, extra: dict, docs: dict, cfg: LMEvalConfig) -> dict[str, float]:
+    """{'VerbMem': ...} from MUSE's prompt/continuation pairs (extra['verbmem']) or the forget documents."""
+    prompts, gts = MUSE.verbmem_pairs(tokenizer, extra.get("verbmem"), docs.get("forget") or [], cfg.verbmem_prefix,
+                                      cfg.verbmem_new_tokens)
+    return {"VerbMem": MUSE.verbmem(model, tokenizer, prompts, gts, new_tokens=cfg.verbmem_new_tokens,
+                                    batch_size=cfg.batch_size)}
+
+
+def _corpus_metrics(model: nn.Module, tokenizer: Any, docs: dict[str, list[str]], reference: nn.Module | None,
+                    cache: LMOutputCache, cfg: LMEvalConfig) -> dict[str, float]:
+    """MUSE-style MIAs on documents: forget vs holdout texts (first `max_length` tokens), PrivLeak with `reference`."""
+    from ..models.lm_format import encode_text, pad_id
+
+    def tf(m: nn.Module, s: str) -> TokenStats:
+        feats = [encode_text(tokenizer, t, max_length=cfg.max_length) for t in docs[s]]
+        return cache.get(m, ("doc", s, _fingerprint(docs[s], cfg.max_length)),
+                         lambda: teacher_forced(m, feats, pad_id(tokenizer), cfg.batch_size))
+
+    res = mia_aucs(tf(model, "forget"), tf(model, "holdout"), docs["forget"], docs["holdout"],
+                   drop_last=cfg.drop_last_token)
+    if reference is not None:
+        ref_auc = auc(mink_score(token_view(tf(reference, "forget"), cfg.drop_last_token)),
+                      mink_score(token_view(tf(reference, "holdout"), cfg.drop_last_token)))
+        res["PrivLeak"] = M.privleak(res["MIA-MinK"], ref_auc)
+    return res
+
+
+__all__ = ["SPLITS", "UTILITY_SPLITS", "LMEvalConfig", "LMOutputCache", "SplitOutputs", "eval_config", "evaluate_lm",
+           "greedy_answers", "protocol", "rows_of", "split_outputs"]

@@ -75,12 +75,22 @@ def auc(forget_scores: np.ndarray, holdout_scores: np.ndarray) -> float:
 ATTACKS = {"LOSS": loss_score, "MinK": mink_score, "MinK++": minkpp_score}
 
 
+def token_view(stats: TokenStats, drop_last: bool = True) -> TokenStats:
+    """The tokens Min-K% / Min-K%++ read: without each example's final labelled token (OpenUnlearning) or all."""
+    return stats.drop_last() if drop_last else stats
+
+
 def mia_aucs(forget: TokenStats, holdout: TokenStats, forget_texts: Sequence[str],
-             holdout_texts: Sequence[str]) -> dict[str, float]:
-    """AUC forget-vs-holdout for LOSS, ZLib, Min-K% and Min-K%++ (keys 'MIA-LOSS', 'MIA-ZLib', ...)."""
-    out = {f"MIA-{name}": auc(fn(forget), fn(holdout)) for name, fn in ATTACKS.items()}
+             holdout_texts: Sequence[str], *, drop_last: bool = True) -> dict[str, float]:
+    """AUC forget-vs-holdout for LOSS, ZLib, Min-K% and Min-K%++ (keys 'MIA-LOSS', 'MIA-ZLib', ...).
+
+    LOSS and ZLib read every answer token (OpenUnlearning's `evaluate_probability`); Min-K% and Min-K%++ drop each
+    example's final labelled token (its EOS) when `drop_last` (OpenUnlearning's `tokenwise_logprobs`)."""
+    out = {"MIA-LOSS": auc(loss_score(forget), loss_score(holdout))}
+    f, h = token_view(forget, drop_last), token_view(holdout, drop_last)
+    out |= {"MIA-MinK": auc(mink_score(f), mink_score(h)), "MIA-MinK++": auc(minkpp_score(f), minkpp_score(h))}
     out["MIA-ZLib"] = auc(zlib_score(forget, forget_texts), zlib_score(holdout, holdout_texts))
     return {k: out[k] for k in ("MIA-LOSS", "MIA-ZLib", "MIA-MinK", "MIA-MinK++")}
 
 
-__all__ = ["MINK_K", "auc", "loss_score", "mia_aucs", "mink_score", "minkpp_score", "zlib_score"]
+__all__ = ["MINK_K", "auc", "loss_score", "mia_aucs", "mink_score", "minkpp_score", "token_view", "zlib_score"]

@@ -61,6 +61,18 @@ class TokenStats:
         """Length-normalised probability p̄ = exp(−mean NLL)."""
         return np.exp(-self.nll)
 
+    def drop_last(self) -> TokenStats:
+        """The statistics without each example's final answer token (its EOS when the answer ends in one).
+
+        OpenUnlearning's `tokenwise_logprobs` (Min-K%, Min-K%++, exact memorisation, extraction strength) keeps the
+        labelled positions up to the second-to-last one, so the final labelled token never counts there. An
+        example with a single answer token keeps it (the reference would score an empty sequence)."""
+        lens = self.lengths
+        keep = np.ones(len(self.logprob), dtype=bool)
+        keep[self.offsets[1:][lens > 1] - 1] = False
+        offsets = np.concatenate([[0], np.cumsum(np.where(lens > 1, lens - 1, lens))]).astype(np.int64)
+        return TokenStats(self.logprob[keep], self.correct[keep], self.mu[keep], self.var[keep], offsets)
+
     def select(self, idx: Sequence[int] | np.ndarray) -> TokenStats:
         """The statistics of examples `idx`, in that order."""
         idx = np.asarray(idx, dtype=np.int64)

@@ -13,6 +13,8 @@ the LM extras below travel in RunSpec.options):
   eval_rows  score retain / real_authors / world_facts on a seeded subset of this many rows (0 = all; D_f and the
            holdout authors stay complete), as TOFU scores a retain subset
   system_prompt  system turn before every question (None = the template's own; SmolLM2's costs 18 tokens)
+  eval     evaluation protocol overrides (eval/lm_eval.py LMEvalConfig: max_new_tokens, utility_sets, knowmem, ...);
+           the defaults are the reference code's, and every record stores the protocol used under "eval"
 Each record: {"spec", "metrics", "timings": {"wall_s", "cpu_s", "eval_s", "attack_s"}, "memory", "env"};
 'original' (the target, timings.finetune_s) and 'retrain' (the retain-only oracle) are included unless baselines=False.
 """
@@ -191,6 +193,7 @@ class LMSetup:
     eval_rows: dict[str, list[dict]] = dataclasses.field(default_factory=dict)
     cache: Any = None  # an LMOutputCache shared by every evaluation of this setup (oracle passes run once)
     attacks: AttackRunner | None = None
+    eval_cfg: Any = None  # the LMEvalConfig of the spec's `eval` options
 
 
 def parse_dataset(name: str) -> dict[str, Any]:
@@ -253,7 +256,7 @@ def finetune_role(lb: LMBase, which: str, *, seed: int, store=None, cache_dir: s
 def prepare_lm(spec: dict[str, Any], *, store=None, progress: Progress | None = None,
                cache_dir: str | Path | None = None, seed: int = 0, source: LMSource | None = None) -> LMSetup:
     """Load base model and data (load_base), fine-tune (or load cached) target and oracle: an LMSetup."""
-    from ..eval.lm_eval import LMOutputCache
+    from ..eval.lm_eval import LMOutputCache, eval_config
 
     lb = load_base(spec, progress=progress, source=source)
     target, target_s = finetune_role(lb, "target", seed=seed, store=store, cache_dir=cache_dir, progress=progress)
@@ -265,7 +268,7 @@ def prepare_lm(spec: dict[str, Any], *, store=None, progress: Progress | None = 
     return LMSetup(lb.data, lb.tokenizer, lb.task, lb.base, target, oracle,
                    {"load_s": lb.load_s, "target_s": target_s, "oracle_s": oracle_s},
                    evaluation_rows(lb.data, int(spec.get("eval_rows") or 0), int(spec.get("split_seed", 0))),
-                   LMOutputCache(), runner)
+                   LMOutputCache(), runner, eval_config(spec.get("eval")))
 
 
 def lm_method_names(requested: list[str] | tuple[str, ...]) -> list[str]:
@@ -301,7 +304,7 @@ def _evaluate(model: nn.Module, setup: LMSetup) -> dict[str, float]:
     from ..eval.lm_eval import evaluate_lm
 
     return evaluate_lm(model, setup.tokenizer, setup.eval_rows or setup.data, reference=setup.oracle,
-                       target=setup.target, cache=setup.cache)
+                       target=setup.target, cache=setup.cache, config=setup.eval_cfg)
 
 
 def record_spec(spec: dict, method: str, seed: int, config: dict, digest: str | None = None) -> dict[str, Any]:
@@ -322,6 +325,10 @@ def record_spec(spec: dict, method: str, seed: int, config: dict, digest: str | 
         out["data_digest"] = digest
     if spec.get("system_prompt") is not None:
         out["system_prompt"] = spec["system_prompt"]
+    if spec.get("eval"):
+        from ..eval.lm_eval import eval_config
+
+        out["eval"] = to_dict(eval_config(spec["eval"]))
     return out
 
 

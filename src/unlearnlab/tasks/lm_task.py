@@ -12,6 +12,7 @@ from ..config import build, to_dict
 from ..distributed import on_main
 from ..engine.events import collect_curves, emit
 from ..engine.records import count_steps, make_record
+from ..eval.lm_eval import eval_config, protocol
 from ..spec import RunSpec
 from .base import Plan
 from .lm import (
@@ -58,6 +59,7 @@ class QATask:
         attack_configs(parse_attacks(d.get("attacks")), family(d.get("model") or "smollm2"), d.get("attack_options"))
         configs = {n: to_dict(build(METHODS.get(n).config, method_overrides(d, n), what=n)) for n in names}
         finetune_config(d.get("model") or "smollm2", d.get("recipe"))
+        eval_config(d.get("eval"))
         source = lm_source(d.get("dataset", "qa"), d.get("forget"), int(d.get("split_seed", 0)))
         baselines = ["original", "retrain"] if d.get("baselines", True) else []
         plan = Plan(methods=baselines + names)
@@ -110,7 +112,7 @@ class QATask:
         setup = LMSetup(lb.data, lb.tokenizer, lb.task, lb.base, target, oracle,
                         {"load_s": lb.load_s, "target_s": target_s, "oracle_s": oracle_s},
                         evaluation_rows(lb.data, int(d.get("eval_rows") or 0), int(d.get("split_seed", 0))),
-                        LMOutputCache(), runner)
+                        LMOutputCache(), runner, eval_config(d.get("eval")))
         self._setups[key] = setup
         while len(self._setups) > 1:
             self._setups.popitem(last=False)
@@ -137,14 +139,15 @@ class QATask:
         _say(f"{method} (seed {seed}): " + ", ".join(f"{k} {metrics[k]:.3f}" for k in SHOWN if k in metrics))
         return make_record(rspec, {**metrics, "RTE": wall}, {"wall_s": wall, "cpu_s": cpu, "opt_steps": steps,
                                                              **extra}, setup.task.device,
-                           **({"curves": curves} if curves else {}))
+                           eval=protocol(setup.eval_cfg), **({"curves": curves} if curves else {}))
 
     def floor(self, spec: RunSpec, seed: int, other: int, store, rspec: dict) -> dict[str, Any]:
         """The oracle of seed `other` scored against the oracle (and target) of `seed`: the noise floor."""
         setup = self.setup(spec, seed, store)
         other_oracle, _ = finetune_role(self._base(spec), "oracle", seed=other, store=store, progress=_say)
         metrics = on_main(_measure, other_oracle, setup, {})  # [distributed] rank 0 evaluates
-        return make_record(rspec, metrics, {"wall_s": 0.0, "cpu_s": 0.0, "opt_steps": 0}, setup.task.device)
+        return make_record(rspec, metrics, {"wall_s": 0.0, "cpu_s": 0.0, "opt_steps": 0}, setup.task.device,
+                           eval=protocol(setup.eval_cfg))
 
 
 def run_lm(spec: dict[str, Any], *, store=None, progress=None, resume: bool = True,
