@@ -23,6 +23,9 @@ def test_run_lm_records_store_and_resume(tmp_path):
     key = "forget_ROUGE" if "forget_ROUGE" in m_orig else "forget_NLL"
     # the target memorised the forget authors, the oracle never saw them
     assert (m_orig[key] > m_oracle[key]) == (key == "forget_ROUGE")
+    # a target that memorised D_f draws no "did not learn" warning; 4 forget questions do draw the KS one
+    assert not any("did not learn" in w for w in by["original"].get("warnings", []))
+    assert any("at most 5 distinct p-values" in w for w in by["original"]["warnings"]), by["original"].get("warnings")
     assert store.count_runs() == 3
     msgs.clear()
     again = run_lm(SPEC, store=store, progress=msgs.append)

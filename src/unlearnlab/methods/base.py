@@ -57,11 +57,25 @@ def get_method(name: str) -> Method:
     return METHODS.get(name)
 
 
+def with_preset(config: type, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """`overrides` over the values of the preset they name (overrides['preset'], a key of config.PRESETS), for a
+    config class that declares presets; else `overrides` unchanged."""
+    out = dict(overrides or {})
+    presets = getattr(config, "PRESETS", None)
+    if not presets or out.get("preset") is None:
+        return out
+    if out["preset"] not in presets:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"preset must be one of {', '.join(presets)}. Got {out['preset']!r} instead.")
+    return {**presets[out["preset"]], **out}
+
+
 def run_method(name: str, model: nn.Module, data, task, overrides: dict[str, Any] | None = None,
                ctx: MethodContext | None = None) -> nn.Module:
     """Build the config from defaults + overrides and apply method `name` to a copy of `model`."""
     m = get_method(name)
-    cfg = C.build(m.config, overrides, what=name)
+    cfg = C.build(m.config, with_preset(m.config, overrides), what=name)
     import copy
 
     work = copy.deepcopy(model)

@@ -19,6 +19,9 @@ class GAConfig(FinetuneConfig):
                             "from a source: log 1e-5..1e-2, spanning the README's 1e-4)", low=0.0,
                       search=("log", 1e-5, 1e-2))
     schedule: str = param("constant", "learning-rate schedule", choices=("constant", "cosine", "step", "linear"))
+    warmup: float = param(0.0, "fraction of the steps with a linear warm-up (classifiers: none; on a causal LM, GA "
+                               "takes the LM methods' defaults, OpenUnlearning's TOFU experiment: 0.1 = 1 of 10 "
+                               "epochs, lr 1e-5, AdamW, weight decay 0.01, batch 32)", low=0.0, high=1.0)
 
 
 @register("ga", GAConfig, "Gradient ascent on the forget set",

@@ -15,7 +15,9 @@ from .base import MethodContext, register
 class IdkDPOConfig(LMUnlearnConfig):
     """IdkDPO (Maini et al. 2024 TOFU; DPO of Rafailov et al. 2023): -(2/β)·log σ(β·[(ℓ_θ - ℓ_ref)(y_idk) -
     (ℓ_θ - ℓ_ref)(y_forget)]) with summed answer log-probabilities and π_ref the input model, + α·NLL(D_r).
-    Defaults β=0.1, α=γ=1 (OpenUnlearning DPO); the 2/β scale follows OpenUnlearning's compute_dpo_loss."""
+    Defaults β=0.1, α=γ=1 (OpenUnlearning DPO.yaml); the 2/β scale follows OpenUnlearning's compute_dpo_loss.
+    Deviation: each forget question keeps one seeded refusal for the run (ℓ_ref of the refusals is computed once);
+    OpenUnlearning's QAwithIdkDataset draws a new refusal at every read (IdkNLL offers that as idk_draw)."""
 
     beta: float = param(0.1, "DPO inverse temperature β (0.1; search: ours, log 0.01..1)", low=1e-8,
                         search=("log", 0.01, 1.0))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -18,9 +19,11 @@ from .base import MethodContext, register
 @dataclasses.dataclass(frozen=True)
 class RMUConfig(LMUnlearnConfig):
     """RMU (Li et al. 2024, 'The WMDP Benchmark', §5): loss = ‖h_l(x_f) - c·u‖² + α‖h_l(x_r) - h_l^frozen(x_r)‖²
-    with u a random unit vector, updating only the MLP down-projections of blocks l-2..l. Defaults are WMDP's
-    (Zephyr-7B): l=7, c=6.5, α=1200, lr 5e-5 (they depend on the model's activation scale; OpenUnlearning uses
-    c=300, α=1000 on TOFU). Models with fewer than l+1 blocks use their middle block. As in OpenUnlearning, the
+    with u a random unit vector. preset='wmdp' (default) takes WMDP's settings (Zephyr-7B): l=7, c=6.5, α=1200,
+    lr 5e-5, only the MLP down-projections of blocks l-2..l trained. preset='tofu' takes OpenUnlearning's TOFU RMU
+    (configs/trainer/RMU.yaml + experiment/unlearn/tofu/default.yaml @ d3d7cf9): l=7, c=2, α=1, every parameter
+    trained, lr 1e-5, weight decay 0.01, 10 epochs with one warm-up epoch, batch 32. Fields set explicitly beside
+    the preset win over it. Models with fewer than l+1 blocks use their middle block. As in OpenUnlearning, the
     squared errors are averaged over answer tokens (labels != -100: all tokens of a plain document).
     adaptive_scale > 0 gives Adaptive RMU (Dang et al. 2025, 'On Effects of Steering Latent Representation for
     Large Language Model Unlearning', AAAI; scale 5): c = scale x the mean norm of block l's output on D_f,
@@ -28,17 +31,32 @@ class RMUConfig(LMUnlearnConfig):
     over all of D_f's answer tokens under the frozen model, not over the first batch's tokens (same model at step
     0; independent of batch order and padding)."""
 
-    lr: float = param(5e-5, "learning rate (WMDP: 5e-5; search: log 1e-5..1e-2, up to the SmolLM2 preset's 1e-2)",
-                      low=0.0, search=("log", 1e-5, 1e-2))
-    layer: int = param(7, "block whose output is steered (WMDP: 7; clamped to the middle block of small models)",
-                       low=0)
-    steering_coeff: float = param(6.5, "norm c of the control vector (WMDP Zephyr-7B: 6.5; search: log 1..20, "
-                                       "spanning OpenUnlearning's TOFU c=2, REFERENCES)", low=0.0,
-                                  search=("log", 1.0, 20.0))
-    alpha: float = param(1200.0, "weight of the retain activation-matching term (WMDP: 1200; search: log 1..1200, "
-                                 "from OpenUnlearning's TOFU α=1 to WMDP's, REFERENCES)", low=0.0,
-                         search=("log", 1.0, 1200.0))
-    weight_decay: float = param(0.0, "weight decay (WMDP uses AdamW without decay)", low=0.0)
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "wmdp": {"steering_coeff": 6.5, "alpha": 1200.0, "layer": 7, "trainable": "mlp", "lr": 5e-5,
+                 "weight_decay": 0.0, "warmup": 0.0, "adaptive_scale": 0.0},
+        "tofu": {"steering_coeff": 2.0, "alpha": 1.0, "layer": 7, "trainable": "all", "lr": 1e-5,
+                 "weight_decay": 0.01, "epochs": 10, "warmup": 0.1, "batch_size": 32, "schedule": "linear",
+                 "adaptive_scale": 0.0},
+    }
+
+    preset: str = param("wmdp", "settings the other fields default to: wmdp (WMDP, Li et al. 2024: c=6.5, α=1200, "
+                                "lr 5e-5, MLP down-projections of blocks l-2..l) or tofu (OpenUnlearning @ d3d7cf9 "
+                                "TOFU: c=2, α=1, all parameters, lr 1e-5, wd 0.01, 10 epochs, 1 warm-up epoch); "
+                                "fields given explicitly win (spec: overrides: {rmu: {preset: tofu}})",
+                        choices=("wmdp", "tofu"))
+    lr: float = param(5e-5, "learning rate (WMDP: 5e-5; tofu preset: 1e-5; search: log 1e-5..1e-2, up to the "
+                            "SmolLM2 preset's 1e-2)", low=0.0, search=("log", 1e-5, 1e-2))
+    layer: int = param(7, "block whose output is steered (WMDP and OpenUnlearning: 7; clamped to the middle block "
+                          "of small models)", low=0)
+    steering_coeff: float = param(6.5, "norm c of the control vector (WMDP Zephyr-7B: 6.5; OpenUnlearning TOFU: 2; "
+                                       "search: log 1..20)", low=0.0, search=("log", 1.0, 20.0))
+    alpha: float = param(1200.0, "weight of the retain activation-matching term (WMDP: 1200; OpenUnlearning TOFU: "
+                                 "1; search: log 1..1200)", low=0.0, search=("log", 1.0, 1200.0))
+    trainable: str = param("mlp", "parameters trained: mlp (MLP down-projections of blocks l-2..l, WMDP) or all "
+                                  "(every parameter, OpenUnlearning's RMU.yaml for TOFU)", choices=("mlp", "all"))
+    weight_decay: float = param(0.0, "weight decay (WMDP: AdamW without decay; tofu preset: 0.01)", low=0.0)
+    warmup: float = param(0.0, "fraction of the steps with a linear warm-up (WMDP: none; tofu preset: 1 epoch of "
+                               "10 = 0.1)", low=0.0, high=1.0)
     adaptive_scale: float = param(0.0, "Adaptive RMU (Dang et al. 2025): c = scale x mean ‖h_l(D_f)‖; replaces "
                                   "steering_coeff when > 0 (paper: 5; 0 = off)", low=0.0)
 
@@ -94,7 +112,7 @@ def _masked_mse(h: torch.Tensor, target: torch.Tensor, batch: dict) -> torch.Ten
           "Li et al. 2024, 'The WMDP Benchmark: Measuring and Reducing Malicious Use With Unlearning'",
           kinds=("lm",))
 def rmu(model, data, cfg: RMUConfig, task, ctx: MethodContext):
-    """Minimise ‖h_l(x_f) − c·u‖² + α‖h_l(x_r) − h_l^θ0(x_r)‖² over down_proj of blocks l-2..l."""
+    """Minimise ‖h_l(x_f) − c·u‖² + α‖h_l(x_r) − h_l^θ0(x_r)‖² over down_proj of blocks l-2..l (or everything)."""
     n_blocks = len(decoder_layers(model))
     layer = cfg.layer if cfg.layer < n_blocks else n_blocks // 2
     frozen = frozen_copy(model)
@@ -124,5 +142,7 @@ def rmu(model, data, cfg: RMUConfig, task, ctx: MethodContext):
             p.requires_grad_(id(p) in keep)
         return chosen
 
+    if cfg.trainable == "all":
+        return run_forget_retain(model, data, cfg, task, ctx, "rmu", forget_loss, alpha=0.0)
     return run_forget_retain(model, data, cfg, task, ctx, "rmu", forget_loss, alpha=0.0, params=params,
                              lora_targets=rf".*layers\.({blocks})\.mlp\.down_proj")

@@ -285,17 +285,24 @@ def lm_method_names(requested: list[str] | tuple[str, ...]) -> list[str]:
 
 
 def method_overrides(spec: dict[str, Any], name: str) -> dict[str, Any]:
-    """Config overrides of `name`: model-family preset, then spec epochs/lr, then spec overrides[name]."""
+    """Config overrides of `name`, later layers winning: the LM optimisation defaults (for a method whose config
+    is the classifier's, e.g. GA), the model family's preset, the method's named preset (overrides[name]['preset'],
+    e.g. RMU's 'tofu'), spec epochs/lr, then the other fields of spec overrides[name]."""
     from ..config import fields
     from ..methods import METHODS
+    from ..methods._lm_common import LMUnlearnConfig, lm_training_defaults
+    from ..methods.base import with_preset
 
-    known = {f.name for f in fields(METHODS.get(name).config)}
+    cls = METHODS.get(name).config
+    known = {f.name for f in fields(cls)}
     presets = METHOD_PRESETS.get(family(spec.get("model") or "smollm2"), {})
-    # GA shares the classifier config (SGD defaults); for LMs use TOFU's unlearning optimiser instead.
-    base = {"optimizer": "adamw", "weight_decay": 0.01, "schedule": "linear"} if name == "ga" else {}
-    out = {k: v for k, v in {**base, **presets.get("*", {}), **presets.get(name, {})}.items() if k in known}
+    user = dict((spec.get("overrides") or {}).get(name, {}))
+    # GA shares the classifier config (SGD, lr 1e-3, batch 128): on an LM it trains like every other LM method
+    base = {} if issubclass(cls, LMUnlearnConfig) else lm_training_defaults()
+    named = with_preset(cls, {"preset": user["preset"]}) if user.get("preset") is not None else {}
+    out = {k: v for k, v in {**base, **presets.get("*", {}), **presets.get(name, {}), **named}.items() if k in known}
     out.update({k: spec[k] for k in ("epochs", "lr") if spec.get(k) is not None and k in known})
-    out.update((spec.get("overrides") or {}).get(name, {}))
+    out.update(user)
     return out
 
 

@@ -32,6 +32,7 @@ from .lm import (
     parse_attacks,
     record_spec,
 )
+from .lm_checks import setup_warnings, unchanged_warning
 
 # spec keys that define the fine-tuned target / oracle (so their job keys change when any of them changes)
 _MODEL_KEYS = ("model", "dataset", "forget", "split_seed", "recipe", "system_prompt", "max_length", "device")
@@ -137,9 +138,13 @@ class QATask:
         # [distributed] evaluation is not data parallel: rank 0 evaluates, the other ranks wait for its metrics
         metrics, extra = on_main(lambda: (_measure(model, setup, extra), extra))
         _say(f"{method} (seed {seed}): " + ", ".join(f"{k} {metrics[k]:.3f}" for k in SHOWN if k in metrics))
+        warns = on_main(_warnings, method, model, setup, metrics)
+        for w in warns:
+            emit("warning", text=w)
         return make_record(rspec, {**metrics, "RTE": wall}, {"wall_s": wall, "cpu_s": cpu, "opt_steps": steps,
                                                              **extra}, setup.task.device,
-                           eval=protocol(setup.eval_cfg), **({"curves": curves} if curves else {}))
+                           eval=protocol(setup.eval_cfg), **({"curves": curves} if curves else {}),
+                           **({"warnings": warns} if warns else {}))
 
     def floor(self, spec: RunSpec, seed: int, other: int, store, rspec: dict) -> dict[str, Any]:
         """The oracle of seed `other` scored against the oracle (and target) of `seed`: the noise floor."""
@@ -148,6 +153,25 @@ class QATask:
         metrics = on_main(_measure, other_oracle, setup, {})  # [distributed] rank 0 evaluates
         return make_record(rspec, metrics, {"wall_s": 0.0, "cpu_s": 0.0, "opt_steps": 0}, setup.task.device,
                            eval=protocol(setup.eval_cfg))
+
+
+def _forget_metrics(model, setup: LMSetup) -> dict[str, float] | None:
+    """`model`'s metrics on the forget split only (QA rows; None for a document corpus), sharing the setup's cache."""
+    from ..eval.lm_eval import evaluate_lm
+
+    if not setup.eval_rows:
+        return None
+    return evaluate_lm(model, setup.tokenizer, setup.eval_rows, splits=("forget",), cache=setup.cache,
+                       config=setup.eval_cfg, knowmem=False)
+
+
+def _warnings(method: str, model, setup: LMSetup, metrics: dict[str, float]) -> list[str]:
+    """The sanity warnings of one record (tasks/lm_checks.py): set-up warnings on 'original', unchanged on methods."""
+    if method == "original":
+        return setup_warnings(metrics, _forget_metrics(setup.oracle, setup), setup.eval_rows.get("forget", []))
+    if method == "retrain":
+        return []
+    return unchanged_warning(method, model, setup.target, metrics, lambda: _forget_metrics(setup.target, setup))
 
 
 def run_lm(spec: dict[str, Any], *, store=None, progress=None, resume: bool = True,
