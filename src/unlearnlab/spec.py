@@ -25,7 +25,7 @@ DEFAULT_RECIPES: dict[str, dict[str, Any]] = {
     "imagefolder": {"epochs": 30, "lr": 0.05, "batch_size": 64, "augment": True},
 }
 LM_OPTIONS = frozenset({"epochs", "lr", "eval_rows", "system_prompt", "attack_options", "baselines", "max_length",
-                        "eval"})
+                        "eval", "trajectory"})
 DEFAULT_MODELS = {"digits": "mlp", "blobs": "mlp", "cifar10-dev": "fastcnn",
                   "cifar10": "resnet18", "imagefolder": "cnn"}
 

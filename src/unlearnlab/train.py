@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from . import distributed
 from .config import param
 from .data.core import batches
-from .engine.events import record_loss, training_step
+from .engine.events import epoch_end, record_loss, training_step
 from .errors import ConfigError, DivergenceError
 from .seeding import torch_generator
 
@@ -178,6 +178,7 @@ def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, task, *, seed: i
             record_loss(what, step, loss)
         if on_epoch is not None:
             on_epoch(epoch, model)
+        epoch_end(what, epoch + 1, model)
     if ema is not None:
         ema.copy_to(model)
     if cfg.channels_last:

@@ -48,3 +48,18 @@ def test_bad_specs_fail_clearly():
 def test_method_overrides_layering():
     ov = method_overrides({**SPEC, "lr": 5e-4, "overrides": {"npo": {"beta": 0.2}}}, "npo")
     assert ov["lr"] == 5e-4 and ov["beta"] == 0.2 and ov["epochs"] == 2 and ov["batch_size"] == 8
+
+
+def test_trajectory_scores_every_epoch_without_changing_the_method(tmp_path):
+    """trajectory: true evaluates after each unlearning epoch; the method's weights and final metrics are those of
+    the same run without it, and the evaluation seconds are not counted as the method's."""
+    spec = {**SPEC, "methods": ["ga"], "epochs": 3, "baselines": False}
+    plain = run_lm(spec)
+    traced = run_lm({**spec, "trajectory": True})
+    same = {k: v for k, v in plain[0]["metrics"].items() if k != "RTE"}  # RTE: wall seconds
+    assert same == pytest.approx({k: traced[0]["metrics"][k] for k in same}, nan_ok=True)
+    points = traced[0]["trajectory"]
+    assert [p["epoch"] for p in points] == [1, 2, 3] and "trajectory" not in plain[0]
+    assert points[-1]["forget_ROUGE"] == pytest.approx(traced[0]["metrics"]["forget_ROUGE"])
+    assert {"forget_ROUGE", "forget_Prob", "Model Utility", "Forget Quality"} <= set(points[0])
+    assert traced[0]["spec"]["trajectory"] is True and traced[0]["timings"]["trajectory_s"] > 0

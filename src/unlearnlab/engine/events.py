@@ -77,6 +77,28 @@ def collect_curves(max_points: int = 200) -> Iterator[dict[str, list[list[float]
             box[name] = pts[::k] if k > 1 else pts
 
 
+_epoch = threading.local()
+
+
+@contextmanager
+def epoch_hook(fn: Callable[[str, int, Any], None]) -> Iterator[None]:
+    """Call fn(what, epoch, model) after every epoch of every train() call inside the block (e.g. to evaluate an
+    unlearning trajectory); the model is the one being trained, in whatever mode training left it."""
+    old = getattr(_epoch, "fn", None)
+    _epoch.fn = fn
+    try:
+        yield
+    finally:
+        _epoch.fn = old
+
+
+def epoch_end(what: str, epoch: int, model: Any) -> None:
+    """Run the active epoch hook, if any (train() calls this after each epoch; epochs count from 1)."""
+    fn = getattr(_epoch, "fn", None)
+    if fn is not None:
+        fn(what, epoch, model)
+
+
 def record_loss(what: str, step: int, loss: Any) -> None:
     """Append (step, loss) to the active curve collector (no-op, and no device sync, without one)."""
     box = getattr(_curves, "box", None)

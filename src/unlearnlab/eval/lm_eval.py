@@ -10,7 +10,8 @@ Returned keys (ROUGE and probabilities in [0, 1]):
 - forget_Prob / retain_Prob: mean p̄(a|q); forget_ROUGE / retain_ROUGE: ROUGE-L recall with stemming of greedy
   answers of up to `max_new_tokens` = 200 tokens (TOFU / OpenUnlearning).
 - forget_TruthRatio: mean min(R, 1/R) on D_f; retain_TruthRatio (and real_authors_*, world_facts_*): TR-score.
-- Forget Quality: KS-test p-value of R on D_f against `reference` (the retain oracle). Needs `reference`.
+- Forget Quality: KS-test p-value of R on D_f against `reference` (the retain oracle); Forget KS: the KS statistic D
+  itself (its p-value takes few distinct values on a small D_f). Need `reference`.
 - Model Utility: harmonic mean of the nine {Prob, ROUGE, TR-score} x {retain, real authors, world facts}, each also
   reported ({split}_Prob / _ROUGE / _TruthRatio). A missing set or a NaN component is a DataError unless the
   caller names the sets it accepts (`utility_sets`, recorded with every run); data with none of the three sets
@@ -269,6 +270,7 @@ def evaluate_lm(model: nn.Module, tokenizer: Any, data: Any, *, reference: nn.Mo
         ref_fo = tf(reference, "forget")
         if fo.p_perturbed is not None:
             res["Forget Quality"] = M.forget_quality(_truth(fo), _truth(ref_fo))
+            res["Forget KS"] = M.forget_ks(_truth(fo), _truth(ref_fo))
         if "holdout" in splits:
             ref_auc = auc(mink_score(token_view(ref_fo.answer, cfg.drop_last_token)),
                           mink_score(token_view(tf(reference, "holdout").answer, cfg.drop_last_token)))

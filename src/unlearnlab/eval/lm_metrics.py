@@ -75,6 +75,14 @@ def forget_quality(ratios: np.ndarray, oracle_ratios: np.ndarray) -> float:
     return float(ks_2samp(a, b).pvalue)
 
 
+def forget_ks(ratios: np.ndarray, oracle_ratios: np.ndarray) -> float:
+    """The KS statistic D behind Forget Quality (0 = same distribution as the oracle's R, 1 = disjoint): with few
+    forget examples the p-value takes few distinct values, so D is reported beside it."""
+    a, b = np.asarray(ratios, dtype=np.float64), np.asarray(oracle_ratios, dtype=np.float64)
+    check(len(a) > 0 and len(b) > 0, DataError, "Forget Quality needs truth ratios on at least one forget example.")
+    return float(ks_2samp(a, b).statistic)
+
+
 def harmonic_mean(values: Sequence[float]) -> float:
     """Harmonic mean of non-negative values (0 if any is 0; NaN entries are skipped)."""
     v = np.asarray([x for x in values if not np.isnan(x)], dtype=np.float64)
@@ -129,6 +137,7 @@ def recovery(m_relearned: float, m_unlearned: float, m_target: float) -> float:
 __all__ = [
     "exact_memorization",
     "extraction_strength",
+    "forget_ks",
     "forget_quality",
     "forget_truth_ratio",
     "harmonic_mean",

@@ -15,6 +15,8 @@ the LM extras below travel in RunSpec.options):
   system_prompt  system turn before every question (None = the template's own; SmolLM2's costs 18 tokens)
   eval     evaluation protocol overrides (eval/lm_eval.py LMEvalConfig: max_new_tokens, utility_sets, knowmem, ...);
            the defaults are the reference code's, and every record stores the protocol used under "eval"
+  trajectory  evaluate every method after each of its epochs (record key "trajectory": forget ROUGE / Prob, Model
+           Utility, Forget Quality per epoch), so methods can be compared at matched forgetting
 Each record: {"spec", "metrics", "timings": {"wall_s", "cpu_s", "eval_s", "attack_s"}, "memory", "env"};
 'original' (the target, timings.finetune_s) and 'retrain' (the retain-only oracle) are included unless baselines=False.
 """
@@ -332,6 +334,8 @@ def record_spec(spec: dict, method: str, seed: int, config: dict, digest: str | 
         out["data_digest"] = digest
     if spec.get("system_prompt") is not None:
         out["system_prompt"] = spec["system_prompt"]
+    if spec.get("trajectory"):
+        out["trajectory"] = True
     if spec.get("eval"):
         from ..eval.lm_eval import eval_config
 

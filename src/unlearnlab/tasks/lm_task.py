@@ -2,6 +2,7 @@
 robustness attacks. The recipes, presets and fine-tuning live in tasks/lm.py, the attacks in tasks/lm_attacks.py."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -10,7 +11,7 @@ from typing import Any
 
 from ..config import build, to_dict
 from ..distributed import on_main
-from ..engine.events import collect_curves, emit
+from ..engine.events import collect_curves, emit, epoch_hook
 from ..engine.records import count_steps, make_record
 from ..eval.lm_eval import eval_config, protocol
 from ..spec import RunSpec
@@ -131,20 +132,23 @@ class QATask:
             model, wall = setup.oracle, setup.timings["oracle_s"]
         else:
             t0, c0 = time.perf_counter(), time.process_time()
-            with count_steps() as box, collect_curves() as curves:
+            hook = _trajectory(setup, extra) if spec.lm_dict().get("trajectory") else contextlib.nullcontext()
+            with count_steps() as box, collect_curves() as curves, hook:
                 model = run_method(method, setup.target, setup.data, setup.task,
                                    method_overrides(spec.lm_dict(), method), MethodContext(seed=seed))
             wall, cpu, steps = time.perf_counter() - t0, time.process_time() - c0, box[0]
+            wall -= extra.get("trajectory_s", 0.0)  # the per-epoch evaluations are not the method's cost
         # [distributed] evaluation is not data parallel: rank 0 evaluates, the other ranks wait for its metrics
         metrics, extra = on_main(lambda: (_measure(model, setup, extra), extra))
         _say(f"{method} (seed {seed}): " + ", ".join(f"{k} {metrics[k]:.3f}" for k in SHOWN if k in metrics))
+        traj = extra.pop("trajectory", None)
         warns = on_main(_warnings, method, model, setup, metrics)
         for w in warns:
             emit("warning", text=w)
         return make_record(rspec, {**metrics, "RTE": wall}, {"wall_s": wall, "cpu_s": cpu, "opt_steps": steps,
                                                              **extra}, setup.task.device,
                            eval=protocol(setup.eval_cfg), **({"curves": curves} if curves else {}),
-                           **({"warnings": warns} if warns else {}))
+                           **({"warnings": warns} if warns else {}), **({"trajectory": traj} if traj else {}))
 
     def floor(self, spec: RunSpec, seed: int, other: int, store, rspec: dict) -> dict[str, Any]:
         """The oracle of seed `other` scored against the oracle (and target) of `seed`: the noise floor."""
@@ -153,6 +157,29 @@ class QATask:
         metrics = on_main(_measure, other_oracle, setup, {})  # [distributed] rank 0 evaluates
         return make_record(rspec, metrics, {"wall_s": 0.0, "cpu_s": 0.0, "opt_steps": 0}, setup.task.device,
                            eval=protocol(setup.eval_cfg))
+
+
+TRAJECTORY = ("forget_ROUGE", "forget_Prob", "retain_ROUGE", "Model Utility", "Forget Quality")
+
+
+@contextlib.contextmanager
+def _trajectory(setup: LMSetup, extra: dict):
+    """Evaluate the model after each epoch of the method's training (a fresh output cache each time: the weights
+    change under the same object); points go to extra['trajectory'], their seconds to extra['trajectory_s']."""
+    from ..eval.lm_eval import LMOutputCache, evaluate_lm
+
+    points: list[dict[str, float]] = []
+    extra["trajectory"], extra["trajectory_s"] = points, 0.0
+
+    def at_epoch(what: str, epoch: int, model) -> None:
+        t0 = time.perf_counter()
+        m = on_main(lambda: evaluate_lm(model, setup.tokenizer, setup.eval_rows or setup.data, reference=setup.oracle,
+                                        cache=LMOutputCache(), config=setup.eval_cfg, knowmem=False))
+        points.append({"epoch": epoch, "what": what, **{k: m[k] for k in TRAJECTORY if k in m}})
+        extra["trajectory_s"] += time.perf_counter() - t0
+
+    with epoch_hook(at_epoch):
+        yield
 
 
 def _forget_metrics(model, setup: LMSetup) -> dict[str, float] | None:
