@@ -1,22 +1,24 @@
-"""Language-model benchmark: TOFU-style fictitious authors on SmolLM2-135M-Instruct, forget 10% of the authors.
+"""Language-model benchmark: TOFU-style fictitious authors, every LM method under one rule, over several seeds.
 
-Fine-tunes the target (all QA) and the retain oracle (retain QA only), runs every LM method from the target, scores
-each against the oracle (Forget Quality, Model Utility, forget/retain ROUGE, forget Prob, PrivLeak) with the
-paraphrased-question and relearning attacks on every row (the oracle is the relearning control: what a few steps
-on half of D_f teach a model that never saw it about the other half), and checks: the target's forget ROUGE is
-high and the oracle's low (else the set-up measures nothing); where each method lands between them; GA's utility
-collapses quickly while NPO's degrades markedly slower (Zhang et al. 2024, NPO), on a small curve of utility vs
-unlearning epochs (constant lr, so each point is a prefix of one trajectory); and a few relearning steps restore
-most of GA's forgotten answers (Hu et al. 2024), on the table's GA and at every curve point. Resumable: the
-fine-tunes and every finished run live in the Store under --results, so a rerun reuses them. Writes a markdown
-report (with this command) to --out.
+Protocol (issue 11):
+- Data: generated fictitious authors (data/qa.py; no forget fact is another author's answer), forget `--forget` of
+  the authors; the default full run forgets 100 QA so that Forget Quality takes many values (the report prints the
+  number of distinct p-values the KS test can give and the KS statistic D beside each p-value).
+- One rule for every method: OpenUnlearning's TOFU unlearning trainer (AdamW, weight decay 0.01, 1 warm-up epoch,
+  linear decay, the same epochs and learning rate for all; each method's own constants at their defaults, RMU with
+  OpenUnlearning's TOFU preset). Nothing is tuned on the reported forget set.
+- Seeds: the target, the oracle and every method per seed; means with 95% t-intervals over seeds; the noise floor
+  is the oracle of one seed scored against the oracle of the next (two retrained models that differ only in seed):
+  differences inside it are not rankings.
+- Matched forgetting: every method is evaluated after each unlearning epoch (spec option `trajectory`); the table
+  reports its Model Utility at the first epoch whose forget ROUGE reaches the oracle's level (+ --match-tol).
+- Published findings re-checked: NPO degrades utility more slowly than GA (Zhang et al. 2024), on the GA and NPO
+  trajectories; a few relearning steps restore GA/NPO-forgotten answers (Hu et al. 2024), by the relearn attack.
+- Time: the fine-tunes (cached in --results, reused on rerun) are reported apart from the rest.
+Progress (jobs, training steps with ETA) goes to stderr as timestamped lines when piped to a file.
 
-Budget (2 CPU cores): SmolLM2 trains at ~2.7 s per 16-example step with short answers and the system prompt
-'Answer briefly.'; 40 authors x 10 facts, 10 fine-tune epochs: target + oracle ~20 min; 10 methods x 3 epochs
-~5 min; 12 evaluations (40-row utility sets) ~9 min; attacks ~6 min; GA/NPO curve at 1 and 3 epochs ~6 min.
-
-    .venv/bin/python benchmarks/lm_tofu.py --out docs/benchmark_lm_tofu.md
-    .venv/bin/python benchmarks/lm_tofu.py --quick --results /tmp/lmq --out /tmp/lmq/report.md   # tiny model
+    .venv/bin/python benchmarks/lm_tofu.py --out docs/benchmark_lm_tofu.md                     # SmolLM2-135M
+    .venv/bin/python benchmarks/lm_tofu.py --quick --results /tmp/lmq --out /tmp/lmq/report.md  # tiny model
 """
 from __future__ import annotations
 
@@ -26,270 +28,230 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from scipy import stats
 
+from unlearnlab.data.qa import parse_percent
+from unlearnlab.engine import runner
+from unlearnlab.engine.events import renderer
+from unlearnlab.spec import from_dict
 from unlearnlab.store import Store
-from unlearnlab.tasks.lm import METHOD_PRESETS, family, run_lm
+from unlearnlab.tasks.lm_checks import ks_distinct_values
 
 METHODS = "ga,grad_diff,kl,npo,simnpo,idk_nll,idk_dpo,rmu,undial,wga"
-# Full run: 40 authors x 10 facts = 400 trained QA (+4 holdout authors); 10 fine-tune epochs (3 memorise only 22%
-# of short answers; 10 reach 96%) and 3 unlearning epochs. Measured at 20 authors: fine-tunes 11 + 5 min (with
-# other jobs on the machine), 10 methods ~11 min, curve ~5 min; 40 authors roughly doubles the fine-tunes, so the
-# full run is expected near 50-60 minutes on 2 CPU cores. lr 1e-4 for the methods keeps
-# TOFU's ratio of unlearning to fine-tuning movement (TOFU: same lr in both phases, ~1/10 of the steps).
-FULL = {"model": "smollm2", "authors": 40, "facts": 10, "ft_epochs": 10, "epochs": 3, "lr": 1e-4, "eval_rows": 40,
-        "curve_epochs": "1,3,6", "curve_lr": "1e-4,2e-5", "threads": 2, "system_prompt": "Answer briefly.",
-        "attacks": "relearn,paraphrase"}
-QUICK = {"model": "tiny", "authors": 6, "facts": 4, "ft_epochs": 60, "epochs": 3, "lr": None, "eval_rows": 12,
-         "curve_epochs": "1,3", "curve_lr": "", "threads": 1, "system_prompt": "Answer briefly.",
-         "attacks": "relearn,paraphrase"}
-COLUMNS = (("Forget Quality", "FQ", ".3g"), ("Model Utility", "MU", ".3f"), ("forget_ROUGE", "forget ROUGE", ".3f"),
-           ("forget_Prob", "forget Prob", ".3f"), ("retain_ROUGE", "retain ROUGE", ".3f"),
-           ("PrivLeak", "PrivLeak", ".1f"), ("forget_paraphrased_ROUGE", "paraphrased ROUGE", ".3f"),
+FULL = {"model": "smollm2", "authors": 50, "facts": 10, "forget": "20%", "ft_epochs": 10, "epochs": 5, "lr": 2e-5,
+        "batch_size": 8, "seeds": 3, "eval_rows": 40, "threads": 2, "system_prompt": "Answer briefly."}
+QUICK = {"model": "tiny", "authors": 10, "facts": 4, "forget": "20%", "ft_epochs": 60, "epochs": 3, "lr": 1e-3,
+         "batch_size": 8, "seeds": 3, "eval_rows": 12, "threads": 1, "system_prompt": None}
+COLUMNS = (("Forget Quality", "FQ", ".3g"), ("Forget KS", "KS D", ".2f"), ("Model Utility", "MU", ".3f"),
+           ("forget_ROUGE", "forget ROUGE", ".3f"), ("forget_Prob", "forget Prob", ".3f"),
+           ("retain_ROUGE", "retain ROUGE", ".3f"), ("PrivLeak", "PrivLeak", ".1f"),
            ("Relearn-recovery-ROUGE", "relearn recovery", ".2f"))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options; unset ones take the --quick or full defaults."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="tiny model and 6 authors: the whole pipeline in seconds")
-    p.add_argument("--authors", type=int, help="trained authors (10 QA each; full: 40 -> 400 QA)")
-    p.add_argument("--epochs", type=int, help="unlearning epochs of every method (full: 3)")
+    p.add_argument("--quick", action="store_true", help="tiny model, 10 authors: the whole protocol in minutes")
+    for name, typ, what in (("authors", int, "trained authors"), ("facts", int, "QA per author"),
+                            ("forget", str, "share of the authors forgotten, e.g. 20%"),
+                            ("ft_epochs", int, "target/oracle fine-tune epochs"),
+                            ("epochs", int, "unlearning epochs of every method"),
+                            ("lr", float, "unlearning learning rate of every method"),
+                            ("batch_size", int, "unlearning batch of every method"), ("seeds", int, "seeds 0..N-1"),
+                            ("eval_rows", int, "retain / real-author / world-fact rows scored (0 = all)"),
+                            ("threads", int, "torch threads")):
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, help=what)
     p.add_argument("--methods", default=METHODS, help="comma-separated LM methods")
-    p.add_argument("--ft-epochs", type=int, help="target/oracle fine-tune epochs (full: 3)")
-    p.add_argument("--lr", type=float, help="learning rate of every method (full: 1e-4; quick: the tiny preset)")
-    p.add_argument("--eval-rows", type=int, help="retain / real-author / world-fact rows scored (0 = all)")
-    p.add_argument("--curve-epochs", help="GA/NPO curve points in epochs, e.g. 1,3 (empty: no curve)")
-    p.add_argument("--curve-lr", help="learning rates of the GA/NPO curve, e.g. 1e-4,2e-5 (default: --lr; "
-                   "the first one counts toward the benchmark's time budget, later ones are reported apart)")
-    p.add_argument("--threads", type=int, help="torch threads (full: 2)")
-    p.add_argument("--attacks", help="attacks on every table row (default relearn,paraphrase; empty: none)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--match-tol", type=float, default=0.05, help="matched forgetting: forget ROUGE <= oracle + tol")
     p.add_argument("--results", default="results/benchmark_lm_tofu", help="Store folder (reused on rerun)")
     p.add_argument("--out", default="docs/benchmark_lm_tofu.md")
     a = p.parse_args(argv)
     d = QUICK if a.quick else FULL
-    for key in ("authors", "epochs", "ft_epochs", "lr", "eval_rows", "curve_epochs", "curve_lr", "threads",
-                "attacks"):
-        if getattr(a, key) is None:
-            setattr(a, key, d[key])
-    a.model, a.facts, a.system_prompt = d["model"], d["facts"], d["system_prompt"]
+    for key, value in d.items():
+        if getattr(a, key, None) is None:
+            setattr(a, key, value)
     return a
 
 
-def base_spec(a: argparse.Namespace) -> dict:
-    """The run_lm spec shared by the table and the curve."""
-    return {"task": "qa", "model": a.model, "dataset": f"qa:authors={a.authors},facts={a.facts}", "forget": "10%",
-            "seeds": [a.seed], "split_seed": 0, "recipe": {"epochs": a.ft_epochs}, "epochs": a.epochs, "lr": a.lr,
-            "eval_rows": a.eval_rows, "system_prompt": a.system_prompt, "device": "cpu", "name": "lm_tofu",
-            "attacks": [x for x in a.attacks.split(",") if x.strip()], "overrides": family_overrides(a.model)}
+def spec_of(a: argparse.Namespace) -> dict:
+    """The one spec of the benchmark: every method, every seed, the same unlearning settings."""
+    same = {"lr": a.lr, "batch_size": a.batch_size, "epochs": a.epochs}
+    over = {m: dict(same) for m in a.methods.split(",") if m.strip()}
+    if "rmu" in over:
+        over["rmu"] = {**same, "preset": "tofu"}  # OpenUnlearning's TOFU RMU, not a calibration on this D_f
+    spec = {"task": "qa", "model": a.model, "dataset": f"qa:authors={a.authors},facts={a.facts}",
+            "forget": a.forget, "methods": list(over), "seeds": list(range(a.seeds)), "split_seed": 0,
+            "recipe": {"epochs": a.ft_epochs}, "eval_rows": a.eval_rows, "device": "cpu", "name": "lm_tofu",
+            "attacks": ["relearn"], "overrides": over, "trajectory": True}
+    if a.system_prompt:
+        spec["system_prompt"] = a.system_prompt
+    return spec
 
 
-def family_overrides(model: str) -> dict[str, dict]:
-    """The model family's method-specific presets (not its "*" entry), passed as overrides so that the benchmark's
-    single --lr / --epochs do not replace what was calibrated per method (e.g. RMU's loss is an activation MSE, not
-    an NLL; see benchmarks/lm_rmu_calibration.py)."""
-    presets = METHOD_PRESETS.get(family(model), {})
-    return {name: dict(over) for name, over in presets.items() if name != "*"}
+def ci(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% t-interval (NaN half-width for one value)."""
+    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=float)
+    if not len(v):
+        return math.nan, math.nan
+    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else math.nan
+    return float(v.mean()), float(half)
 
 
-def fmt(value: float | None, spec: str) -> str:
-    """A table cell: the formatted value, or - when missing or NaN."""
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+def cell(values: list[float], spec: str) -> str:
+    """'mean ± half' (or 'mean' for one seed, '-' for none)."""
+    m, h = ci(values)
+    if math.isnan(m):
+        return "-"
+    return format(m, spec) + ("" if math.isnan(h) else " ± " + format(h, spec))
 
 
-def dur(seconds: float) -> str:
-    """'45 s' or '12.3 min'."""
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+def by_method(records: list[dict]) -> dict[str, dict[int, dict]]:
+    """method -> seed -> record."""
+    out: dict[str, dict[int, dict]] = {}
+    for r in records:
+        out.setdefault(r["spec"]["method"], {})[r["spec"]["seed"]] = r
+    return out
 
 
-def ratio(x: float, y: float) -> float:
-    """x / y, NaN when y is 0."""
-    return x / y if y else math.nan
+def matched(rec: dict, oracle_rouge: float, tol: float) -> tuple[int | None, float]:
+    """(first epoch whose forget ROUGE <= the oracle's + tol, Model Utility there); (None, NaN) if never."""
+    for p in rec.get("trajectory", []):
+        if p.get("forget_ROUGE", math.inf) <= oracle_rouge + tol:
+            return p["epoch"], p.get("Model Utility", math.nan)
+    return None, math.nan
 
 
-def kept(m: dict, target: dict, oracle: dict) -> float:
-    """Where a model's forget ROUGE lies between the oracle (0) and the target (1)."""
-    gap = target["forget_ROUGE"] - oracle["forget_ROUGE"]
-    return (m["forget_ROUGE"] - oracle["forget_ROUGE"]) / gap if abs(gap) > 1e-9 else math.nan
-
-
-def main_table(records: list[dict]) -> list[str]:
-    """Markdown rows of the main table, baselines first."""
-    by = {r["spec"]["method"]: r for r in records}
-    t, o = by["original"]["metrics"], by["retrain"]["metrics"]
-    head = [c[1] for c in COLUMNS] + ["kept", "MU / target", "method s", "eval s"]
+def main_table(by: dict[str, dict[int, dict]], tol: float) -> list[str]:
+    """Mean ± 95% CI over seeds of every column, the matched-forgetting utility, and seconds."""
+    head = [c[1] for c in COLUMNS] + ["MU at matched forgetting (epoch)", "method s"]
     lines = ["| method | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
-    for name, r in by.items():
-        m, tm = r["metrics"], r["timings"]
-        secs = tm.get("finetune_s") if name == "original" else tm.get("wall_s")
-        cells = [fmt(m.get(k), f) for k, _, f in COLUMNS]
-        cells += [fmt(kept(m, t, o), ".2f"), fmt(ratio(m["Model Utility"], t["Model Utility"]), ".2f"),
-                  fmt(secs, ".0f"), fmt(tm.get("eval_s"), ".0f")]
+    oracle = by.get("retrain", {})
+    for name, seeds in by.items():
+        if name == "oracle-floor":
+            continue
+        cells = [cell([r["metrics"].get(k, math.nan) for r in seeds.values()], f) for k, _, f in COLUMNS]
+        if name in ("original", "retrain"):
+            cells.append("-")
+        else:
+            hits = [matched(r, oracle[s]["metrics"]["forget_ROUGE"], tol) for s, r in seeds.items() if s in oracle]
+            reached = [h for h in hits if h[0] is not None]
+            cells.append(f"{cell([h[1] for h in reached], '.3f')} ({len(reached)}/{len(hits)} seeds"
+                         + (f", epoch {np.mean([h[0] for h in reached]):.1f}" if reached else "") + ")")
+        secs = [r["timings"].get("finetune_s" if name == "original" else "wall_s", math.nan) for r in seeds.values()]
+        cells.append(cell(secs, ".1f"))
         label = {"original": "target (original)", "retrain": "oracle (retrain)"}.get(name, name)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
 
-def setup_checks(records: list[dict]) -> list[str]:
-    """Target-vs-oracle check and where each method lands between them."""
-    by = {r["spec"]["method"]: r["metrics"] for r in records}
-    t, o = by["original"], by["retrain"]
-    ok = t["forget_ROUGE"] >= 0.6 and t["forget_ROUGE"] - o["forget_ROUGE"] >= 0.3
-    out = [f"- target forget ROUGE {t['forget_ROUGE']:.3f} vs oracle {o['forget_ROUGE']:.3f} (high vs low, gap >= "
-           f"0.3): " + ("yes" if ok else "NO: the fine-tune did not memorise D_f; raise --ft-epochs")]
-    rest = sorted((kept(m, t, o), n) for n, m in by.items() if n not in ("original", "retrain"))
-    out.append("- where each method lands (kept = (ROUGE − oracle)/(target − oracle); 0 = oracle, 1 = target): "
-               + ", ".join(f"{n} {k:.2f} (MU {by[n]['Model Utility']:.3f})" for k, n in rest))
-    return out
+def floor_lines(by: dict[str, dict[int, dict]]) -> list[str]:
+    """The two-oracle noise floor: oracle of seed s+1 scored against seed s's oracle."""
+    fl = by.get("oracle-floor", {})
+    if not fl:
+        return ["- no noise floor (needs >= 2 seeds)"]
+    rows = [r["metrics"] for r in fl.values()]
+    return [f"- noise floor (oracle vs oracle of the next seed, {len(rows)} pair(s)): Forget Quality "
+            f"{cell([m.get('Forget Quality', math.nan) for m in rows], '.3g')}, KS D "
+            f"{cell([m.get('Forget KS', math.nan) for m in rows], '.2f')}, forget ROUGE "
+            f"{cell([m.get('forget_ROUGE', math.nan) for m in rows], '.3f')}, Model Utility "
+            f"{cell([m.get('Model Utility', math.nan) for m in rows], '.3f')}. A method whose FQ is within the "
+            "floor's has matched retraining on this measure."]
 
 
-def curve_section(curve: dict[tuple[str, str, int], dict], target: dict, lr: str, epochs: list[int]) -> list[str]:
-    """Utility and forget ROUGE of GA and plain NPO at learning rate `lr` after each number of epochs, and the
-    collapse check."""
-    lines = [f"lr {lr}:", "", "| epochs | GA MU | GA forget ROUGE | GA retain ROUGE | NPO MU | NPO forget ROUGE | "
-             "NPO retain ROUGE |", "|---|---|---|---|---|---|---|",
-             f"| 0 (target) | {target['Model Utility']:.3f} | {target['forget_ROUGE']:.3f} | "
-             f"{target['retain_ROUGE']:.3f} | {target['Model Utility']:.3f} | {target['forget_ROUGE']:.3f} | "
-             f"{target['retain_ROUGE']:.3f} |"]
-    for e in epochs:
-        g, n = curve.get(("ga", lr, e)), curve.get(("npo", lr, e))
-        if g and n:
-            lines.append(f"| {e} | {g['Model Utility']:.3f} | {g['forget_ROUGE']:.3f} | {g['retain_ROUGE']:.3f} | "
-                         f"{n['Model Utility']:.3f} | {n['forget_ROUGE']:.3f} | {n['retain_ROUGE']:.3f} |")
-    last = max(epochs)
-    g, n = curve.get(("ga", lr, last)), curve.get(("npo", lr, last))
-    if not (g and n):
-        return lines + ["", "- GA/NPO curve incomplete (a run failed); see the errors below."]
-    mu0 = target["Model Utility"]
-    drop_g, drop_n = 1 - ratio(g["Model Utility"], mu0), 1 - ratio(n["Model Utility"], mu0)
-    ok = g["Model Utility"] < n["Model Utility"] and drop_g >= 2 * max(drop_n, 0.0)
-    lines += ["", f"- lr {lr}: GA's utility collapses quickly while NPO's degrades markedly slower: after {last} "
-              f"epochs GA lost {100 * drop_g:.0f}% of the target's Model Utility, NPO {100 * drop_n:.0f}% (check: GA "
-              "below NPO and losing at least twice as much): " + ("yes" if ok else "NO")]
-    return lines
+def paired(by: dict[str, dict[int, dict]], a: str, b: str, key: str) -> tuple[float, float]:
+    """Mean and 95% half-width of the per-seed difference a − b of `key` (paired by seed)."""
+    seeds = sorted(set(by.get(a, {})) & set(by.get(b, {})))
+    return ci([by[a][s]["metrics"].get(key, math.nan) - by[b][s]["metrics"].get(key, math.nan) for s in seeds])
 
 
-def relearn_rows(records: list[dict], curve: dict[tuple[str, str, int], dict]) -> list[tuple[str, dict]]:
-    """(label, metrics) of every model the relearning attack ran on: the oracle control, the table, the curve."""
+def ranking_lines(by: dict[str, dict[int, dict]]) -> list[str]:
+    """Methods by mean Model Utility at matched forgetting is not always defined, so: by mean FQ, with the paired
+    difference to the next method and whether it clears the interval."""
+    names = [n for n in by if n not in ("original", "retrain", "oracle-floor")]
+    order = sorted(names, key=lambda n: -ci([r["metrics"].get("Forget Quality", math.nan)
+                                            for r in by[n].values()])[0])
     out = []
-    for r in records:
-        name = r["spec"]["method"]
-        if name != "original" and "Relearn-recovery-ROUGE" in r["metrics"]:
-            out.append(("oracle (control: never saw D_f)" if name == "retrain" else name, r["metrics"]))
-    for (name, lr, e), m in curve.items():
-        if "Relearn-recovery-ROUGE" in m:
-            out.append((f"{name.upper()} curve lr {lr}, {e} epoch{'s' if e > 1 else ''}", m))
+    for x, y in zip(order, order[1:]):
+        m, h = paired(by, x, y, "Forget Quality")
+        sure = not math.isnan(h) and m - h > 0
+        out.append(f"- {x} vs {y}: FQ difference {m:.3g} ± {h:.3g} (paired over seeds): "
+                   + ("ranked" if sure else "NOT separated (interval includes 0)"))
     return out
 
 
-def relearn_section(records: list[dict], curve: dict[tuple[str, str, int], dict], steps: int) -> list[str]:
-    """Held-out forget ROUGE before/after a few relearning steps for every attacked model, and the GA check.
-
-    The check uses the table's GA (the recipe every method shares): a GA that has also destroyed the retain answers
-    (the curve's constant-lr points) has nothing left to restore, which the rows show separately."""
-    rows = relearn_rows(records, curve)
-    if not rows:
-        return ["- no relearning results (run with --attacks relearn)"]
-    m0 = rows[0][1]
-    lines = [f"Attack: {steps} AdamW steps of answer NLL on a seeded half of D_f; ROUGE on the other half "
-             f"(target {m0['relearn_ROUGE_target']:.3f}, oracle {m0['relearn_ROUGE_oracle']:.3f}). Recovery = "
-             "(after − before)/(target − before): 0 = nothing restored, 1 = the target's level.", "",
-             "| model | retain ROUGE | held-out ROUGE before | after | recovery ROUGE | recovery Prob |",
-             "|---|---|---|---|---|---|"]
-    for label, m in rows:
-        lines.append(f"| {label} | {fmt(m.get('retain_ROUGE'), '.3f')} | {m['relearn_ROUGE_before']:.3f} | "
-                     f"{m['relearn_ROUGE_after']:.3f} | {fmt(m['Relearn-recovery-ROUGE'], '.2f')} | "
-                     f"{fmt(m['Relearn-recovery-Prob'], '.2f')} |")
-    by = dict(rows)
-    ga = by.get("ga", {}).get("Relearn-recovery-ROUGE", math.nan)
-    if not math.isnan(ga):
-        ctrl = by.get("oracle (control: never saw D_f)", {}).get("relearn_ROUGE_after", math.nan)
-        lines += ["", "- relearning restores most of GA's forgotten answers (table GA, recovery ROUGE >= 0.5): "
-                  + ("yes" if ga >= 0.5 else "NO") + f" ({ga:.2f}; the oracle reaches {ctrl:.3f} after the same "
-                  "steps, so anything above that was still in the weights)"]
-    return lines
+def ga_npo_lines(by: dict[str, dict[int, dict]]) -> list[str]:
+    """Mean Model Utility per unlearning epoch of GA and NPO, and the check that NPO degrades it more slowly."""
+    curves = {}
+    for name in ("ga", "npo"):
+        pts: dict[int, list[float]] = {}
+        for r in by.get(name, {}).values():
+            for p in r.get("trajectory", []):
+                pts.setdefault(p["epoch"], []).append(p.get("Model Utility", math.nan))
+        curves[name] = {e: float(np.nanmean(v)) for e, v in sorted(pts.items())}
+    if not curves["ga"] or not curves["npo"]:
+        return ["- GA or NPO did not run; no curve"]
+    mu0 = ci([r["metrics"]["Model Utility"] for r in by["original"].values()])[0]
+    lines = ["| epoch | GA MU | NPO MU |", "|---|---|---|", f"| 0 (target) | {mu0:.3f} | {mu0:.3f} |"]
+    lines += [f"| {e} | {curves['ga'][e]:.3f} | {curves['npo'].get(e, math.nan):.3f} |" for e in curves["ga"]]
+    last = max(curves["ga"])
+    drop_g, drop_n = mu0 - curves["ga"][last], mu0 - curves["npo"].get(last, math.nan)
+    ok = drop_g > 0 and drop_g >= 2 * max(drop_n, 0.0)
+    return lines + ["", f"- NPO degrades utility markedly more slowly than GA (GA loses at least twice NPO's Model "
+                    f"Utility after {last} epochs): {'yes' if ok else 'NO'} (GA −{drop_g:.3f}, NPO −{drop_n:.3f})"]
 
 
-def relearn_steps(a) -> int:
-    """The relearning attack's step count for this model family (attack defaults, then the family preset)."""
-    from unlearnlab.tasks.lm_attacks import attack_configs
+def relearn_lines(by: dict[str, dict[int, dict]]) -> list[str]:
+    """Relearning recovery of GA and NPO and the oracle control."""
+    out = []
+    for name in ("retrain", "ga", "npo"):
+        vals = [r["metrics"].get("Relearn-recovery-ROUGE", math.nan) for r in by.get(name, {}).values()]
+        m, _ = ci(vals)
+        label = "oracle (control: never saw D_f)" if name == "retrain" else name
+        verdict = "" if name == "retrain" else (": restored (>= 0.5)" if m >= 0.5 else ": NOT restored")
+        out.append(f"- {label}: recovery ROUGE {cell(vals, '.2f')}{verdict}")
+    return out
 
-    return attack_configs(("relearn",), family(a.model), None)["relearn"].steps
 
-
-def curve_lrs(a) -> list[float | None]:
-    """The curve's learning rates: --curve-lr, else the table's --lr (None: the family preset)."""
-    given = [float(x) for x in str(a.curve_lr or "").split(",") if x.strip()]
-    return given or [a.lr]
-
-
-def run_curve(a, store: Store, progress, errors: list[dict]) -> tuple[dict, list[int], list[float]]:
-    """GA and plain NPO (no retain term) at each curve learning rate and point, each with the relearning attack.
-    Returns the metrics keyed (method, lr label, epochs), the epochs, and the recorded seconds per learning rate."""
-    epochs = sorted({int(e) for e in str(a.curve_epochs).split(",") if e.strip()})
-    curve: dict[tuple[str, str, int], dict] = {}
-    seconds: list[float] = []
-    for lr in curve_lrs(a):
-        label = f"{lr:g}" if lr is not None else "preset"
-        spent = 0.0
-        for e in epochs:
-            over = {"ga": {"epochs": e, "schedule": "constant"},
-                    "npo": {"epochs": e, "schedule": "constant", "alpha": 0.0}}
-            spec = {**base_spec(a), "methods": ["ga", "npo"], "baselines": False, "overrides": over, "lr": lr,
-                    "name": "lm_tofu-curve", "attacks": ["relearn"]}
-            for r in run_lm(spec, store=store, progress=progress, errors=errors):
-                curve[(r["spec"]["method"], label, e)] = r["metrics"]
-                spent += sum(r["timings"].get(k, 0.0) for k in ("wall_s", "eval_s", "attack_s"))
-        seconds.append(spent)
-    return curve, epochs, seconds
+def run(a: argparse.Namespace, store: Store) -> tuple[list[dict], list[dict]]:
+    """Run the spec on the engine (serial, resumable) with progress on stderr; returns (records, errors)."""
+    with renderer(stream=sys.stderr) as sink:
+        res = runner.execute([from_dict(spec_of(a))], store=store, backend="serial", resume=True, sink=sink)
+    return res["records"][0], res["errors"]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark (resuming from --results) and write the report to --out."""
     a = parse_args(argv)
     torch.set_num_threads(a.threads)
-    store = Store(a.results)
     t0 = time.perf_counter()
-
-    def progress(msg: str) -> None:
-        print(f"[{time.perf_counter() - t0:6.0f}s] {msg}", file=sys.stderr, flush=True)
-
-    errors: list[dict] = []
-    methods = [m.strip() for m in a.methods.split(",") if m.strip()]
-    records = run_lm({**base_spec(a), "methods": methods}, store=store, progress=progress, errors=errors)
-    table_s = time.perf_counter() - t0
-    by = {r["spec"]["method"]: r for r in records}
-    curve, epochs, curve_s = run_curve(a, store, progress, errors) if a.curve_epochs else ({}, [], [0.0])
-    total = time.perf_counter() - t0
-    t_ft = by["original"]["timings"].get("finetune_s", 0.0) + by["retrain"]["timings"]["wall_s"]
-    t_methods = sum(r["timings"]["wall_s"] for n, r in by.items() if n not in ("original", "retrain"))
-    t_eval = sum(r["timings"].get("eval_s", 0.0) for r in records)
-    t_attack = sum(r["timings"].get("attack_s", 0.0) for r in records)
-    t_sum = t_ft + t_methods + t_eval + t_attack + curve_s[0]
-    lrs = [f"{x:g}" if x is not None else "preset" for x in curve_lrs(a)]
-    n_qa = a.authors * a.facts
+    records, errors = run(a, Store(a.results))
+    wall = time.perf_counter() - t0
+    by = by_method(records)
+    ft = sum(r["timings"].get("finetune_s", 0) for r in by["original"].values()) + sum(
+        r["timings"].get("wall_s", 0) for r in by["retrain"].values())
+    rest = sum(r["timings"].get(k, 0) for n, s in by.items() if n != "oracle-floor" for r in s.values()
+               for k in ("eval_s", "attack_s", "trajectory_s")) + sum(
+        r["timings"].get("wall_s", 0) for n, s in by.items() if n not in ("original", "retrain", "oracle-floor")
+        for r in s.values())
+    nf = max(1, round(parse_percent(a.forget) * a.authors)) * a.facts  # data/qa.forget_authors' count
     doc = ["# Language-model benchmark: TOFU-style fictitious authors", "",
-           f"Command: `.venv/bin/python benchmarks/lm_tofu.py {' '.join(sys.argv[1:] if argv is None else argv)}`",
-           "", f"Model {a.model}; {a.authors} authors x {a.facts} facts = {n_qa} trained QA (+ holdout authors for "
-           f"the MIAs), forget 10% of the authors; target and oracle fine-tuned {a.ft_epochs} epochs; every method "
-           f"{a.epochs} epochs (lr {a.lr or 'family preset'}), seed {a.seed}; system prompt {a.system_prompt!r}; "
-           f"retain / real authors / world facts scored on {a.eval_rows or 'all'} rows each, D_f and the holdout "
-           "authors in full. FQ = Forget Quality (KS p-value vs the oracle; higher = closer), MU = Model Utility, "
-           "kept = (forget ROUGE − oracle)/(target − oracle).", "", *main_table(records), "",
-           "## Checks", "", *setup_checks(records), ""]
-    if curve:
-        doc += ["## GA vs NPO: utility vs unlearning epochs (constant lr, NPO without a retain term)", ""]
-        for lr in lrs:
-            doc += [*curve_section(curve, by["original"]["metrics"], lr, epochs), ""]
-    doc += ["## Relearning attack", "", *relearn_section(records, curve, relearn_steps(a)), ""]
+           f"Command: `.venv/bin/python benchmarks/lm_tofu.py {' '.join(sys.argv[1:] if argv is None else argv)}`", "",
+           f"Model {a.model}; {a.authors} authors x {a.facts} facts, forget {a.forget} of the authors ({nf} forget "
+           f"QA: the KS test's p-value can take at most {ks_distinct_values(nf, nf)} distinct values); seeds "
+           f"{a.seeds}; target and oracle fine-tuned {a.ft_epochs} epochs; every method {a.epochs} epochs at lr "
+           f"{a.lr:g}, batch {a.batch_size}, OpenUnlearning's TOFU trainer otherwise (RMU: its TOFU preset); "
+           f"retain / real authors / world facts scored on {a.eval_rows or 'all'} rows each. Cells: mean ± 95% "
+           "t-interval over seeds.", "", *main_table(by, a.match_tol), "", "## Noise floor and ranking", "",
+           *floor_lines(by), *ranking_lines(by), "", "## GA vs NPO (Model Utility per unlearning epoch)", "",
+           *ga_npo_lines(by), "", "## Relearning (10 AdamW steps on half of D_f, ROUGE on the other half)", "",
+           *relearn_lines(by), ""]
     doc += [f"- error: {e['method']} seed {e['seed']}: {e['error']}" for e in errors]
-    doc += ["## Time", "", f"- target + oracle fine-tunes {dur(t_ft)}, methods {dur(t_methods)}, evaluations "
-            f"{dur(t_eval)}, attacks {dur(t_attack)}, GA/NPO curve with relearning at lr {lrs[0]} {dur(curve_s[0])}: "
-            f"{dur(t_sum)} in all (as recorded when each run was made)"
-            + "".join(f"; further curve at lr {lr}: {dur(t)}" for lr, t in zip(lrs[1:], curve_s[1:], strict=True)),
-            f"- this invocation: {dur(total)} wall ({dur(table_s)} for the table), torch "
-            f"{torch.__version__}, {torch.get_num_threads()} threads; a rerun reuses stored runs and fine-tunes", ""]
+    doc += ["## Time", "", f"- fine-tunes (target + oracle, all seeds; cached): {ft / 60:.1f} min; everything else "
+            f"(methods, evaluations, trajectories, attacks): {rest / 60:.1f} min, as recorded when each run was made",
+            f"- this invocation: {wall / 60:.1f} min wall, torch {torch.__version__}, {torch.get_num_threads()} "
+            "threads; a rerun reuses stored runs and fine-tunes", ""]
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text("\n".join(doc))
     print("\n".join(doc))

@@ -1,4 +1,4 @@
-"""benchmarks/lm_tofu.py --quick end to end on the tiny model: report, checks, curve, relearning, resume."""
+"""benchmarks/lm_tofu.py --quick end to end on the tiny model: seeds, intervals, floor, matched forgetting, resume."""
 from __future__ import annotations
 
 import importlib.util
@@ -19,26 +19,31 @@ def test_quick_benchmark_writes_report_and_resumes(tmp_path, capsys):
 
     bench = _load()
     out, results = tmp_path / "report.md", tmp_path / "results"
-    argv = ["--quick", "--results", str(results), "--out", str(out), "--curve-lr", "1e-3,3e-3"]
+    argv = ["--quick", "--seeds", "2", "--methods", "ga,npo,rmu", "--epochs", "2", "--results", str(results),
+            "--out", str(out)]
     assert bench.main(argv) == 0
     text = out.read_text()
     assert f"benchmarks/lm_tofu.py {' '.join(argv)}" in text  # the exact command is in the report
-    for m in bench.METHODS.split(","):
-        assert f"| {m} |" in text
-    assert "| target (original) |" in text and "| oracle (retrain) |" in text
-    assert "target forget ROUGE" in text and "(high vs low, gap >= 0.3): yes" in text  # the set-up measures forgetting
-    assert "| 1 |" in text and "| 3 |" in text  # the GA/NPO curve points
-    for label in ("| GA curve lr 0.001, 1 epoch |", "| GA curve lr 0.003, 3 epochs |",
-                  "| NPO curve lr 0.001, 3 epochs |", "| ga |", "| oracle (control: never saw D_f) |"):
-        assert label in text, label  # relearning ran on the oracle control, every table row and every curve point
-    assert "relearning restores most of GA's forgotten answers (table GA" in text
-    assert "| paraphrased ROUGE | relearn recovery |" in text
+    for label in ("| ga |", "| npo |", "| rmu |", "| target (original) |", "| oracle (retrain) |"):
+        assert label in text, label
+    assert " ± " in text  # 95% intervals over the two seeds
+    assert "noise floor (oracle vs oracle of the next seed, 1 pair(s))" in text
+    assert "distinct values" in text and "KS D" in text
+    assert "seeds" in text.split("| ga |")[1].split("\n")[0]  # matched-forgetting cell: reached in k/2 seeds
+    assert "| 1 |" in text and "| 2 |" in text  # GA/NPO utility per epoch from the trajectories
+    assert "NPO degrades utility markedly more slowly than GA" in text
+    assert "oracle (control: never saw D_f): recovery ROUGE" in text and "- ga: recovery ROUGE" in text
     n = Store(results).count_runs()
-    assert n == 12 + 8  # target, oracle, 10 methods; GA and NPO at 1 and 3 epochs for each of the two curve rates
-    assert "- lr 0.001: GA's utility collapses" in text and "- lr 0.003: GA's utility collapses" in text
-    assert "; further curve at lr 0.003:" in text
+    assert n == 2 * 5 + 1  # per seed: target, oracle, 3 methods; plus the two-oracle floor
     capsys.readouterr()
-    assert bench.main(argv) == 0  # a rerun reuses the fine-tunes and every stored run
-    err = capsys.readouterr().err
-    assert Store(results).count_runs() == n and "fine-tuning" not in err and err.count("reusing stored run") == n
+    assert bench.main(argv) == 0 and Store(results).count_runs() == n  # a rerun reuses every stored run
     assert out.read_text().split("## Time")[0] == text.split("## Time")[0]
+
+
+def test_spec_applies_one_rule_to_every_method():
+    bench = _load()
+    a = bench.parse_args(["--methods", "ga,rmu,npo"])
+    spec = bench.spec_of(a)
+    assert spec["overrides"]["ga"] == spec["overrides"]["npo"] == {"lr": 2e-5, "batch_size": 8, "epochs": 5}
+    assert spec["overrides"]["rmu"]["preset"] == "tofu" and spec["trajectory"] is True
+    assert spec["forget"] == "20%" and a.authors * a.facts * 20 // 100 >= 100  # >= 100 forget QA
