@@ -3,7 +3,8 @@
 The engine Task is tasks/lm_task.py (QATask); `run_lm(spec)` runs a spec dict through it. Spec keys (RunSpec keys;
 the LM extras below travel in RunSpec.options):
   model    'smollm2' (default), 'tiny[:opts]', or a Hugging Face id / local folder
-  dataset  'qa[:authors=20,facts=10,holdout=2]' (generated fictitious authors), 'tofu:DIR' / 'tofu:train=..,forget=..'
+  dataset  'qa[:authors=20,facts=10,holdout=2]' (generated fictitious authors), 'tofu[:forget10]' (locuslab/TOFU
+           from the hub), 'tofu:DIR' / 'tofu:train=..,forget=..'
            (TOFU's JSON files) or 'corpus:DIR' (MUSE-style documents); see data/lm_sources.py
   forget   '10%' (also 'authors:10%' / 'random:10%': a percentage of the authors; tofu:DIR: 1%, 5% or 10%)
   methods  list of LM method names, or ['all']; seeds: list of ints; split_seed: the QA generator seed
