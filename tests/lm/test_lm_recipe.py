@@ -6,7 +6,7 @@ import pytest
 from unlearnlab.config import fields
 from unlearnlab.errors import ConfigError, UnknownNameError
 from unlearnlab.spec import from_dict
-from unlearnlab.tasks.lm import FinetuneLMConfig, finetune_config, train_config
+from unlearnlab.tasks.lm import FinetuneLMConfig, finetune_config, recipe_dict, train_config
 from unlearnlab.train import lr_factor
 
 
@@ -24,6 +24,9 @@ def test_tofu_preset_is_openunlearnings_finetune_and_overrides_stack():
     assert finetune_config("tiny").lr == 3e-3 and train_config(finetune_config("tiny")).warmup == 0.0
     help_text = {f.name: f.metadata["help"] for f in fields(FinetuneLMConfig)}
     assert "OpenUnlearning" in help_text["warmup_epochs"] and "TOFU" in help_text["batch_size"]
+    # stored recipes name the warm-up only when there is one (keys of runs stored before the field still match)
+    assert "warmup_epochs" not in recipe_dict(finetune_config("tiny"))
+    assert recipe_dict(finetune_config("tiny", "tofu"))["warmup_epochs"] == 1.0
     with pytest.raises(UnknownNameError, match="Did you mean 'tofu'"):
         finetune_config("tiny", {"preset": "tofuu"})
 

@@ -107,6 +107,15 @@ def train_config(cfg: FinetuneLMConfig) -> TrainConfig:
     return TrainConfig(**fields)
 
 
+def recipe_dict(cfg: FinetuneLMConfig) -> dict[str, Any]:
+    """The recipe as stored in keys and records; no warm-up leaves warmup_epochs out, so runs and models stored
+    before the field existed are still found."""
+    out = to_dict(cfg)
+    if not out["warmup_epochs"]:
+        del out["warmup_epochs"]
+    return out
+
+
 def _tied_free_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """state_dict without duplicated (tied) tensors, each a standalone copy (safetensors rejects shared memory)."""
     seen: set[int] = set()
@@ -144,7 +153,7 @@ def cache_key(which: str, model_spec: str, data, cfg: FinetuneLMConfig, seed: in
     split), recipe, seed."""
     ds = data.train if which == "target" else data.retain
     content = ds.fingerprint() if callable(getattr(ds, "fingerprint", None)) else data.fingerprint()
-    body = json.dumps({"which": which, "model": model_spec, "data": content, "cfg": to_dict(cfg),
+    body = json.dumps({"which": which, "model": model_spec, "data": content, "cfg": recipe_dict(cfg),
                        "seed": seed}, sort_keys=True)
     return f"lm-{which}-" + hashlib.sha256(body.encode()).hexdigest()[:24]
 
@@ -332,7 +341,7 @@ def record_spec(spec: dict, method: str, seed: int, config: dict, digest: str | 
     model = spec.get("model") or "smollm2"
     out = {"task": "qa", "dataset": spec.get("dataset", "qa"), "forget": spec.get("forget", "10%"),
            "split_seed": spec.get("split_seed", 0), "model": model,
-           "recipe": to_dict(finetune_config(model, spec.get("recipe"))), "method": method, "config": config,
+           "recipe": recipe_dict(finetune_config(model, spec.get("recipe"))), "method": method, "config": config,
            "seed": seed, "name": spec.get("name", "")}
     attacks = parse_attacks(spec.get("attacks"))
     if attacks:  # only when set, so records stored before these keys existed are still found on resume
@@ -370,6 +379,7 @@ def run_lm(spec: dict[str, Any], *, store=None, progress: Progress | None = None
     return _run(spec, store=store, progress=progress, resume=resume, errors=errors)
 
 
-__all__ = ["FinetuneLMConfig", "finetune", "finetune_config", "train_config", "cache_key", "family", "PRESETS",
+__all__ = ["FinetuneLMConfig", "finetune", "finetune_config", "train_config", "recipe_dict", "cache_key", "family",
+           "PRESETS",
            "METHOD_PRESETS", "run_lm", "prepare_lm", "load_base", "finetune_role", "LMBase",
            "LMSetup", "lm_method_names", "method_overrides", "record_spec", "evaluation_rows", "with_system_prompt"]
