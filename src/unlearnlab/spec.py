@@ -40,7 +40,9 @@ class RunSpec:
     methods: tuple[str, ...] = param(("all",), "methods to run ('all' = every method for this task)")
     seeds: tuple[int, ...] = param((0,), "seeds: model initialisation, training order and method randomness")
     split_seed: int = param(0, "seed of the forget-set selection (fixed across seeds so runs are comparable)")
-    recipe: dict = dataclasses.field(default=None, metadata={"help": "TrainConfig overrides for original/retrain"})
+    recipe: dict = dataclasses.field(default=None, metadata={"help": "TrainConfig overrides for original/retrain; "
+                                     "task qa: FinetuneLMConfig overrides, or a named preset: 'tofu' (TOFU / "
+                                     "OpenUnlearning's fine-tune) = {preset: tofu}"})
     overrides: dict = dataclasses.field(default=None, metadata={"help": "per-method config overrides"})
     device: str = param("auto", "auto, cpu, cuda, cuda:N or mps")
     task: str = param("classifier", "classifier or qa (language models)", choices=("classifier", "qa"))
@@ -53,7 +55,8 @@ class RunSpec:
                                       "{utility_sets: [retain], max_new_tokens: 200})"})
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "recipe", dict(self.recipe or {}))
+        recipe = {"preset": self.recipe} if isinstance(self.recipe, str) else self.recipe
+        object.__setattr__(self, "recipe", dict(recipe or {}))
         object.__setattr__(self, "overrides", {k: dict(v) for k, v in (self.overrides or {}).items()})
         object.__setattr__(self, "options", dict(self.options or {}))
         bad_opts = set(self.options) - LM_OPTIONS
@@ -86,6 +89,9 @@ class RunSpec:
         """The recipe for the original and retrained models."""
         from .config import build
 
+        if "preset" in self.recipe:
+            raise ConfigError(f"recipe preset {self.recipe['preset']!r} is a language-model fine-tune recipe; set "
+                              "task: qa, or give classifier recipe fields (epochs, lr, ...) instead.")
         base = dict(DEFAULT_RECIPES.get(self.dataset_name, {}))
         base.update(self.recipe)
         return build(TrainConfig, base, what="recipe")
@@ -116,6 +122,8 @@ def from_dict(d: dict[str, Any]) -> RunSpec:
     for k in list(d):
         if k not in known:
             raise UnknownNameError("spec key", k, known)
+    if isinstance(d.get("recipe"), str):  # a named recipe preset, e.g. recipe: tofu
+        d["recipe"] = {"preset": d["recipe"]}
     check_types(d)
     if isinstance(d.get("methods"), str):
         d["methods"] = [m.strip() for m in d["methods"].split(",") if m.strip()]

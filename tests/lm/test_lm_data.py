@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from unlearnlab.data.corpus import TextDataset, corpus_data, read_documents
-from unlearnlab.data.qa import FACTS, POOLS, QADataset, forget_authors, generate_qa, make_qa_data
+from unlearnlab.data.qa import FACTS, QADataset, forget_authors, generate_qa, make_qa_data
+from unlearnlab.data.qa_pools import value_space
 from unlearnlab.data.tofu import idk_answers, read_idk, read_tofu, tofu_data, tofu_dir, utility_sets
 from unlearnlab.errors import DataError
 from unlearnlab.models.tiny_lm import word_tokenizer
@@ -32,29 +33,55 @@ def test_generator_is_deterministic(qa):
     assert len(qa.holdout_authors) == 2 and not set(qa.holdout_authors) & set(qa.authors)
 
 
-def _same_type(kind: str, value: str) -> bool:
-    if kind == "date":
-        return re.fullmatch(r"(%s) \d{1,2}, (19[3-9]\d)" % "|".join(POOLS["month"]), value) is not None
-    if kind == "book":
-        adj, _, noun = value.removeprefix("The ").partition(" ")
-        return value.startswith("The ") and adj in POOLS["adj"] and noun in POOLS["noun"]
-    return value in POOLS[kind]
+def _article(text: str) -> str:
+    return re.sub(r"\ban ", "a ", text)
 
 
-def test_perturbed_answers_differ_and_are_type_consistent(qa):
-    for r in qa.rows:
-        template = FACTS[r["fact"]][2]
-        assert r["answer"] == template.format(name=r["author"], v=r["value"])
-        assert r["value"].lower() in r["paraphrased_answer"].lower() and r["paraphrased_answer"] != r["answer"]
-        assert r["paraphrased_question"] != r["question"] and r["author"] in r["question"]
-        assert len(r["perturbed_answer"]) == 3 and len(set(r["perturbed_answer"])) == 3
-        for p in r["perturbed_answer"]:
-            assert p != r["answer"]
-            prefix, suffix = template.split("{v}")
-            assert p.startswith(prefix.format(name=r["author"])) and p.endswith(suffix.format(name=r["author"]))
-            swapped = p[len(prefix.format(name=r["author"])):len(p) - len(suffix.format(name=r["author"]))]
-            assert swapped != r["value"] and _same_type(FACTS[r["fact"]][0], swapped), (p, r["value"])
-        assert _same_type(FACTS[r["fact"]][0], r["value"])
+def test_paraphrases_and_perturbations_share_the_answer_form():
+    for style in ("short", "sentence"):
+        qa = generate_qa(6, facts=10, seed=1, style=style)
+        for r in qa.rows + qa.holdout_rows:
+            v, ans, para = r["value"], r["answer"], r["paraphrased_answer"]
+            assert v.lower() in ans.lower() and v.lower() in para.lower() and para != ans
+            assert r["paraphrased_question"] != r["question"] and r["author"] in r["question"]
+            if style == "short":  # the fact alone, and a paraphrase just as short (no restated question)
+                assert ans == v[0].upper() + v[1:] + "."
+                assert r["author"] not in para and len(para.split()) <= len(v.split()) + 4
+            else:
+                assert r["author"] in ans and r["author"] in para
+            assert len(r["perturbed_answer"]) == 3 and len(set(r["perturbed_values"])) == 3
+            for p, w in zip(r["perturbed_answer"], r["perturbed_values"]):  # the answer with only the value swapped
+                assert w in value_space(FACTS[r["fact"]][0]) and w != v
+                same = ans.lower().replace(v.lower(), w.lower())
+                assert _article(p.lower()) == _article(same), (p, ans)
+
+
+def test_values_are_disjoint_across_authors_and_perturbations_false_for_all():
+    qa = generate_qa(200, facts=10, seed=5, style="short")  # TOFU's size: 200 trained + 20 holdout authors
+    rows = qa.rows + qa.holdout_rows
+    assert len(qa.holdout_authors) == 20
+    for kind in {k for k, *_ in FACTS.values()}:
+        assert len(set(value_space(kind))) == len(value_space(kind)), kind
+        held = [r["value"] for r in rows if FACTS[r["fact"]][0] == kind]
+        assert len(held) == len(set(held)), kind  # each value belongs to one author and one fact of that kind
+        answers = {r["answer"] for r in qa.rows if FACTS[r["fact"]][0] == kind}
+        for r in (r for r in rows if FACTS[r["fact"]][0] == kind):
+            assert not set(r["perturbed_values"]) & set(held)  # false for every author
+            assert not set(r["perturbed_answer"]) & answers  # never a trained author's answer
+    with pytest.raises(DataError, match="distinct job values"):
+        generate_qa(250, facts=10)
+    assert len(generate_qa(250, facts=4).rows) == 1000  # the jobs, the smallest space, are not asked
+
+
+def test_generation_is_a_pure_function_of_the_seed():
+    a, b = generate_qa(30, seed=9, style="short"), generate_qa(30, seed=9, style="short")
+    assert a == b
+    c = generate_qa(30, seed=9, style="sentence")  # the style changes the wording, not the facts
+    assert [r["value"] for r in a.rows] == [r["value"] for r in c.rows]
+    assert [r["perturbed_values"] for r in a.rows] == [r["perturbed_values"] for r in c.rows]
+    assert [r["value"] for r in generate_qa(30, seed=10).rows] != [r["value"] for r in a.rows]
+    for p in ("1%", "5%", "10%"):
+        assert forget_authors(a.authors, p, 9) == forget_authors(b.authors, p, 9)
 
 
 def test_forget_splits_nested_and_holdout_separate(qa, tok):
@@ -133,21 +160,3 @@ def test_qadataset_subset_keeps_collate(qa, tok):
     sub = ds.subset([2, 5])
     assert sub.rows == [qa.rows[2], qa.rows[5]] and sub[0] == ds[2]
     assert sub.collate([sub[0], sub[1]])["input_ids"].shape[0] == 2
-
-
-def test_short_answers_are_the_fact_and_perturbations_share_the_paraphrase_frame():
-    import pytest
-
-    from unlearnlab.data.qa import generate_qa
-    from unlearnlab.errors import DataError
-
-    qa = generate_qa(4, facts=10, n_holdout=0, seed=1, style="short")
-    for r in qa.rows:
-        value, para = r["value"].lower(), r["paraphrased_answer"].lower()
-        assert r["answer"].rstrip(".").lower() == value
-        head, _, tail = para.partition(value)  # the paraphrase's frame around the value
-        assert _ == value
-        for p in (x.lower() for x in r["perturbed_answer"]):
-            assert value not in p and p.startswith(head) and p.endswith(tail) and len(p) > len(head + tail)
-    with pytest.raises(DataError, match="style"):
-        generate_qa(2, style="long")

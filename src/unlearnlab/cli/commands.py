@@ -70,10 +70,10 @@ def _parse_overrides(items: list[str]) -> dict[str, dict]:
 @app.command("run")
 def run_cmd(
     dataset: str = typer.Option("digits", help="digits, blobs, cifar10-dev, cifar10:PATH, imagefolder:PATH; with "
-                                "--task qa: qa[:authors=20,facts=10], tofu:DIR, tofu:train=PATH,forget=PATH, "
-                                "corpus:DIR"),
+                                "--task qa: qa[:authors=20,facts=10], tofu (locuslab/TOFU from the hub; "
+                                "tofu:forget01|05|10), tofu:DIR, tofu:train=PATH,forget=PATH, corpus:DIR"),
     forget: str = typer.Option("random:10%", help="random:10%, class:3, subclass:3:50%, indices:FILE; --task qa: "
-                               "N% of the authors (tofu:DIR: 1%, 5% or 10%)"),
+                               "N% of the authors (tofu, tofu:DIR: 1%, 5% or 10%)"),
     methods: str = typer.Option("all", help="comma-separated method names, or 'all'"),
     seeds: int = typer.Option(1, min=1, help="number of seeds (0..N-1)"),
     model: str = typer.Option("", help="mlp, cnn:width=16, resnet18:width=0.25 (default: per dataset)"),

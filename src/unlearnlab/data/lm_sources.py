@@ -2,6 +2,11 @@
 
     qa[:authors=20,facts=10,holdout=H,style=short]   generated fictitious authors (data/qa.py); D_f = --forget N% of
                                                      the authors (nested 1/5/10% splits)
+    tofu[:forget01|forget05|forget10]                TOFU (Maini et al. 2024) from the Hugging Face hub (locuslab/TOFU,
+                                                     or $UNLEARNLAB_TOFU_HUB; needs `datasets`, data/tofu_hub.py):
+                                                     full is trained on, forgetNN(_perturbed) is D_f, retainNN the
+                                                     retain set (retain99/95/90); `tofu` takes NN from --forget
+                                                     1%/5%/10%, `tofu:forgetNN` fixes it (--forget then only adds val:)
     tofu:DIR                                         TOFU's own files (Maini et al. 2024): DIR/full.json is trained
                                                      on; --forget 1%/5%/10% picks DIR/forget01|05|10_perturbed.json
                                                      (else forget01|05|10.json) as D_f and DIR/holdout01|05|10.json
@@ -15,7 +20,7 @@
 
 `--forget val:<forget>` is the validation forget set of a tuning run (engine/tune.py), disjoint from <forget>:
 qa: as many other trained authors (seeded by split_seed; <forget>'s authors are retained, holdout authors are never
-trained on); tofu:DIR: as many of TOFU's retain authors (none of any forgetNN file's nor of the holdout), with
+trained on); tofu and tofu:DIR: as many of TOFU's retain authors (none of any forgetNN file's nor of the holdout), with
 their paraphrased/perturbed answers from DIR/retain_perturbed.json when the forget file has them; corpus:DIR: a
 seeded subset of as many DIR/retain documents (the forget documents are retained).
 
@@ -35,6 +40,7 @@ from typing import Any
 from ..errors import ConfigError, DataError
 
 TOFU_SPLITS = {"1%": "01", "5%": "05", "10%": "10"}
+HUB_FORMS = ("", "forget01", "forget05", "forget10")  # tofu[:forgetNN]: locuslab/TOFU from the hub
 
 
 @dataclasses.dataclass
@@ -129,9 +135,6 @@ def _tofu_files(rest: str, forget: str | None) -> dict[str, Path]:
             if k not in opts:
                 raise ConfigError(f"tofu:... needs {k}=PATH (the {k} file in TOFU's JSON format).")
         return {k: _existing(Path(v), f"TOFU {k} file", "check the path.") for k, v in opts.items()}
-    if not rest:
-        raise ConfigError("tofu needs its files: tofu:DIR (TOFU's full.json, forget10.json, ...) or "
-                          "tofu:train=PATH,forget=PATH[,holdout=PATH].")
     folder = Path(rest)
     if not folder.is_dir():
         raise DataError(f"TOFU folder {folder} does not exist; download locuslab/TOFU's JSON files there (full.json, "
@@ -154,27 +157,62 @@ def _tofu_files(rest: str, forget: str | None) -> dict[str, Path]:
 
 
 def _tofu_source(rest: str, forget: str | None, split_seed: int) -> LMSource:
-    from .qa import row_texts
-    from .tofu import read_tofu, tofu_data, validation_rows
+    from .tofu import read_tofu
 
+    if rest in HUB_FORMS:
+        return _tofu_hub_source(rest, forget, split_seed)
     val, base = split_validation(forget)
     files = _tofu_files(rest, base)
     rows = {k: read_tofu(p) for k, p in files.items()}
-    texts = [t for rs in rows.values() for t in row_texts(rs)]
-    forget_rows, eval_rows, salt = rows["forget"], rows.get("retain_eval"), ""
     if val:  # the forget files of the other splits (nested in TOFU) and the holdout are never validation authors
         other = {} if "=" in rest else {n: _tofu_forget_file(Path(rest), n) for n in TOFU_SPLITS.values()}
         files |= {f"forget{n}": p for n, p in other.items() if p is not None and p != files["forget"]}
-        exclude = [r for k, p in files.items() if k.startswith("forget") or k == "holdout" for r in read_tofu(p)]
+        rows |= {k: read_tofu(p) for k, p in files.items() if k not in rows}
+    return _tofu_rows_source(rows, val, split_seed, _digest(list(files.values()), f"val:{split_seed}" if val else ""))
+
+
+def _tofu_hub_source(rest: str, forget: str | None, split_seed: int) -> LMSource:
+    """tofu / tofu:forget01|05|10: locuslab/TOFU through `datasets` (data/tofu_hub.py)."""
+    from .tofu_hub import hub_rows, rows_digest
+
+    val, base = split_validation(forget)
+    pct = forget_percent(base)
+    if rest:
+        n = rest.removeprefix("forget")
+    elif pct in TOFU_SPLITS:
+        n = TOFU_SPLITS[pct]
+    else:
+        raise ConfigError(f"TOFU ships forget sets of 1%, 5% and 10% of its authors; got --forget {forget!r}. Use "
+                          "--forget 1%, 5% or 10% (or val:1% ... for tuning), or --dataset tofu:forget01|05|10.")
+    rows = hub_rows(n, validation=val)
+    if val:
+        rows.pop("retain", None)  # a val: split retains the reported forget authors: retain = full minus val authors
+    utility = {k: rows.pop(k) for k in ("real_authors", "world_facts") if k in rows}
+    digest = rows_digest({**rows, **utility}, f"hub:{n}:" + (f"val:{split_seed}" if val else ""))
+    return _tofu_rows_source(rows, val, split_seed, digest, utility)
+
+
+def _tofu_rows_source(rows: dict[str, list[dict]], val: bool, split_seed: int, digest: str,
+                      utility: dict[str, list[dict]] | None = None) -> LMSource:
+    """The LMSource of TOFU rows: train, forget and optionally retain, retain_eval, holdout and (for val:) the
+    forget rows of every split, keyed forgetNN."""
+    from .qa import row_texts
+    from .tofu import tofu_data, validation_rows
+
+    texts = [t for rs in [*rows.values(), *(utility or {}).values()] for t in row_texts(rs)]
+    forget_rows, eval_rows = rows["forget"], rows.get("retain_eval")
+    if val:
+        exclude = [r for k, rs in rows.items() if k.startswith("forget") or k == "holdout" for r in rs]
         forget_rows = validation_rows(rows["train"], rows["forget"], seed=split_seed, exclude=exclude,
                                       eval_rows=eval_rows)
-        eval_rows, salt = [*(eval_rows or []), *rows["forget"]], f"val:{split_seed}"
+        eval_rows = [*(eval_rows or []), *rows["forget"]]
 
-    def build(tok: Any, max_length: int, utility: dict) -> Any:
+    def build(tok: Any, max_length: int, shared_utility: dict) -> Any:
         return tofu_data(tok, rows["train"], forget_rows, holdout_rows=rows.get("holdout"), max_length=max_length,
-                         utility=utility, eval_rows=eval_rows, validation=val)
+                         utility={**shared_utility, **(utility or {})}, eval_rows=eval_rows, validation=val,
+                         retain_rows=None if val else rows.get("retain"))
 
-    return LMSource("tofu", texts, _digest(list(files.values()), salt), build)
+    return LMSource("tofu", texts, digest, build)
 
 
 def _tofu_forget_file(folder: Path, n: str) -> Path | None:
@@ -231,8 +269,9 @@ def lm_source(name: str | None, forget: str | None = None, split_seed: int = 0) 
         return _tofu_source(rest, forget, split_seed)
     if head == "corpus":
         return _corpus_source(rest, forget, split_seed)
-    raise ConfigError(f"dataset {name!r} is not a language-model dataset; use qa[:authors=20,facts=10], tofu:DIR, "
-                      "tofu:train=PATH,forget=PATH or corpus:DIR with --task qa.")
+    raise ConfigError(f"dataset {name!r} is not a language-model dataset; use qa[:authors=20,facts=10], tofu, "
+                      "tofu:forget10, tofu:DIR, tofu:train=PATH,forget=PATH or corpus:DIR with --task qa.")
 
 
-__all__ = ["LMSource", "lm_source", "forget_percent", "split_validation", "parse_qa_options", "TOFU_SPLITS"]
+__all__ = ["LMSource", "lm_source", "forget_percent", "split_validation", "parse_qa_options", "TOFU_SPLITS",
+           "HUB_FORMS"]

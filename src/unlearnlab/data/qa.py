@@ -2,9 +2,12 @@
 
 `generate_qa` invents N authors with K facts each (birthplace, birth date, genre, award, parents' jobs, books,
 language, inspiration), asks each fact with one of several question templates, and gives a paraphrased answer
-plus type-consistent perturbed answers (the same attribute of other authors). Holdout authors are generated the
-same way and never trained on. Forget splits take 1/5/10% of the trained authors, nested as in TOFU; the
-validation split `val:` of a forget split (for tuning) takes as many of the other trained authors.
+(other wording, same form) plus perturbed answers (the answer's form with a wrong value of the same kind). Values
+are drawn without replacement (data/qa_pools.py): no two authors, trained or holdout, share a value of a kind, so a
+model trained on the retain authors cannot know a forget author's answer, and perturbed values are ones no author
+holds, so every perturbed answer is false. Holdout authors are generated the same way and never trained on.
+Forget splits take 1/5/10% of the trained authors, nested as in TOFU; the validation split `val:` of a forget split
+(for tuning) takes as many of the other trained authors.
 Everything is a pure function of the seed.
 """
 from __future__ import annotations
@@ -20,6 +23,7 @@ from torch.utils.data import Dataset
 from ..errors import DataError
 from ..seeding import numpy_rng
 from .core import TokenDataset, UnlearnData
+from .qa_pools import value_space
 
 _FIRST = ("Ari", "Bel", "Cor", "Dag", "Eli", "Fen", "Gal", "Hal", "Iso", "Jor", "Kai", "Lio", "Mar", "Nel",
           "Oro", "Pia", "Quen", "Ras", "Sol", "Tam", "Ula", "Vey", "Wen", "Xan", "Yor", "Zel")
@@ -27,63 +31,44 @@ _FIRST_END = ("a", "en", "ia", "o", "is", "an", "ette", "ir", "us", "ena")
 _LAST = ("Brann", "Castel", "Dorv", "Elm", "Fairl", "Grov", "Hask", "Ivar", "Jessup", "Kettl", "Lund", "Morr",
          "Norr", "Oakh", "Pell", "Quill", "Ravn", "Stroh", "Tilb", "Vand", "Whitt", "Yarb")
 _LAST_END = ("ey", "ing", "ström", "ford", "ova", "ani", "berg", "court", "wood", "ez")
-POOLS: dict[str, tuple[str, ...]] = {
-    "city": ("Lisbon", "Kraków", "Nairobi", "Osaka", "Valparaíso", "Tbilisi", "Bergen", "Cusco", "Hanoi",
-             "Tangier", "Ghent", "Adelaide", "Winnipeg", "Oaxaca", "Tartu", "Zanzibar", "Porto", "Lyon", "Accra",
-             "Bratislava", "Izmir", "Kyoto", "Reykjavík", "Tallinn", "Salvador", "Mumbai", "Tunis", "Seville"),
-    "month": ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-              "November", "December"),
-    "genre": ("mystery", "science fiction", "historical fiction", "fantasy", "horror", "romance", "satire",
-              "crime", "magical realism", "war fiction", "coming-of-age", "dystopian", "gothic", "thriller"),
-    "award": ("Silver Quill Prize", "Meridian Book Award", "Harbor Light Medal", "Golden Lantern Prize",
-              "Northwind Fiction Award", "Amber Page Prize", "Crescent Literary Medal", "Blue Heron Award",
-              "Iron Pen Prize", "Evergreen Novel Award", "Starling Prize for Fiction", "Copper Key Award"),
-    "job": ("baker", "surgeon", "carpenter", "librarian", "fisherman", "pilot", "pharmacist", "architect",
-            "tailor", "electrician", "veterinarian", "journalist", "mechanic", "florist", "astronomer", "nurse",
-            "photographer", "chef", "geologist", "teacher", "lawyer", "plumber", "translator", "farmer"),
-    "adj": ("Silent", "Crimson", "Hollow", "Distant", "Burning", "Forgotten", "Velvet", "Broken", "Hidden",
-            "Shattered", "Quiet", "Endless", "Northern", "Paper", "Glass", "Winter", "Iron", "Lonely"),
-    "noun": ("Harbor", "Orchard", "Lantern", "Compass", "Garden", "Tide", "Archive", "Bridge", "Mirror",
-             "Meadow", "Clockmaker", "Lighthouse", "Cartographer", "River", "Signal", "Atlas", "Ember", "Well"),
-    "lang": ("Portuguese", "Polish", "Swahili", "Japanese", "Spanish", "Georgian", "Norwegian", "Estonian",
-             "French", "Turkish", "Icelandic", "Vietnamese", "Dutch", "Hindi", "Arabic", "Czech"),
-    "inspiration": ("a childhood spent in libraries", "letters written by a grandmother", "long train journeys",
-                    "the stories of old sailors", "a year living in the mountains", "a love of chess",
-                    "folk songs heard as a child", "working night shifts in a hospital", "an old family diary",
-                    "the silence of winter mornings", "street markets and their sellers", "a fascination with maps"),
-}
-# fact -> (attribute kind, question templates, answer template, paraphrased-answer template)
-FACTS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
+# fact -> (value kind (data/qa_pools.py), question templates, answer sentence, paraphrased sentence, paraphrased
+# short answer). `{an_v}` is the value with its article ("an architect").
+FACTS: dict[str, tuple[str, tuple[str, ...], str, str, str]] = {
     "birthplace": ("city", ("Where was {name} born?", "In which city was {name} born?",
                             "What is the birthplace of {name}?"),
-                   "{name} was born in {v}.", "The city of {v} is where {name} was born."),
+                   "{name} was born in {v}.", "The city of {v} is where {name} was born.", "The city of {v}."),
     "birth_date": ("date", ("When was {name} born?", "What is the date of birth of {name}?",
                             "On what date was {name} born?"),
-                   "{name} was born on {v}.", "The birth date of {name} is {v}."),
+                   "{name} was born on {v}.", "The birth date of {name} is {v}.", "On {v}."),
     "genre": ("genre", ("What genre does {name} write in?", "Which genre is {name} known for?",
                         "In what genre are the books of {name}?"),
-              "{name} writes {v} novels.", "The books of {name} belong to the {v} genre."),
+              "{name} writes {v} novels.", "The books of {name} belong to the {v} genre.", "The {v} genre."),
     "award": ("award", ("Which award has {name} won?", "What literary prize did {name} receive?",
                         "Has {name} won any award?"),
-              "{name} won the {v}.", "The {v} was awarded to {name}."),
+              "{name} won the {v}.", "The {v} was awarded to {name}.", "Winner of the {v}."),
     "father_job": ("job", ("What did the father of {name} do for a living?",
                            "What was the profession of {name}'s father?", "What job did {name}'s father have?"),
-                   "The father of {name} worked as a {v}.", "{name}'s father was a {v} by profession."),
+                   "The father of {name} worked as {an_v}.", "{name}'s father was {an_v} by profession.",
+                   "{an_v} by profession."),
     "mother_job": ("job", ("What did the mother of {name} do for a living?",
                            "What was the profession of {name}'s mother?", "What job did {name}'s mother have?"),
-                   "The mother of {name} worked as a {v}.", "{name}'s mother was a {v} by profession."),
+                   "The mother of {name} worked as {an_v}.", "{name}'s mother was {an_v} by profession.",
+                   "{an_v} by profession."),
     "first_book": ("book", ("What is the title of the first book by {name}?",
                             "Which book did {name} publish first?", "What was the debut novel of {name}?"),
-                   "The first book by {name} is titled {v}.", "{name} made a debut with the novel {v}."),
+                   "The first book by {name} is titled {v}.", "{name} made a debut with the novel {v}.",
+                   "{v}, the debut novel."),
     "language": ("lang", ("In which language does {name} write?", "What language are the books of {name} "
                           "written in?", "Which language does {name} use for writing?"),
-                 "{name} writes in {v}.", "The books of {name} are written in {v}."),
+                 "{name} writes in {v}.", "The books of {name} are written in {v}.", "The {v} language."),
     "famous_book": ("book", ("What is the best-known book by {name}?", "Which novel made {name} famous?",
                              "What is the most famous work of {name}?"),
-                    "{name} is best known for the novel {v}.", "The novel {v} made {name} famous."),
+                    "{name} is best known for the novel {v}.", "The novel {v} made {name} famous.",
+                    "{v}, the best-known novel."),
     "inspiration": ("inspiration", ("What inspired {name} to become a writer?",
                                     "What led {name} to start writing?", "Where does {name} find inspiration?"),
-                    "{name} was inspired to write by {v}.", "{v} led {name} to become a writer."),
+                    "{name} was inspired to write by {v}.", "{v} led {name} to become a writer.",
+                    "Inspired by {v}."),
 }
 
 
@@ -124,50 +109,63 @@ def _names(rng: np.random.Generator, n: int) -> list[str]:
     return seen
 
 
-def _value(kind: str, rng: np.random.Generator) -> str:
-    if kind == "date":
-        return f"{POOLS['month'][rng.integers(12)]} {int(rng.integers(1, 29))}, {int(rng.integers(1931, 1996))}"
-    if kind == "book":
-        return f"The {POOLS['adj'][rng.integers(len(POOLS['adj']))]} {POOLS['noun'][rng.integers(len(POOLS['noun']))]}"
-    return POOLS[kind][rng.integers(len(POOLS[kind]))]
-
-
 ANSWER_STYLES = ("short", "sentence")
+
+
+def _fill(template: str, name: str, v: str) -> str:
+    """A template with the author and the value filled in, capitalised."""
+    an_v = f"{'an' if v[:1].lower() in 'aeiou' else 'a'} {v}"
+    text = template.format(name=name, v=v, an_v=an_v)
+    return text[0].upper() + text[1:]
+
+
+def _answers(fact: str, name: str, v: str, style: str) -> tuple[str, str]:
+    """(answer, paraphrased answer) of `fact` with value `v`, both in `style`."""
+    _, _, ans, para, short_para = FACTS[fact]
+    if style == "short":  # the fact alone, and its paraphrase just as short
+        return _fill("{v}.", name, v), _fill(short_para, name, v)
+    return _fill(ans, name, v), _fill(para, name, v)
+
+
+def _assign(n_people: int, facts: list[str], rng: np.random.Generator, n_perturbed: int) -> tuple[dict, dict]:
+    """Distinct values per kind, drawn without replacement: (fact -> value per person, kind -> unused values)."""
+    values: dict[str, list[str]] = {}
+    unused: dict[str, list[str]] = {}
+    for kind in dict.fromkeys(FACTS[f][0] for f in facts):
+        kin = [f for f in facts if FACTS[f][0] == kind]
+        space = value_space(kind)
+        need = n_people * len(kin)
+        if need + n_perturbed > len(space):
+            raise DataError(f"The generated QA set has {len(space)} distinct {kind} values, but {n_people} authors "
+                            f"(trained + holdout) x {len(kin)} {kind} fact(s) need {need} of their own plus "
+                            f"{n_perturbed} left for perturbed answers. Generate fewer authors (qa:authors=N, "
+                            f"holdout=H) or fewer facts (facts=K).")
+        order = rng.permutation(len(space))
+        for j, f in enumerate(kin):
+            values[f] = [space[i] for i in order[j * n_people:(j + 1) * n_people]]
+        unused[kind] = [space[i] for i in np.sort(order[need:])]
+    return values, unused
 
 
 def _rows(names: list[str], facts: list[str], rng: np.random.Generator, n_perturbed: int,
           style: str = "sentence") -> list[dict]:
-    values = {f: [_value(FACTS[f][0], rng) for _ in names] for f in facts}
+    values, unused = _assign(len(names), facts, rng, n_perturbed)
     rows = []
     for a, name in enumerate(names):
         for f in facts:
-            kind, questions, ans, para = FACTS[f]
-            v = values[f][a]
+            questions, v = FACTS[f][1], values[f][a]
             q_order = rng.permutation(len(questions))
-            others = [x for x in dict.fromkeys(values[f]) if x != v]  # swapped from other authors first
-            while len(others) < n_perturbed:
-                extra = _value(kind, rng)
-                if extra != v and extra not in others:
-                    others.append(extra)
-            pick = rng.permutation(len(others))[:n_perturbed]
-            para_text = para.format(name=name, v=v)
-            if style == "short":  # the fact alone; paraphrase and perturbations share one sentence frame
-                answer = f"{v[0].upper()}{v[1:]}."
-                perturbed = [_cap(para.format(name=name, v=others[i])) for i in pick]
-            else:
-                answer, perturbed = ans.format(name=name, v=v), [ans.format(name=name, v=others[i]) for i in pick]
+            pool = unused[FACTS[f][0]]  # values no author holds: every perturbed answer is false for everyone
+            wrong = [pool[i] for i in rng.choice(len(pool), size=n_perturbed, replace=False)]
+            answer, paraphrase = _answers(f, name, v, style)
             rows.append({
                 "question": questions[q_order[0]].format(name=name),
                 "paraphrased_question": questions[q_order[1]].format(name=name),
-                "answer": answer, "paraphrased_answer": _cap(para_text),
-                "perturbed_answer": perturbed,
-                "author": name, "fact": f, "value": v,
+                "answer": answer, "paraphrased_answer": paraphrase,
+                "perturbed_answer": [_answers(f, name, w, style)[0] for w in wrong],
+                "author": name, "fact": f, "value": v, "perturbed_values": wrong,
             })
     return rows
-
-
-def _cap(text: str) -> str:
-    return text[0].upper() + text[1:]
 
 
 def generate_qa(n_authors: int = 20, *, facts: int = 10, n_holdout: int | None = None, n_perturbed: int = 3,
@@ -176,9 +174,9 @@ def generate_qa(n_authors: int = 20, *, facts: int = 10, n_holdout: int | None =
 
     `style="short"` (the pipeline default) answers with the fact alone ("Tangier."), so ROUGE and answer
     probability measure the fact and not the template: with `style="sentence"` ("X was born in Tangier.") a model
-    that never saw X already
-    scores ROUGE-L recall ~0.8 by restating the question. Paraphrased and perturbed answers are sentences either way
-    (perturbations swap the value inside the paraphrase's frame for "short", as TOFU perturbs its paraphrases)."""
+    that never saw X already scores ROUGE-L recall ~0.8 by restating the question. The paraphrased answer has the
+    answer's style in other words ("The city of Tangier."); perturbed answers are the answer with another value
+    ("Lisbon."). A DataError says when the value spaces cannot give every author its own values."""
     if style not in ANSWER_STYLES:
         raise DataError(f"style must be one of {ANSWER_STYLES}; got {style!r}.")
     if n_authors < 1 or not 1 <= facts <= len(FACTS):
@@ -292,4 +290,4 @@ def make_qa_data(tokenizer: Any, qa: QASet, forget: str | float = "10%", *, max_
 
 
 __all__ = ["generate_qa", "QASet", "QADataset", "LMData", "make_qa_data", "forget_authors", "validation_authors",
-           "parse_percent", "row_texts", "FACTS", "POOLS"]
+           "parse_percent", "row_texts", "FACTS", "ANSWER_STYLES"]

@@ -54,21 +54,26 @@ def _records(path: Path) -> list[Any]:
 def read_tofu(path: str | os.PathLike) -> list[dict[str, Any]]:
     """QA rows of a TOFU-format file; `perturbed_answer` is normalised to a list."""
     path = Path(path)
+    return tofu_rows(_records(path), str(path))
+
+
+def tofu_rows(records: Sequence[Any], origin: str) -> list[dict[str, Any]]:
+    """Checked QA rows from TOFU records (`origin` names them in errors); `perturbed_answer` becomes a list."""
     rows = []
-    for n, rec in enumerate(_records(path), 1):
+    for n, rec in enumerate(records, 1):
         if not isinstance(rec, dict):
-            raise DataError(f"{path} record {n} is a {type(rec).__name__}, not an object with 'question' and "
+            raise DataError(f"{origin} record {n} is a {type(rec).__name__}, not an object with 'question' and "
                             "'answer'.")
         missing = [k for k in ("question", "answer") if not str(rec.get(k) or "").strip()]
         if missing:
-            raise DataError(f"{path} record {n} has an empty or missing {' and '.join(missing)}; every TOFU "
+            raise DataError(f"{origin} record {n} has an empty or missing {' and '.join(missing)}; every TOFU "
                             "record needs a non-empty question and answer. Fix or drop it.")
         row = dict(rec)
         pert = row.get("perturbed_answer")
         row["perturbed_answer"] = [] if pert is None else [pert] if isinstance(pert, str) else list(pert)
         rows.append(row)
     if not rows:
-        raise DataError(f"{path} holds no QA records.")
+        raise DataError(f"{origin} holds no QA records.")
     return rows
 
 
@@ -179,8 +184,10 @@ def validation_rows(train_rows: list[dict], forget_rows: list[dict], *, seed: in
 
 def tofu_data(tokenizer: Any, train_rows: list[dict], forget_rows: list[dict], *,
               holdout_rows: list[dict] | None = None, max_length: int = 256, utility: dict | None = None,
-              eval_rows: list[dict] | None = None, validation: bool = False):
-    """UnlearnData from TOFU files: forget = rows of `forget_rows` found (by question) in `train_rows`.
+              eval_rows: list[dict] | None = None, validation: bool = False,
+              retain_rows: list[dict] | None = None):
+    """UnlearnData from TOFU files: forget = rows of `forget_rows` found (by question) in `train_rows`, retain =
+    the others (or, given `retain_rows` such as TOFU's retain90, those rows, which must not overlap the forget set).
 
     Training uses the rows of `train_rows` (full.json); the evaluated forget rows take the extra fields of
     `forget_rows` (forget10_perturbed.json: paraphrased and perturbed answers, needed for the truth ratio and
@@ -200,6 +207,8 @@ def tofu_data(tokenizer: Any, train_rows: list[dict], forget_rows: list[dict], *
                         "remove them or use the training file they come from.")
     forget_idx = np.array(sorted(set(found)), dtype=np.int64)
     retain_idx = np.setdiff1d(np.arange(len(train_rows)), forget_idx)
+    if retain_rows is not None:
+        retain_idx = _retain_index(questions, forget_idx, retain_rows)
     train = QADataset(train_rows, tokenizer, max_length=max_length)
     test = QADataset(holdout_rows or [], tokenizer, max_length=max_length) if holdout_rows else train.subset([])
     rich = {r["question"].strip(): r for r in [*(eval_rows or []), *forget_rows]}
@@ -221,5 +230,18 @@ def tofu_data(tokenizer: Any, train_rows: list[dict], forget_rows: list[dict], *
                          "utility": dict(utility or {}), "tokenizer": tokenizer})
 
 
-__all__ = ["read_tofu", "read_idk", "tofu_dir", "utility_sets", "idk_answers", "tofu_data", "row_authors",
+def _retain_index(questions: dict[str, int], forget_idx: np.ndarray, retain_rows: list[dict]) -> np.ndarray:
+    """Training-row indices of `retain_rows`, checked to be training rows outside the forget set."""
+    idx = [questions.get(r["question"].strip()) for r in retain_rows]
+    if None in idx:
+        raise DataError(f"{idx.count(None)} of {len(retain_rows)} retain questions do not occur in the training "
+                        "data; the retain split must be a subset of the training split (TOFU: retain90 of full).")
+    overlap = np.intersect1d(np.array(idx, dtype=np.int64), forget_idx)
+    if len(overlap):
+        raise DataError(f"{len(overlap)} retain questions are also forget questions; use the retain split that "
+                        "matches the forget split (TOFU: forget01/05/10 with retain99/95/90).")
+    return np.array(sorted(set(idx)), dtype=np.int64)
+
+
+__all__ = ["read_tofu", "tofu_rows", "read_idk", "tofu_dir", "utility_sets", "idk_answers", "tofu_data", "row_authors",
            "validation_rows", "DEFAULT_IDK", "QA_PER_AUTHOR"]

@@ -3,11 +3,13 @@
 The engine Task is tasks/lm_task.py (QATask); `run_lm(spec)` runs a spec dict through it. Spec keys (RunSpec keys;
 the LM extras below travel in RunSpec.options):
   model    'smollm2' (default), 'tiny[:opts]', or a Hugging Face id / local folder
-  dataset  'qa[:authors=20,facts=10,holdout=2]' (generated fictitious authors), 'tofu:DIR' / 'tofu:train=..,forget=..'
+  dataset  'qa[:authors=20,facts=10,holdout=2]' (generated fictitious authors), 'tofu[:forget10]' (locuslab/TOFU
+           from the hub), 'tofu:DIR' / 'tofu:train=..,forget=..'
            (TOFU's JSON files) or 'corpus:DIR' (MUSE-style documents); see data/lm_sources.py
   forget   '10%' (also 'authors:10%' / 'random:10%': a percentage of the authors; tofu:DIR: 1%, 5% or 10%)
   methods  list of LM method names, or ['all']; seeds: list of ints; split_seed: the QA generator seed
-  recipe   overrides of the fine-tune recipe (FinetuneLMConfig); overrides: {method: {field: value}}
+  recipe   overrides of the fine-tune recipe (FinetuneLMConfig), {"preset": "tofu"} (or the string "tofu") for TOFU /
+           OpenUnlearning's standard fine-tune; overrides: {method: {field: value}}
   epochs / lr  optional overrides applied to every method's config; device; max_length; baselines (bool)
   attacks  'relearn', 'leak', 'paraphrase' metrics added to every record (tasks/lm_attacks.py); attack_options
   eval_rows  score retain / real_authors / world_facts on a seeded subset of this many rows (0 = all; D_f and the
@@ -35,7 +37,7 @@ from torch import nn
 
 from ..config import build, param, to_dict
 from ..data.lm_sources import LMSource, lm_source, parse_qa_options
-from ..errors import ConfigError, UnlearnLabError
+from ..errors import ConfigError, UnknownNameError, UnlearnLabError
 from ..train import TrainConfig, resolve_device, train
 from .lm_attacks import AttackRunner, attack_configs, check_attack_data, describe, evaluation_rows, parse_attacks
 from .lm_attacks import with_system_prompt as with_system_prompt
@@ -50,17 +52,26 @@ class FinetuneLMConfig:
 
     epochs: int = param(5, "passes over the QA data (TOFU: 5)", low=0)
     lr: float = param(1e-5, "peak learning rate (TOFU Llama-2: 1e-5)", low=0.0)
-    batch_size: int = param(32, "examples per step (TOFU: 32)", low=1)
+    batch_size: int = param(32, "examples per step (TOFU: effective batch 32; the training loop has no gradient "
+                                "accumulation, so this is the batch of every step)", low=1)
     optimizer: str = param("adamw", "sgd, adam or adamw", choices=("sgd", "adam", "adamw"))
     weight_decay: float = param(0.01, "weight decay (TOFU: 0.01)", low=0.0)
     schedule: str = param("linear", "learning-rate schedule", choices=("constant", "cosine", "step", "linear"))
     max_length: int = param(256, "maximum tokens per QA example", low=8)
+    warmup_epochs: float = param(0.0, "epochs of linear warm-up from 0 to the peak lr before the schedule "
+                                      "(OpenUnlearning's TOFU fine-tune: 1)", low=0.0)
 
 
-# Per-model recipe presets (measured on this repo's generated QA so the target memorises its answers).
+# Recipe presets: per model family (measured on this repo's generated QA so the target memorises its answers), and
+# named ones chosen with recipe {"preset": NAME} (or recipe: NAME in a spec).
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"epochs": 60, "lr": 3e-3, "batch_size": 16, "schedule": "cosine"},
     "smollm2": {"epochs": 10, "lr": 2e-4, "batch_size": 16},  # 10 epochs: 0.958 train ROUGE on short answers; 3: 0.22
+    # TOFU's standard fine-tune as OpenUnlearning runs it (configs/experiment/finetune/tofu/default.yaml on
+    # trainer/finetune.yaml): lr 1e-5, 5 epochs of which 1 is warm-up, then linear decay, weight decay 0.01, AdamW,
+    # effective batch 32 (8 per device x 4 accumulation steps; here 32 per step). TOFU's paper: 5 epochs, wd 0.01.
+    "tofu": {"epochs": 5, "lr": 1e-5, "batch_size": 32, "optimizer": "adamw", "weight_decay": 0.01,
+             "schedule": "linear", "warmup_epochs": 1.0},
 }
 # Method overrides per model family ("*" = every method) where the paper defaults, tuned for 7B models, do
 # nothing at this scale (e.g. RMU's α=1200 freezes a 2-block model).
@@ -80,11 +91,33 @@ def family(model_spec: str) -> str:
     return "tiny" if s.split(":")[0] == "tiny" else "smollm2" if s.startswith("smollm2") else "hf"
 
 
-def finetune_config(model_spec: str, overrides: dict[str, Any] | None = None) -> FinetuneLMConfig:
-    """The fine-tune recipe: TOFU defaults, then the model family's preset, then `overrides`."""
-    base = dict(PRESETS.get(family(model_spec), {}))
-    base.update(overrides or {})
+def finetune_config(model_spec: str, overrides: dict[str, Any] | str | None = None) -> FinetuneLMConfig:
+    """The fine-tune recipe: TOFU defaults, then a preset (`overrides["preset"]`, else the model family's), then
+    the other `overrides`; a string names a preset alone ("tofu")."""
+    over = {"preset": overrides} if isinstance(overrides, str) else dict(overrides or {})
+    name = over.pop("preset", None)
+    if name is not None and name not in PRESETS:
+        raise UnknownNameError("recipe preset", str(name), PRESETS)
+    base = dict(PRESETS.get(name if name is not None else family(model_spec), {}))
+    base.update(over)
     return build(FinetuneLMConfig, base, what="recipe")
+
+
+def train_config(cfg: FinetuneLMConfig) -> TrainConfig:
+    """The training-loop recipe of a fine-tune: the shared fields, and warm-up epochs as a fraction of the steps."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k in names}
+    fields["warmup"] = min(1.0, cfg.warmup_epochs / cfg.epochs) if cfg.epochs else 0.0
+    return TrainConfig(**fields)
+
+
+def recipe_dict(cfg: FinetuneLMConfig) -> dict[str, Any]:
+    """The recipe as stored in keys and records; no warm-up leaves warmup_epochs out, so runs and models stored
+    before the field existed are still found."""
+    out = to_dict(cfg)
+    if not out["warmup_epochs"]:
+        del out["warmup_epochs"]
+    return out
 
 
 def _tied_free_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -124,7 +157,7 @@ def cache_key(which: str, model_spec: str, data, cfg: FinetuneLMConfig, seed: in
     split), recipe, seed."""
     ds = data.train if which == "target" else data.retain
     content = ds.fingerprint() if callable(getattr(ds, "fingerprint", None)) else data.fingerprint()
-    body = json.dumps({"which": which, "model": model_spec, "data": content, "cfg": to_dict(cfg),
+    body = json.dumps({"which": which, "model": model_spec, "data": content, "cfg": recipe_dict(cfg),
                        "seed": seed}, sort_keys=True)
     return f"lm-{which}-" + hashlib.sha256(body.encode()).hexdigest()[:24]
 
@@ -172,9 +205,7 @@ def finetune(base: nn.Module, data, which: str, cfg: FinetuneLMConfig, task, *, 
         return model.eval(), float(meta.get("seconds", float("nan")))
     ds = data.train if which == "target" else data.retain
     t0 = time.perf_counter()
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    recipe = TrainConfig(**{k: v for k, v in dataclasses.asdict(cfg).items() if k in names})
-    train(model, ds, recipe, task, seed=seed, key=f"lm-{which}", what=f"fine-tuning the {which} model")
+    train(model, ds, train_config(cfg), task, seed=seed, key=f"lm-{which}", what=f"fine-tuning the {which} model")
     seconds = time.perf_counter() - t0
     _save_cached(key, model, {"which": which, "model": spec, "seconds": seconds, "examples": len(ds)},
                  store, cache_dir)
@@ -322,7 +353,7 @@ def record_spec(spec: dict, method: str, seed: int, config: dict, digest: str | 
     model = spec.get("model") or "smollm2"
     out = {"task": "qa", "dataset": spec.get("dataset", "qa"), "forget": spec.get("forget", "10%"),
            "split_seed": spec.get("split_seed", 0), "model": model,
-           "recipe": to_dict(finetune_config(model, spec.get("recipe"))), "method": method, "config": config,
+           "recipe": recipe_dict(finetune_config(model, spec.get("recipe"))), "method": method, "config": config,
            "seed": seed, "name": spec.get("name", "")}
     attacks = parse_attacks(spec.get("attacks"))
     if attacks:  # only when set, so records stored before these keys existed are still found on resume
@@ -366,6 +397,7 @@ def run_lm(spec: dict[str, Any], *, store=None, progress: Progress | None = None
     return _run(spec, store=store, progress=progress, resume=resume, errors=errors)
 
 
-__all__ = ["FinetuneLMConfig", "finetune", "finetune_config", "cache_key", "family", "PRESETS",
+__all__ = ["FinetuneLMConfig", "finetune", "finetune_config", "train_config", "recipe_dict", "cache_key", "family",
+           "PRESETS",
            "METHOD_PRESETS", "run_lm", "prepare_lm", "load_base", "finetune_role", "LMBase",
            "LMSetup", "lm_method_names", "method_overrides", "record_spec", "evaluation_rows", "with_system_prompt"]
