@@ -136,3 +136,24 @@ def test_corpus_bad_inputs(corpus_dir, tmp_path):
     assert store.count_runs() == 0
     with pytest.raises(ConfigError, match="not a language-model dataset"):
         lm_source("cifar10")
+
+
+def test_corpus_verbmem_pairs_file_is_used_and_checked(corpus_dir, tmp_path):
+    """DIR/verbmem/forget.json (MUSE's fixed prompt/continuation pairs) feeds VerbMem; a bad file is a DataError."""
+    import shutil
+
+    from unlearnlab.models.lm import load_lm
+
+    d = tmp_path / "muse"
+    shutil.copytree(corpus_dir, d)
+    (d / "verbmem").mkdir()
+    pairs = [{"prompt": "The first words", "gt": "and the rest of the passage"}]
+    (d / "verbmem" / "forget.json").write_text(json.dumps(pairs))
+    src = lm_source(f"corpus:{d}")
+    assert src.digest != lm_source(f"corpus:{corpus_dir}").digest  # the pairs file is part of the data
+    _, tok = load_lm("tiny", texts=src.texts)
+    assert src.build(tok, 64, {}).extra["verbmem"] == pairs
+    assert "verbmem" not in lm_source(f"corpus:{d}", "val:10%").build(tok, 64, {}).extra  # not for validation
+    (d / "verbmem" / "forget.json").write_text(json.dumps([{"prompt": "only a prompt"}]))
+    with pytest.raises(DataError, match="verbmem/forget.json"):
+        lm_source(f"corpus:{d}")

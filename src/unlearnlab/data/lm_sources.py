@@ -248,16 +248,40 @@ def _corpus_source(rest: str, forget: str | None, split_seed: int) -> LMSource:
             raise ConfigError(f"A corpus dataset needs a {k} corpus: corpus:DIR with DIR/{k} (folder) or "
                               f"DIR/{k}.txt, or corpus:forget=PATH,retain=PATH[,holdout=PATH].")
     docs = {k: read_documents(p) for k, p in paths.items()}
+    pairs_file = Path(rest) / "verbmem" / "forget.json" if rest and "=" not in rest else None
+    pairs = _verbmem_pairs(pairs_file) if pairs_file is not None and pairs_file.is_file() else None
+    if pairs is not None:
+        paths["verbmem"] = pairs_file
     val = split_validation(forget)[0]
     if val:  # checked here, before anything is trained
         validation_documents(len(docs["forget"]), len(docs["retain"]), split_seed)
 
     def build(tok: Any, max_length: int, utility: dict) -> Any:
-        return corpus_data(tok, docs["forget"], docs["retain"], docs.get("holdout"), max_length=max_length,
+        data = corpus_data(tok, docs["forget"], docs["retain"], docs.get("holdout"), max_length=max_length,
                            validation_seed=split_seed if val else None)
+        if pairs is not None and not val:  # MUSE's fixed VerbMem pairs belong to the reported forget set
+            data.extra["verbmem"] = pairs
+        return data
 
     return LMSource("corpus", [d for ds in docs.values() for d in ds],
                     _digest(list(paths.values()), f"val:{split_seed}" if val else ""), build)
+
+
+def _verbmem_pairs(path: Path) -> list[dict]:
+    """MUSE's verbmem/forget.json: a JSON list of {"prompt", "gt"} (prompt and true continuation)."""
+    import json
+
+    try:
+        pairs = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path} is not readable JSON ({e}); it must be MUSE's verbmem/forget.json: a list of "
+                        '{"prompt": ..., "gt": ...} objects.') from None
+    ok = isinstance(pairs, list) and pairs and all(
+        isinstance(p, dict) and isinstance(p.get("prompt"), str) and isinstance(p.get("gt"), str) for p in pairs)
+    if not ok:
+        raise DataError(f'{path} must be a non-empty JSON list of {{"prompt": str, "gt": str}} objects (MUSE\'s '
+                        "verbmem/forget.json); fix or remove it.")
+    return pairs
 
 
 def lm_source(name: str | None, forget: str | None = None, split_seed: int = 0) -> LMSource:
