@@ -74,11 +74,13 @@ def test_forget_percent_picks_the_matching_forget_and_retain_splits(offline):
         data = _build(src)
         rows = data.extra["rows"]
         assert {r["author"] for r in data.forget.rows} == set(qa.authors[-k:])  # full.json's rows
-        assert {r["question"] for r in rows["retain"]} == {r["question"] for r in qa.rows if
-                                                           r["author"] in qa.authors[:-k]}
+        kept = {r["question"] for r in qa.rows if r["author"] in qa.authors[:-k]}
+        assert {r["question"] for r in data.retain.rows} == kept  # trained on: every retainNN row
+        # scored on: retain_perturbed's rows (its first 18 rows, 6 authors, all retained), as TOFU scores them
+        assert [r["question"] for r in rows["retain"]] == [r["question"] for r in qa.rows[:18]]
         assert all(r["paraphrased_answer"] and len(r["perturbed_answer"]) == 3 for r in rows["forget"])
         assert len(rows["holdout"]) == k * 2 and set(data.extra["utility"]) == {"real_authors", "world_facts"}
-        assert sum(bool(r["perturbed_answer"]) for r in rows["retain"]) == 18  # from retain_perturbed
+        assert all(r["perturbed_answer"] for r in rows["retain"])
     named = lm_source("tofu:forget05", "10%")  # the dataset name fixes the split
     assert named.digest == lm_source("tofu", "5%").digest != lm_source("tofu", "10%").digest
     assert len(_build(named).forget_idx) == 6
