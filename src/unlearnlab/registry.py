@@ -27,6 +27,11 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         return entry
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the package's modules have been imported (so every entry is registered)."""
+        return self._loaded
+
     def _load(self) -> None:
         if self._loaded:
             return
