@@ -173,3 +173,21 @@ def test_image_datasets_carry_their_pixel_normalisation_into_the_split():
     assert float(raw.min()) == pytest.approx(0.0, abs=1e-5) and float(raw.max()) == pytest.approx(1.0, abs=1e-5)
     blobs = load_dataset("blobs")
     assert "pixel_norm" not in make_split(blobs.train, blobs.test, "class:1", 0, num_classes=4).extra
+
+
+def test_batches_with_index_yield_positions_and_draw_the_same_batches():
+    """index=True adds each example's position in the dataset, without changing the batches or the generator draws
+    (SCRUB's teacher cache looks its logits up by position)."""
+    from torch.utils.data import Subset
+
+    from unlearnlab.data.core import ArrayDataset
+
+    gen = torch.Generator().manual_seed(0)
+    arr = ArrayDataset(torch.randn(23, 3), torch.arange(23) % 4)
+    for ds in (arr, Subset(arr, list(range(2, 21)))):
+        plain = list(batches(ds, 5, shuffle=True, gen=gen.manual_seed(1)))
+        indexed = list(batches(ds, 5, shuffle=True, gen=gen.manual_seed(1), index=True))
+        assert len(plain) == len(indexed)
+        for (x, y), (xi, yi, pos) in zip(plain, indexed):
+            assert torch.equal(x, xi) and torch.equal(y, yi)
+            assert torch.equal(torch.stack([ds[int(i)][0] for i in pos]), x)

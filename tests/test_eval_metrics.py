@@ -98,3 +98,23 @@ def test_evaluate_avg_gap_against_reference(blobs_data, task4, trained_mlp, trai
     test_out = cache.get(trained_mlp, blobs_data, task4)["test"]
     assert values["TA"] == pytest.approx(100.0 * np.mean(test_out["logits"].argmax(1) == test_out["labels"]))
     assert "Avg.Gap" not in evaluate_model(trained_mlp, blobs_data, task4, cache=cache)
+
+
+def test_lm_evaluation_modules_register_no_metric_and_stay_unloaded_for_classifiers():
+    """The metric registry skips eval/lm_*.py and rouge.py (issue 13): so they must register nothing in METRICS."""
+    import importlib
+    import pkgutil
+    import subprocess
+    import sys
+
+    import unlearnlab.eval as ev
+
+    before = set(METRICS.names())
+    for mod in pkgutil.iter_modules(ev.__path__):
+        importlib.import_module(f"unlearnlab.eval.{mod.name}")
+    assert set(METRICS.names()) == before
+    code = ("import sys; from unlearnlab.eval.evaluate import default_metrics; default_metrics('classifier'); "
+            "print(sorted(m for m in sys.modules if m.startswith(('unlearnlab.eval.lm', 'unlearnlab.eval.rouge', "
+            "'transformers'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

@@ -12,11 +12,13 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """A named collection of entries; `package` is imported lazily to let modules self-register."""
+    """A named collection of entries; `package` is imported lazily to let modules self-register. Modules whose names
+    start with '_' or with a prefix in `skip` are not imported (they register nothing)."""
 
-    def __init__(self, kind: str, package: str | None = None):
+    def __init__(self, kind: str, package: str | None = None, skip: tuple[str, ...] = ()):
         self.kind = kind
         self.package = package
+        self.skip = ("_", *skip)
         self._entries: dict[str, T] = {}
         self._loaded = package is None
 
@@ -27,13 +29,18 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         return entry
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the package's modules have been imported (so every entry is registered)."""
+        return self._loaded
+
     def _load(self) -> None:
         if self._loaded:
             return
         self._loaded = True
         pkg = importlib.import_module(self.package)
         for mod in pkgutil.iter_modules(pkg.__path__):
-            if not mod.name.startswith("_"):
+            if not mod.name.startswith(self.skip):
                 importlib.import_module(f"{self.package}.{mod.name}")
 
     def get(self, name: str) -> T:

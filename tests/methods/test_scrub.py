@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from unlearnlab import config as C
-from unlearnlab.methods import run_method
+from unlearnlab.methods import MethodContext, run_method
 from unlearnlab.methods import scrub as scrub_module
 from unlearnlab.methods.scrub import SCRUBConfig, distill_kl
 
@@ -50,9 +51,9 @@ def test_max_steps_only_in_first_msteps_epochs(trained_mlp, blobs_data, task4, m
     calls = []
     real = scrub_module.scrub_pass
 
-    def spy(student, teacher, dataset, opt, cfg, task, gen, maximize, step, rec=None):
+    def spy(student, teacher, dataset, opt, cfg, task, gen, maximize, step, *rest):
         calls.append(("max" if maximize else "min", len(dataset), opt.param_groups[0]["lr"]))
-        return real(student, teacher, dataset, opt, cfg, task, gen, maximize, step, rec)
+        return real(student, teacher, dataset, opt, cfg, task, gen, maximize, step, *rest)
 
     monkeypatch.setattr(scrub_module, "scrub_pass", spy)
     run_method("scrub", trained_mlp, blobs_data, task4, {**FAST, "epochs": 5, "msteps": 2, "lr_decay_epochs": "3"})
@@ -68,3 +69,42 @@ def test_batchnorm_model(trained_cnn, blobs_data, task4):
     out = run_method("scrub", trained_cnn, blobs_data, task4, FAST)
     assert any(not torch.equal(a, b) for a, b in zip(trained_cnn.parameters(), out.parameters()))
     assert all(torch.isfinite(p).all() for p in out.parameters())
+
+
+class CountingTask:
+    """The task, counting the examples its logits() forwards through a model in eval mode (SCRUB's teacher)."""
+
+    def __init__(self, task):
+        self.task, self.teacher_examples = task, 0
+
+    def __getattr__(self, name):
+        return getattr(self.task, name)
+
+    def logits(self, model, batch):
+        if not model.training:
+            self.teacher_examples += len(batch[0])
+        return self.task.logits(model, batch)
+
+
+def test_teacher_cache_gives_the_same_weights_with_fewer_teacher_forwards(trained_cnn, blobs_data, task4):
+    """Cached teacher logits (per example, computed once) equal the per-step ones: same weights up to rounding,
+    while the teacher forwards D_f once instead of msteps times and D_r once instead of epochs times."""
+    over = {**FAST, "epochs": 3, "msteps": 2}
+    runs = {}
+    for cache in (False, True):
+        task = CountingTask(task4)
+        out = run_method("scrub", trained_cnn, blobs_data, task, {**over, "teacher_cache": cache},
+                         ctx=MethodContext(seed=3))
+        runs[cache] = (out.state_dict(), task.teacher_examples)
+    (plain, n_plain), (cached, n_cached) = runs[False], runs[True]
+    nf, nr = len(blobs_data.forget), len(blobs_data.retain)
+    assert n_plain == 2 * nf + 3 * nr and n_cached == nf + nr
+    assert plain.keys() == cached.keys()
+    for k in plain:
+        torch.testing.assert_close(cached[k], plain[k], rtol=1e-4, atol=1e-5, msg=k)
+    assert any(not torch.equal(plain[k], trained_cnn.state_dict()[k]) for k in plain)  # it did train
+
+
+def test_teacher_cache_is_off_with_augmentation(trained_cnn, blobs_data, task4, monkeypatch):
+    monkeypatch.setattr(scrub_module, "teacher_logits", lambda *a: pytest.fail("cached despite augment=True"))
+    run_method("scrub", trained_cnn, blobs_data, task4, {**FAST, "epochs": 2, "augment": True})

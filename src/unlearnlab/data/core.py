@@ -133,10 +133,25 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4, mode: str
     return out
 
 
+class _Indexed(Dataset):
+    """(x, y, i): an (x, y) dataset's examples with their positions, for batches(..., index=True)."""
+
+    def __init__(self, ds: Dataset):
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int):
+        x, y = self.ds[i]
+        return x, y, i
+
+
 def batches(ds: Dataset, batch_size: int, *, shuffle: bool = False, gen: torch.Generator | None = None,
             augment: bool = False, drop_last: bool = False, crop_pad: int = 4,
-            pad_mode: str = "zeros") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (x, y) batches; ArrayDataset is sliced directly, anything else goes through a DataLoader."""
+            pad_mode: str = "zeros", index: bool = False) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Yield (x, y) batches, or (x, y, positions in `ds`) with `index` (same order and generator draws either way);
+    ArrayDataset is sliced directly, anything else goes through a DataLoader."""
     n = len(ds)
     if n == 0:
         return
@@ -146,19 +161,22 @@ def batches(ds: Dataset, batch_size: int, *, shuffle: bool = False, gen: torch.G
         for s in range(0, stop, batch_size):
             idx = order[s:s + batch_size]
             x = ds.x[idx]
-            yield (augment_batch(x, gen, crop_pad, pad_mode) if augment and gen is not None else x), ds.y[idx]
+            x = augment_batch(x, gen, crop_pad, pad_mode) if augment and gen is not None else x
+            yield (x, ds.y[idx], idx) if index else (x, ds.y[idx])
         return
     collate = getattr(ds, "collate", None)  # e.g. padded token batches for language-model datasets
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen, drop_last=drop_last,
-                        collate_fn=collate)
+    if index and collate is not None:
+        raise ValueError("batches(..., index=True) needs a dataset of (x, y) examples, not one that collates its own")
+    loader = DataLoader(_Indexed(ds) if index else ds, batch_size=batch_size, shuffle=shuffle, generator=gen,
+                        drop_last=drop_last, collate_fn=collate)
     for batch in loader:
         if collate is not None:
             yield batch
             continue
-        x, y = batch
+        x, y, *pos = batch
         x = torch.as_tensor(x).float()
         x = augment_batch(x, gen, crop_pad, pad_mode) if augment and gen is not None else x
-        yield x, torch.as_tensor(y).long()
+        yield (x, torch.as_tensor(y).long(), *pos)
 
 
 @dataclasses.dataclass
