@@ -109,6 +109,25 @@ def test_fastcnn_whitening_stem_whitens_patches():
         build_model("fastcnn", (1, 8, 8), 10)
 
 
+def test_fastcnn_flip_tta_averages_mirrored_logits_in_eval_mode_only():
+    from unlearnlab.models import data_init
+
+    ds = _images()
+    plain = data_init(build_model("fastcnn:width=4", (3, 16, 16), 4, seed=0), ds)
+    tta = build_model("fastcnn:width=4,tta=1", (3, 16, 16), 4, seed=0)
+    tta.load_state_dict(plain.state_dict())  # same weights: tta is not a parameter
+    x = ds.x[:6]
+    plain.eval(), tta.eval()
+    with torch.no_grad():
+        want = (plain(x) + plain(torch.flip(x, dims=(-1,)))) / 2
+        assert torch.allclose(tta(x), want, atol=1e-6) and not torch.allclose(tta(x), plain(x), atol=1e-4)
+        assert torch.allclose(tta(torch.flip(x, dims=(-1,))), tta(x), atol=1e-5)  # mirror-invariant
+        plain.train(), tta.train()
+        assert torch.allclose(tta(x), plain(x))  # training batches see one view
+    with pytest.raises(ConfigError, match="tta must be 0 or 1"):
+        build_model("fastcnn:tta=2", (3, 16, 16), 4)
+
+
 def test_retrain_reinitialises_fastcnn_from_the_retain_set(blobs_data):
     """The oracle of a data-initialised model: Kaiming re-init (same distribution as the original's) and a
     whitening stem computed from D_r alone."""
