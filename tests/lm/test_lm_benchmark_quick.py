@@ -32,7 +32,7 @@ def test_quick_benchmark_writes_report_and_resumes(tmp_path, capsys):
     assert "seeds" in text.split("| ga |")[1].split("\n")[0]  # matched-forgetting cell: reached in k/2 seeds
     assert "| 1 |" in text and "| 2 |" in text  # GA/NPO utility per epoch from the trajectories
     assert "NPO degrades utility markedly more slowly than GA" in text
-    assert "oracle (control: never saw D_f): recovery ROUGE" in text and "- ga: recovery ROUGE" in text
+    assert "oracle (control: never saw D_f): held-out ROUGE" in text and "- ga: held-out ROUGE" in text
     n = Store(results).count_runs()
     assert n == 2 * 5 + 1  # per seed: target, oracle, 3 methods; plus the two-oracle floor
     capsys.readouterr()

@@ -171,6 +171,12 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.G
     return torch.multinomial(probs.cpu(), 1, generator=gen)[:, 0].to(logits.device)
 
 
+def _kv_cache(out: Any) -> Any:
+    """The key/value cache of a forward output: `.cache` (newer transformers) or `.past_key_values`."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
 @torch.no_grad()
 def _generate_batch(model: nn.Module, prompts: Sequence[Sequence[int]], pad_id: int, eos: set[int],
                     max_new_tokens: int, temperature: float, top_p: float,
@@ -181,6 +187,7 @@ def _generate_batch(model: nn.Module, prompts: Sequence[Sequence[int]], pad_id: 
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=dev)
     pos = (mask.cumsum(1) - 1).clamp(min=0)
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+    cache_kw = "cache" if _accepts(model, "cache") else "past_key_values"  # transformers >= 5.x renamed it
     done = torch.zeros(len(prompts), dtype=torch.bool, device=dev)
     new: list[torch.Tensor] = []
     eos_t = torch.tensor(sorted(eos), device=dev) if eos else None
@@ -194,8 +201,8 @@ def _generate_batch(model: nn.Module, prompts: Sequence[Sequence[int]], pad_id: 
             break
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
         pos = pos[:, -1:] + 1
-        out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
-                    past_key_values=out.past_key_values, use_cache=True)
+        out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, use_cache=True,
+                    **{cache_kw: _kv_cache(out)})
     toks = torch.stack(new, 1).cpu().tolist() if new else [[] for _ in prompts]
     result = []
     for row in toks:
