@@ -10,10 +10,10 @@ from unlearnlab.tasks.lm_attacks import attack_configs, parse_attacks
 SPEC = {"task": "qa", "model": "tiny", "dataset": "qa:authors=8,facts=6", "forget": "10%", "methods": ["ga"],
         "seeds": [0], "recipe": {"epochs": 20}, "epochs": 3, "device": "cpu",
         "attacks": ["relearn", "leak", "paraphrase"], "eval_rows": 12,
-        "attack_options": {"leak": {"k": 2, "grid": [[1.0, 1.0]]}, "relearn": {"steps": 8, "lr": 3e-4}}}
-# relearn lr 3e-4, not the tiny preset's 3e-3: with every fact value unique to its author (data/qa.py), 8 steps at
-# 3e-3 on 3 forget answers overfit them and lower the held-out ones (Prob 0.109 -> 0.041); at 3e-4 they recover
-# (0.109 -> 0.126 of the target's 0.196).
+        "attack_options": {"leak": {"k": 2, "grid": [[1.0, 1.0]]}, "relearn": {"steps": 8}}}
+# relearn at the tiny preset's lr 3e-4: at the former 3e-3, with every fact value unique to its author
+# (data/qa.py), 8 steps on 3 forget answers overfit them and lower the held-out ones (Prob 0.109 -> 0.041); at
+# 3e-4 they recover (0.109 -> 0.126 of the target's 0.196).
 
 
 def test_attacks_reach_every_record_and_resume(tmp_path):
@@ -58,7 +58,7 @@ def test_attack_spec_validation():
         attack_configs(("relearn",), "hf", {"relearn": {"frac": 1.0}})
     with pytest.raises(ConfigError, match="no options"):
         attack_configs(("paraphrase",), "hf", {"paraphrase": {"k": 1}})
-    assert attack_configs(("relearn",), "tiny", None)["relearn"].lr == 3e-3  # the family preset
+    assert attack_configs(("relearn",), "tiny", None)["relearn"].lr == 3e-4  # the family preset
     with pytest.raises(ConfigError, match="attack"):  # fails before anything is trained
         run_lm({**SPEC, "attacks": ["jailbreak"]})
     msgs: list[str] = []

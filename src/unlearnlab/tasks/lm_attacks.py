@@ -49,8 +49,12 @@ class LeakAttackConfig:
 
 
 CONFIGS: dict[str, type | None] = {"relearn": RelearnAttackConfig, "leak": LeakAttackConfig, "paraphrase": None}
-# Per model family: the tiny model is trained at lr 3e-3, so a 1e-4 attacker would not move it.
-ATTACK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {"tiny": {"relearn": {"lr": 3e-3, "batch_size": 2}}}
+# Per model family. tiny: lr 3e-4. Measured on qa:authors=10,facts=4, forget 20%, GA/NPO at lr 1e-3 for 3 epochs
+# (10 relearning steps on half of D_f, held-out ROUGE before -> after): at 3e-3 the attack erases the target's own
+# held-out answers (1.000 -> 0.000) and everyone's, so it measures damage, not recovery; at 1e-3 GA falls
+# 0.917 -> 0.250; at 3e-4 the target keeps 1.000, the oracle control moves 0.000 -> 0.083 and GA / NPO recover
+# 0.917 -> 0.833 / 0.667 -> 0.833. The rule: the attacker must leave a model that knows D_f intact.
+ATTACK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {"tiny": {"relearn": {"lr": 3e-4, "batch_size": 2}}}
 
 
 def parse_attacks(value: str | Iterable[str] | None) -> tuple[str, ...]:
