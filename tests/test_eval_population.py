@@ -16,6 +16,7 @@ from unlearnlab.eval.population import (
     challenge_score,
     gaussian_kl,
     klom,
+    klom_report,
     logit_scaled_confidence,
     margins,
     quantile_summary,
@@ -84,6 +85,15 @@ def test_klom_direction_option_differs_on_asymmetric_case(estimator):
     if estimator == "gaussian":  # closed form: 1.80 vs 47.2 nats
         assert np.median(paper) == pytest.approx(math.log(10) + 0.005 - 0.5, abs=0.2)
         assert np.median(released) == pytest.approx(-math.log(10) + 50.0 - 0.5, rel=0.2)
+
+
+def test_klom_report_per_split():
+    u = rng("rep-u").normal(size=(200, 6))
+    o = rng("rep-o").normal(size=(200, 6))
+    u[:, :2] += 10.0  # the first two ("forget") examples were not unlearned
+    rep = klom_report(u, o, {"forget": np.arange(2), "retain": np.arange(2, 6)}, estimator="gaussian")
+    assert rep["per_example"].shape == (6,)
+    assert rep["summary"]["forget"]["q50"] > 10 > 0.1 > rep["summary"]["retain"]["q95"]
 
 
 def test_klom_errors():
@@ -214,6 +224,8 @@ def test_ulira_uses_unlearned_vs_retrained_shadows():
     scores = ulira_scores(np.vstack([t_unl, t_ret]), unl, ret)
     labels = np.vstack([np.ones((50, 10)), np.zeros((50, 10))])
     assert attack_metrics(scores, labels)["auc"] > 0.65
+    offline = ulira_scores(np.vstack([t_unl, t_ret]), unl, ret, online=False)
+    assert attack_metrics(offline, labels)["auc"] > 0.65
     vuln = per_example_auc(scores, labels)
     assert vuln.shape == (10,) and np.all(vuln > 0.5)
 

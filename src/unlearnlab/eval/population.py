@@ -137,6 +137,13 @@ def klom(unlearned: np.ndarray, oracle: np.ndarray, *, direction: str = "paper",
     return np.array([binned_kl(p[:, i], q[:, i], bins, eps, clip, top_edge) for i in range(p.shape[1])])
 
 
+def klom_report(unlearned: np.ndarray, oracle: np.ndarray, splits: Mapping[str, np.ndarray] | None = None,
+                quantiles: Sequence[float] = QUANTILES, **kwargs) -> dict[str, object]:
+    """Per-example KLoM plus its `quantile_summary` per split (mask or index array over the examples)."""
+    values = klom(unlearned, oracle, **kwargs)
+    return {"per_example": values, "summary": quantile_summary(values, splits, quantiles)}
+
+
 def quantile_summary(values: np.ndarray, splits: Mapping[str, np.ndarray] | None = None,
                      quantiles: Sequence[float] = QUANTILES) -> dict[str, dict[str, float]]:
     """Mean, n and quantiles (keys 'q50', 'q95', ...) of per-example values, per split mask or index array.
@@ -244,7 +251,9 @@ def challenge_epsilon(pos: np.ndarray, neg: np.ndarray, delta: float = CHALLENGE
     double-threshold rules, eps = max(log(1 - delta - FPR) - log FNR, log(1 - delta - FNR) - log FPR),
     clipped at 0; FPR = FNR = 0 gives inf; a rule with exactly one zero rate is discarded; the example's
     eps is the max over rules, capped at `cap`, and is `cap` when range(smaller) / range(larger) < 0.01.
-    Two constant samples (a case the reference asserts on) give 0 when equal and `cap` otherwise.
+    Two constant samples (a case the reference asserts on) give 0 when equal and `cap` otherwise. The
+    reference's `assert thr_eps` on a numpy array raises whenever more than one rule survives; this
+    computes what it evidently intends (checked equal to a CPU run of it with that assert relaxed).
     """
     pos, neg = np.asarray(pos, dtype=np.float64), np.asarray(neg, dtype=np.float64)
     small, large = sorted((np.ptp(pos), np.ptp(neg)))
