@@ -24,6 +24,16 @@ class LMLoadError(UnlearnLabError):
     """A language model or its tokenizer cannot be found or loaded."""
 
 
+def _takes_logits_to_keep(model: nn.Module) -> bool:
+    """Whether model.forward accepts `logits_to_keep` (Hugging Face causal LMs do; PEFT wrappers hide it)."""
+    import inspect
+
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 class LMTask:
     """Causal-LM task: batches are collate() dicts; losses count answer tokens only (labels != -100)."""
 
@@ -45,14 +55,27 @@ class LMTask:
 
     def token_nll(self, model: nn.Module, batch: dict[str, torch.Tensor],
                   logits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token NLL of the next token [B, T-1] and the answer mask (float) of the same shape."""
-        if logits is None:
-            logits = self.forward(model, batch).logits
-        labels = batch["labels"].to(logits.device)[:, 1:]
+        """Per-token NLL of the next token [B, T-1] (0 off the answers) and the answer mask (float), same shape.
+
+        Only answer positions are scored: the model computes logits from the first position that predicts an answer
+        token in the batch on (`logits_to_keep`, when its forward takes it), and the softmax runs over the answer
+        rows alone, not the prompt's (on SmolLM2's 49k vocabulary the prompt rows were most of the loss's cost)."""
+        labels = batch["labels"].to(self.device)[:, 1:]
         mask = labels != IGNORE
-        nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels.masked_fill(~mask, 0),
-                              reduction="none")
-        return nll * mask, mask.float()
+        any_col = mask.any(0)
+        start = int(any_col.nonzero()[0]) if bool(any_col.any()) else 0  # first position predicting an answer
+        if logits is None:
+            keep = labels.shape[1] + 1 - start
+            if _takes_logits_to_keep(model):
+                logits = self.forward(model, batch, logits_to_keep=keep).logits
+            else:
+                logits = self.forward(model, batch).logits[:, start:]
+        else:
+            logits = logits[:, start:]
+        sel = mask[:, start:]
+        nll_sel = F.cross_entropy(logits[:, :-1][sel].float(), labels[:, start:][sel], reduction="none")
+        nll = torch.zeros(mask.shape, dtype=nll_sel.dtype, device=nll_sel.device).masked_scatter(mask, nll_sel)
+        return nll, mask.float()
 
     def sequence_logprob(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed answer log-probability ℓ(y|x) [B] and answer length |y| [B]."""
