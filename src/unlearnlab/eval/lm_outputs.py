@@ -186,7 +186,8 @@ def _generate_batch(model: nn.Module, prompts: Sequence[Sequence[int]], pad_id: 
     ids = torch.tensor([[pad_id] * (width - len(p)) + list(p) for p in prompts], device=dev)
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=dev)
     pos = (mask.cumsum(1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+    last = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}  # the prompt's last position only
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **last)
     cache_kw = "cache" if _accepts(model, "cache") else "past_key_values"  # transformers >= 5.x renamed it
     done = torch.zeros(len(prompts), dtype=torch.bool, device=dev)
     new: list[torch.Tensor] = []
