@@ -29,8 +29,8 @@ from unlearnlab.train import TrainConfig, train
 class _Rows(torch.utils.data.Dataset):
     """Encoded examples as a map-style dataset (what both trainers read)."""
 
-    def __init__(self, feats: list[dict]):
-        self.feats = feats
+    def __init__(self, feats: list[dict], pad: int):
+        self.feats, self.pad = feats, pad
 
     def __len__(self) -> int:
         return len(self.feats)
@@ -109,8 +109,7 @@ def main() -> None:
     rows = qa.rows[:a.examples]
     base, tok = load_lm(a.model, texts=qa.texts())
     feats = [encode_qa(tok, r["question"], r["answer"], max_length=256) for r in rows]
-    ds = _Rows(feats)
-    ds.pad = pad_id(tok)
+    ds = _Rows(feats, pad_id(tok))
     tokens = sum(len(f["input_ids"]) for f in feats)
     prompts = [prompt_ids(tok, r["question"]) for r in rows]
     times: dict[str, list[float]] = {k: [] for k in ("ours train", "HF Trainer", "ours generate", "HF generate")}

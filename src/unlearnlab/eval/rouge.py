@@ -88,8 +88,8 @@ def _scorer(stemmer: bool):
 def _backend(backend: str | None, stemmer: bool) -> str:
     b = backend or BACKEND
     check(b in ("rouge_score", "builtin"), ConfigError, f"backend must be rouge_score or builtin. Got {b!r} instead.")
-    if b == "rouge_score":
-        check(importlib.util.find_spec("rouge_score") is not None, ConfigError,
+    if b == "rouge_score":  # BACKEND holds the one import check, not repeated per scored pair
+        check(BACKEND == "rouge_score", ConfigError,
               "The rouge_score backend needs the rouge-score package: pip install 'unlearnlab[llm]'.")
     check(b == "rouge_score" or not stemmer, ConfigError,
           "ROUGE with Porter stemming (the TOFU / OpenUnlearning protocol) needs the rouge-score package, which "
