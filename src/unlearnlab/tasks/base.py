@@ -7,6 +7,16 @@ from typing import Any, Protocol
 from ..errors import UnknownNameError
 
 
+def same_weights(a: Any, b: Any) -> bool:
+    """True when two models hold bitwise-identical parameters and buffers (same names and shapes): the check behind
+    every task's "the method changed nothing" warning."""
+    import torch
+
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k].cpu(), sb[k].cpu())
+                                          for k in sa)
+
+
 @dataclasses.dataclass
 class Plan:
     """What a spec needs: its methods (baselines first), the content key of every model a job builds

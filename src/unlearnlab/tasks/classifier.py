@@ -16,7 +16,7 @@ from ..engine.events import collect_curves, emit
 from ..engine.records import count_steps, make_record, timed
 from ..errors import ConfigError, UnlearnLabError
 from ..spec import RunSpec
-from .base import Plan
+from .base import Plan, same_weights
 
 KIND = "classifier"
 
@@ -333,13 +333,6 @@ class ClassifierTask:
         other_oracle, _ = self._model(spec, other, "oracle", store)
         metrics = evaluate_model(other_oracle, sc.data, sc.task, reference=sc.oracle, cache=sc.cache)
         return make_record(rspec, metrics, {"wall_s": 0.0, "cpu_s": 0.0, "opt_steps": 0}, sc.task.device)
-
-
-def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    """True when two models hold bitwise-identical parameters and buffers (same names and shapes)."""
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k].cpu(), sb[k].cpu())
-                                          for k in sa)
 
 
 def unchanged_warnings(method: str, model: torch.nn.Module, original: torch.nn.Module,

@@ -13,6 +13,8 @@ from typing import Any
 
 from torch import nn
 
+from .base import same_weights
+
 LEARNED_FRACTION = 0.5  # the target must be at least half-way from "never saw D_f" (oracle) to "trained on it"
 MIN_KS_VALUES = 20  # fewer distinct Forget Quality values than this cannot rank a dozen methods apart
 FORGET_METRICS = ("forget_ROUGE", "forget_Prob")
@@ -71,15 +73,6 @@ def setup_warnings(target_metrics: dict[str, float], oracle_forget: dict[str, fl
     if "Forget Quality" in target_metrics:
         warns += small_forget_warning(sum(bool(r.get("perturbed_answer")) for r in forget_rows))
     return warns
-
-
-def same_weights(a: nn.Module, b: nn.Module) -> bool:
-    """True when two models hold bitwise-identical parameters and buffers (same names and shapes)."""
-    import torch
-
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k].cpu(), sb[k].cpu())
-                                          for k in sa)
 
 
 def forget_keys(metrics: dict[str, Any]) -> list[str]:
