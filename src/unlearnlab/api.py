@@ -103,6 +103,25 @@ def sweep(spec: dict | str | Path, *, store=None, backend: str | None = None, wo
     return res
 
 
+def audit(run_id: str, *, store=None, attacks: str | list[str] | None = None, population: int = 8,
+          canaries: int = 200, backend: str = "serial", workers: int | None = None,
+          events: Callable[[dict], None] | None = None, save: bool = True) -> dict[str, Any]:
+    """Strict audits of a stored classifier run (unlearnlab.audit): population attacks (klom, eps, ps, ulira, lira,
+    rmia) on `population` models per role trained through the engine, representation and recovery attacks (cka,
+    probe, relearn, head) on the run's models; each with floor (oracle) and ceiling (original) rows. The result joins
+    the run's record as `audit`; returns it with `rows` (one summary row per quantity)."""
+    from .audit import audit as _audit
+    from .audit.render import summary_rows
+    from .store import Store
+
+    store = store if store is not None else Store()
+    res = _audit(run_id, store=store, attacks=attacks, population=population, canaries=canaries, backend=backend,
+                 workers=workers, sink=events, save=save)
+    res["rows"] = [dict(zip(("attack", "quantity", "method", "floor", "ceiling", "reading"), r))
+                   for r in summary_rows(res)]
+    return res
+
+
 def readings(records: list[dict]) -> list[str]:
     """One line per scenario of `records` that reads its leaderboard (engine.report.reading): does the set-up show
     forgetting, the method closest to retraining, those within the noise floor, those that changed nothing."""

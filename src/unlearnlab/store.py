@@ -309,6 +309,24 @@ class Store(ArtifactStore):
             except sqlite3.Error as e:
                 raise self._db_error(e) from None
 
+    def annotate(self, run_id: str, key: str, value: Any) -> dict:
+        """Set `record[key] = value` on a stored run (e.g. its audit) in one transaction; returns the record."""
+        full = self._resolve(run_id)
+        if key in ("id", "spec", "spec_key", "created", "metrics"):
+            raise StoreError(f"{key!r} defines a run and cannot be changed; store extra results under another key.")
+        value = jsonable(value, key)
+
+        def update(conn: sqlite3.Connection) -> dict:
+            rows = conn.execute("SELECT record FROM runs WHERE id = ?", (full,)).fetchall()
+            if not rows:
+                raise StoreError(f"Run {full} was deleted while annotating it; list runs again.")
+            rec = _loads(rows[0][0])
+            rec[key] = value
+            conn.execute("UPDATE runs SET record = ? WHERE id = ?", (dumps(rec), full))
+            return rec
+
+        return self.transact(update)
+
     # -- export -----------------------------------------------------------------------------------
     def export(self, run_ids: list[str] | None, fmt: Literal["csv", "json"],
                path_or_stream: str | os.PathLike | IO[str]) -> int:

@@ -108,6 +108,7 @@ def print_table(rows: list[dict[str, Any]], columns: tuple[str, ...], title: str
     out.print(t)
 
 
+from . import audit as _audit  # noqa: E402,F401
 from . import commands  # noqa: E402,F401  (registers run/methods/runs commands)
 from . import report as _report  # noqa: E402,F401
 from . import sweep as _sweep  # noqa: E402,F401

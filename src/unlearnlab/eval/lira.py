@@ -94,6 +94,32 @@ def ulira_scores(target: np.ndarray, unlearned_shadow: np.ndarray, retrained_sha
                               fix_variance=fix_variance, offline=offline)
 
 
+def rmia_scores(target_x: np.ndarray, ref_x: np.ndarray, target_z: np.ndarray, ref_z: np.ndarray, *,
+                gamma: float = 1.0, offline_a: float | None = None) -> np.ndarray:
+    """RMIA scores of one target model (Zarifzadeh, Liu, Shokri, ICML 2024): per example x, the fraction of
+    population points z with LR(x, z) = (p(x|target) / Pr(x)) / (p(z|target) / Pr(z)) >= gamma.
+
+    target_x [n] / target_z [m]: p(true label) under the target for the audited and the population points;
+    ref_x [R, n] / ref_z [R, m]: the same under reference models (nan = a reference excluded for that point).
+    Pr(.) = mean over references (online: IN and OUT references). With `offline_a` (OUT references only), Pr(x) =
+    0.5 * ((1 + a) * mean_OUT + (1 - a)) as the paper's offline approximation; the population z keeps the plain mean.
+    """
+    tx, tz = np.asarray(target_x, dtype=np.float64), np.asarray(target_z, dtype=np.float64)
+    rx, rz = np.asarray(ref_x, dtype=np.float64), np.asarray(ref_z, dtype=np.float64)
+    check(tx.ndim == 1 and tz.ndim == 1 and rx.shape[1:] == tx.shape and rz.shape[1:] == tz.shape and len(tz),
+          DataError, f"rmia_scores needs target_x [n], ref_x [R, n], target_z [m], ref_z [R, m]. Got {tx.shape}, "
+          f"{rx.shape}, {tz.shape}, {rz.shape}.")
+    check(gamma > 0, ConfigError, f"gamma must be > 0. Got {gamma}.")
+    pr_x = np.nanmean(rx, axis=0)
+    if offline_a is not None:
+        check(0.0 < offline_a <= 1.0, ConfigError, f"offline_a must be in (0, 1]. Got {offline_a}.")
+        pr_x = 0.5 * ((1 + offline_a) * pr_x + (1 - offline_a))
+    ratio_x = tx / np.maximum(pr_x, 1e-300)
+    ratio_z = np.sort(tz / np.maximum(np.nanmean(rz, axis=0), 1e-300))
+    # LR(x, z) >= gamma  <=>  ratio_z <= ratio_x / gamma
+    return np.searchsorted(ratio_z, ratio_x / gamma, side="right") / len(ratio_z)
+
+
 def attack_metrics(scores: np.ndarray, labels: np.ndarray, fprs: tuple[float, ...] = LOW_FPRS) -> dict[str, float]:
     """AUC, balanced accuracy and TPR at low FPR of a score (higher = positive) against 0/1 labels.
 

@@ -319,6 +319,10 @@ class ClassifierTask:
         for w in warns:
             emit("warning", text=w)
         extra = {"curves": curves} if curves else {}
+        if store is not None:
+            from ..audit.outputs import save_outputs
+
+            extra["outputs"] = save_outputs(store, outs, sc.data)
         if ctx.info:
             extra["method_info"] = ctx.info
         if warns:

@@ -1,0 +1,103 @@
+"""Strict audits of a stored classifier run: population privacy attacks, representation and recovery attacks.
+
+`audit(run_id, attacks=...)` trains (or reuses) the populations the attacks need as ordinary engine runs, computes
+each attack with its floor and ceiling rows, and stores the result in the run's record under `audit`.
+
+Attacks (names as in `unlearnlab audit --attacks`):
+    klom     KLoM per split at upper quantiles (fixed-forget-set population)
+    eps      NeurIPS'23 unlearning-challenge forget score F and F x RA/TA ratios (fixed population)
+    ps       Unlearning Comparator's worst-case privacy score per seed (fixed population)
+    ulira    U-LiRA, "unlearned" vs "retrained" per canary (shadow population)
+    lira     LiRA membership game on the unlearned shadows (kept vs forgotten canaries)
+    rmia     RMIA, the same game (shadow population)
+    cka      per-layer linear CKA to the original and the oracle on forget / retain
+    probe    linear probe and k-NN accuracy of frozen features on the forget set
+    relearn  relearning attack: fine-tune on half of the forget set, accuracy on the other half
+    head     head recovery: retrain only the last layer on retain data, forget accuracy
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..errors import ConfigError
+
+FIXED = ("klom", "eps", "ps")
+SHADOW = ("ulira", "lira", "rmia")
+MODEL = ("cka", "probe", "relearn", "head")
+ATTACKS = FIXED + SHADOW + MODEL
+DEFAULT_ATTACKS = ("klom", "eps", "ps", "ulira", "lira", "cka", "probe", "relearn", "head")
+
+
+def parse_attacks(attacks: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Attack names from 'a,b' or a list ('all' = every attack); unknown names are a ConfigError."""
+    import difflib
+
+    if attacks is None:
+        return DEFAULT_ATTACKS
+    names = [a.strip() for a in (attacks.split(",") if isinstance(attacks, str) else attacks) if a.strip()]
+    if names == ["all"]:
+        return ATTACKS
+    for a in names:
+        if a not in ATTACKS:
+            close = difflib.get_close_matches(a, ATTACKS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"Unknown attack {a!r}.{hint} Choose from {', '.join(ATTACKS)} (or 'all').")
+    if not names:
+        raise ConfigError(f"No attack given; choose from {', '.join(ATTACKS)} (or 'all').")
+    return tuple(dict.fromkeys(names))
+
+
+def audit(run_id: str, *, store: Any, attacks: str | Sequence[str] | None = None, population: int = 8,
+          canaries: int = 200, backend: str = "serial", workers: int | None = None,
+          sink: Callable[[dict], None] | None = None, save: bool = True) -> dict:
+    """Audit the stored run `run_id`; returns {"run", "method", "population", "attacks", "wall_s"} and (save) stores
+    it as the record's `audit` (a later audit with other attacks adds to it)."""
+    from . import models as M
+    from . import privacy as PR
+    from .outputs import load_outputs
+    from .populations import fixed_population, shadow_population, spec_of_record
+
+    names = parse_attacks(attacks)
+    if population < 2:
+        raise ConfigError(f"population must be at least 2 models per role; got {population}.")
+    record = store.get_run(run_id)
+    spec = spec_of_record(record)
+    stored = load_outputs(store, record)
+    t0 = time.time()
+    result: dict = {"run": record["id"], "method": spec.methods[0], "attacks": {},
+                    "population": {"models_per_role": population}}
+    say = sink or (lambda ev: None)
+    if any(a in FIXED for a in names):
+        say({"kind": "message", "t": time.time(), "text": f"fixed population: {population} seeds x (original, "
+                                                           f"oracle, {spec.methods[0]})"})
+        pop = fixed_population(spec, population, store=store, backend=backend, workers=workers, sink=sink)
+        for a, fn in (("klom", PR.klom_audit), ("eps", PR.challenge_audit), ("ps", PR.privacy_score_audit)):
+            if a in names:
+                result["attacks"][a] = fn(pop)
+    if any(a in SHADOW for a in names):
+        say({"kind": "message", "t": time.time(), "text": f"shadow population: {population} shadows on "
+                                                           f"{canaries} canaries"})
+        sh = shadow_population(spec, population, canaries, store=store, backend=backend, workers=workers, sink=sink)
+        result["population"]["canaries"] = int(len(sh.pool))
+        for a in ("ulira", "lira", "rmia"):
+            if a in names:
+                result["attacks"][a] = PR.ulira_audit(sh) if a == "ulira" else PR.membership_audit(sh, a)
+    if any(a in MODEL for a in names):
+        say({"kind": "message", "t": time.time(), "text": "representation and recovery attacks"})
+        m = M.rebuild(spec, store)
+        result["rebuilt_max_logit_gap"] = M.stored_gap(m, stored)
+        for a, fn in (("cka", M.cka_audit), ("probe", M.decodability_audit), ("relearn", M.relearn_audit),
+                      ("head", M.head_recovery_audit)):
+            if a in names:
+                result["attacks"][a] = fn(m)
+    result["wall_s"] = time.time() - t0
+    if save:
+        previous = (record.get("audit") or {}).get("attacks", {})
+        merged = {**result, "attacks": {**previous, **result["attacks"]}}
+        store.annotate(record["id"], "audit", merged)
+    return result
+
+
+__all__ = ["ATTACKS", "DEFAULT_ATTACKS", "audit", "parse_attacks"]
