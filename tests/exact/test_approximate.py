@@ -95,6 +95,13 @@ def test_delete_forgets_and_audit_is_on_the_right_sets(fitted, digits, tmp_path)
     gaps = [abs(a["after"][k] - ref[k]) for k in ("UA", "RA", "TA", "MIA-Eff")]
     assert gap["Avg.Gap"] == pytest.approx(np.mean(gaps))
     assert all(gap[f"KL-{k}"] >= 0 and 0 <= gap[f"JS-{k}"] <= np.log(2) for k in ("forget", "retain", "test"))
+    # the strict attacks that need no population ride along with an empirical certificate
+    st = a["strict"]
+    assert 0.0 <= st["ps"]["method"] <= 1.0 and 0.0 <= st["ps"]["ceiling"] <= 1.0
+    assert set(st["cka"]["splits"]) == {"forget", "retain"}
+    assert st["relearn"]["known"] + st["relearn"]["unseen"] == 30
+    assert 0.0 <= st["head"]["method"]["after"] <= 100.0 and st["probe"]["probe"]["oracle"]["forget"] >= 0.0
+    assert any("Population attacks" in n for n in st["notes"])
     json.dumps(ev)
     # lineage now names the new version; the old one is purged and listed
     assert s.lineage([ids[keep[0]]])[ids[keep[0]]][0] == "approximate/model-v000001"

@@ -54,7 +54,7 @@ def audit(run_id: str, *, store: Any, attacks: str | Sequence[str] | None = None
           sink: Callable[[dict], None] | None = None, save: bool = True) -> dict:
     """Audit the stored run `run_id`; returns {"run", "method", "population", "attacks", "wall_s"} and (save) stores
     it as the record's `audit` (a later audit with other attacks adds to it)."""
-    from . import models as M
+    from ..eval import model_audits as M
     from . import privacy as PR
     from .outputs import load_outputs
     from .populations import fixed_population, shadow_population, spec_of_record
@@ -86,7 +86,7 @@ def audit(run_id: str, *, store: Any, attacks: str | Sequence[str] | None = None
                 result["attacks"][a] = PR.ulira_audit(sh) if a == "ulira" else PR.membership_audit(sh, a)
     if any(a in MODEL for a in names):
         say({"kind": "message", "t": time.time(), "text": "representation and recovery attacks"})
-        m = M.rebuild(spec, store)
+        m = rebuild(spec, store)
         result["rebuilt_max_logit_gap"] = M.stored_gap(m, stored)
         for a, fn in (("cka", M.cka_audit), ("probe", M.decodability_audit), ("relearn", M.relearn_audit),
                       ("head", M.head_recovery_audit)):
@@ -100,4 +100,19 @@ def audit(run_id: str, *, store: Any, attacks: str | Sequence[str] | None = None
     return result
 
 
-__all__ = ["ATTACKS", "DEFAULT_ATTACKS", "audit", "parse_attacks"]
+def rebuild(spec: Any, store: Any) -> Any:
+    """The models of the run's seed: its original and oracle from the store, its method re-run on the original."""
+    from ..eval.model_audits import Models
+    from ..methods import MethodContext, run_method
+    from ..tasks.classifier import ClassifierTask
+
+    seed, method = spec.seeds[0], spec.methods[0]
+    task = ClassifierTask()
+    sc = task.context(spec, seed, store)
+    unlearned = run_method(method, sc.original, sc.data, sc.task, spec.overrides.get(method, {}),
+                           MethodContext(seed=seed, recipe=sc.recipe))
+    other, _ = task._model(spec, seed + 1, "oracle", store)
+    return Models(unlearned, sc.original, sc.oracle, other, sc.data, sc.task, sc.recipe, seed)
+
+
+__all__ = ["ATTACKS", "DEFAULT_ATTACKS", "audit", "parse_attacks", "rebuild"]

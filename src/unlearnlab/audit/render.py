@@ -16,6 +16,10 @@ def reading(method: float, floor: float, ceiling: float) -> str:
     if any(math.isnan(v) for v in (method, floor, ceiling)) or abs(ceiling - floor) < 1e-9:
         return "floor = ceiling: this set-up cannot show it" if not math.isnan(floor + ceiling) else "-"
     p = (method - floor) / (ceiling - floor)
+    if p > 1.25:
+        return "beyond the original: further from retraining than no unlearning (overshoot?)"
+    if p < -0.25:
+        return "beyond the oracle, away from the original (over-forgetting?)"
     return "near floor (as retrained)" if p < 0.25 else "near ceiling (as original)" if p > 0.75 else \
         f"between ({100 * p:.0f}% of the way to the original)"
 

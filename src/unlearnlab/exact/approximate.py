@@ -75,8 +75,10 @@ class ApproximateConfig:
                                  "methods` works)")
     model: str = param("mlp", "model-zoo spec of the served classifier (e.g. mlp, mlp:hidden=64, cnn:width=16)")
     reference: str = param("none", "audit oracle: 'retrain' trains a model from scratch without the deleted records "
-                                   "and reports Avg.Gap (Fan et al. 2024) and KL/JS to it, at the cost of a full "
-                                   "training per batch; 'none' skips it", choices=("none", "retrain"))
+                                   "and reports Avg.Gap (Fan et al. 2024), KL/JS and the strict attacks that need "
+                                   "no population (privacy score, CKA, probe, relearning, head recovery) against "
+                                   "it, at the cost of a full training per batch; 'none' skips it",
+                     choices=("none", "retrain"))
     batch_predict: int = param(1024, "rows per forward pass at inference", low=1)
 
 
@@ -245,7 +247,7 @@ class ApproximateScheme(DeletionScheme):
         ref = None
         if self.cfg.reference == "retrain":
             ref = self._train_fresh(self._x[torch.as_tensor(data.retain_idx)], self._y[data.retain_idx])
-        report = audit(new, self._model, data, self.task, reference=ref)
+        report = audit(new, self._model, data, self.task, reference=ref, recipe=self.recipe, seed=ctx.seed)
         report["method_seconds"] = method_s
         return new, report
 

@@ -77,8 +77,10 @@ def _model_metrics(model: nn.Module, data: UnlearnData, task, cache: OutputCache
 
 
 def audit(model: nn.Module, before: nn.Module, data: UnlearnData, task,
-          reference: nn.Module | None = None) -> dict[str, Any]:
-    """Audit metrics of `model` (after) and `before` on forget/retain/holdout, and gaps to `reference` if given."""
+          reference: nn.Module | None = None, *, recipe: Any = None, seed: int = 0) -> dict[str, Any]:
+    """Audit metrics of `model` (after) and `before` on forget/retain/holdout, and gaps to `reference` if given;
+    with a reference and the training `recipe`, also the strict attacks that need no population (`strict`: privacy
+    score, CKA, probe / k-NN, relearning, head recovery; eval.model_audits)."""
     t0 = time.perf_counter()
     cache = OutputCache()
     after = _model_metrics(model, data, task, cache)
@@ -96,5 +98,9 @@ def audit(model: nn.Module, before: nn.Module, data: UnlearnData, task,
         gaps = {k: vals[k] for k in (*REF_METRICS, "Avg.Gap")}
         report["reference"] = {"kind": "retrain", "what": "trained from scratch on the kept records only", **ref}
         report["gap_to_reference"] = gaps
+        if recipe is not None:
+            from ..eval.model_audits import Models, single_model_audit
+
+            report["strict"] = single_model_audit(Models(model, before, reference, None, data, task, recipe, seed))
     report["audit_seconds"] = time.perf_counter() - t0
     return report

@@ -1,15 +1,16 @@
 """Model-level audits of one run: representation similarity, decodability and recovery attacks.
 
-The run's unlearned model is rebuilt by re-running its method on its seed's original (methods are deterministic
-given the seed); its outputs are checked against the stored ones. Each attack is also applied to the oracle
-(floor: what a model that never saw the forget set yields) and the original (ceiling: no unlearning).
+For a stored run, unlearnlab.audit rebuilds the unlearned model by re-running its method on its seed's original
+(methods are deterministic given the seed) and checks its outputs against the stored ones; the approximate deletion
+scheme passes its served model, the model before the batch and its retrained reference. Each attack is also applied
+to the oracle (floor: what a model that never saw the forget set yields) and the original (ceiling: no unlearning).
 
 * CKA per layer (Kornblith et al., ICML 2019; linear CKA) of the unlearned model to the original and to the oracle,
   on forget and retain examples; floor row: the oracle of the next seed vs the oracle.
 * Linear probe and k-NN (k = 5, cosine, as UUEF's code: Kim, Cha, Kim, arXiv 2503.06991) on frozen penultimate
   features, fitted on half of the test split (all classes) and scored on the forget set.
-* Relearning: fine-tune every weight on half of the forget set (the recipe's optimiser, `relearn_epochs` epochs,
-  constant lr) and measure accuracy on the other half (Lynch et al. 2024; Fan et al., ICML 2025 for LLMs).
+* Relearning: fine-tune every weight on 20% of the forget set (the recipe's optimiser, 2 epochs,
+  constant lr) and measure accuracy on the other 80% (Lynch et al. 2024; Fan et al., ICML 2025 for LLMs).
 * Head recovery: retrain only the last linear layer on retain data and measure forget accuracy: if it returns, the
   forgotten information sat in the features and the method only altered the head.
 """
@@ -23,9 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..eval.representation import knn_accuracy, linear_cka, linear_probe_accuracy
+from .representation import knn_accuracy, linear_cka, linear_probe_accuracy
 
 MAX_EXAMPLES = 512
+MIN_FORGET = 10  # fewer deleted records: representation and recovery attacks are noise
 
 
 @dataclasses.dataclass
@@ -42,23 +44,9 @@ class Models:
     seed: int
 
 
-def rebuild(spec: Any, store: Any) -> Models:
-    """The models of the run's seed: its original and oracle from the store, its method re-run on the original."""
-    from ..methods import MethodContext, run_method
-    from ..tasks.classifier import ClassifierTask
-
-    seed, method = spec.seeds[0], spec.methods[0]
-    task = ClassifierTask()
-    sc = task.context(spec, seed, store)
-    unlearned = run_method(method, sc.original, sc.data, sc.task, spec.overrides.get(method, {}),
-                           MethodContext(seed=seed, recipe=sc.recipe))
-    other, _ = task._model(spec, seed + 1, "oracle", store)
-    return Models(unlearned, sc.original, sc.oracle, other, sc.data, sc.task, sc.recipe, seed)
-
-
 def stored_gap(m: Models, stored: dict[str, dict[str, np.ndarray]]) -> float:
     """Max |logit| difference between the rebuilt unlearned model and the run's stored forget-set outputs."""
-    from ..eval.outputs import split_outputs
+    from .outputs import split_outputs
 
     now = split_outputs(m.unlearned, m.data.forget, m.task)["logits"]
     return float(np.max(np.abs(now - stored["forget"]["logits"]))) if len(now) else 0.0
@@ -136,7 +124,7 @@ def decodability_audit(m: Models) -> dict:
 
 
 def _accuracy(model: nn.Module, ds: Any, task: Any) -> float:
-    from ..eval.outputs import split_outputs
+    from .outputs import split_outputs
 
     o = split_outputs(model, ds, task)
     return float(100 * np.mean(o["correct"]))
@@ -156,14 +144,18 @@ def _finetune(model: nn.Module, ds: Any, m: Models, epochs: int, head_only: bool
                  what="recovery attack").eval()
 
 
-def relearn_audit(m: Models, epochs: int = 5) -> dict:
-    """Forget accuracy on the unseen half after fine-tuning on the other half of the forget set, per model."""
+def relearn_audit(m: Models, epochs: int = 2, fraction: float = 0.2) -> dict:
+    """Forget accuracy on the unseen rest after fine-tuning on `fraction` of the forget set, per model.
+
+    A small budget on purpose: with many epochs on half of a forgotten class even the oracle learns the class and
+    the attack shows nothing (measured: 100% for method, oracle and original on digits class 3 after 5 epochs)."""
     from ..data.core import subset
     from ..seeding import numpy_rng
 
     rows = numpy_rng(m.seed, "audit-relearn").permutation(len(m.data.forget))
-    known, unseen = subset(m.data.forget, rows[: len(rows) // 2]), subset(m.data.forget, rows[len(rows) // 2:])
-    out: dict = {"epochs": epochs, "known": int(len(known)), "unseen": int(len(unseen))}
+    cut = max(1, int(round(fraction * len(rows))))
+    known, unseen = subset(m.data.forget, rows[:cut]), subset(m.data.forget, rows[cut:])
+    out: dict = {"epochs": epochs, "fraction": fraction, "known": int(len(known)), "unseen": int(len(unseen))}
     for role, mod in (("method", m.unlearned), ("oracle", m.oracle), ("original", m.original)):
         out[role] = {"before": _accuracy(mod, unseen, m.task),
                      "after": _accuracy(_finetune(mod, known, m, epochs, head_only=False), unseen, m.task)}
@@ -180,5 +172,26 @@ def head_recovery_audit(m: Models, epochs: int = 5) -> dict:
     return out
 
 
-__all__ = ["Models", "activations", "cka_audit", "decodability_audit", "head_recovery_audit", "rebuild",
-           "relearn_audit", "stored_gap"]
+def single_model_audit(m: Models) -> dict:
+    """The strict attacks that need no population (for one deletion batch): Comparator privacy score of the forget
+    outputs against the oracle's (ceiling: the original's), CKA, probe / k-NN, relearning and head recovery."""
+    from .outputs import split_outputs
+    from .privacy_score import privacy_score
+
+    forget = {k: split_outputs(mod, m.data.forget, m.task)["logits"] for k, mod in
+              (("method", m.unlearned), ("oracle", m.oracle), ("original", m.original))}
+    out = {"ps": {"method": privacy_score(forget["method"], forget["oracle"])["ps"],
+                  "ceiling": privacy_score(forget["original"], forget["oracle"])["ps"]},
+           "notes": ["Population attacks (KLoM, challenge score, U-LiRA, LiRA, RMIA) need many models per role and "
+                     "are not run per deletion; calibrate the method with `unlearnlab audit` on an experiment."]}
+    n = len(m.data.forget)
+    if n < MIN_FORGET:
+        out["notes"].append(f"A batch of {n} record(s): CKA, probe, relearning and head recovery need at least "
+                            f"{MIN_FORGET} deleted records to mean anything; skipped.")
+        return out
+    return {**out, "cka": cka_audit(m), "probe": decodability_audit(m), "relearn": relearn_audit(m),
+            "head": head_recovery_audit(m)}
+
+
+__all__ = ["Models", "activations", "cka_audit", "decodability_audit", "head_recovery_audit", "relearn_audit",
+           "single_model_audit", "stored_gap"]
