@@ -120,8 +120,8 @@ class Tracker:
     def update(self, ev: dict) -> None:
         """Fold one event into the counts."""
         k, job = ev["kind"], ev.get("job", "")
-        if k == "plan":
-            self.total = int(ev.get("jobs", 0))
+        if k == "plan":  # several graphs in one session (an audit's populations) add up
+            self.total += int(ev.get("jobs", 0))
             self.workers = int(ev.get("workers", self.workers))
         elif k == "start":
             self.running[job] = {"since": ev["t"], "detail": ""}
