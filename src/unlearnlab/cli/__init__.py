@@ -110,6 +110,7 @@ def print_table(rows: list[dict[str, Any]], columns: tuple[str, ...], title: str
 
 from . import commands  # noqa: E402,F401  (registers run/methods/runs commands)
 from . import report as _report  # noqa: E402,F401
+from . import serve as _serve  # noqa: E402,F401
 from . import sweep as _sweep  # noqa: E402,F401
 from . import tune as _tune  # noqa: E402,F401
 
