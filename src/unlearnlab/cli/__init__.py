@@ -110,7 +110,6 @@ def print_table(rows: list[dict[str, Any]], columns: tuple[str, ...], title: str
 
 from . import commands  # noqa: E402,F401  (registers run/methods/runs commands)
 from . import report as _report  # noqa: E402,F401
-from . import serve as _serve  # noqa: E402,F401
 from . import sweep as _sweep  # noqa: E402,F401
 from . import tune as _tune  # noqa: E402,F401
 
@@ -120,6 +119,7 @@ try:  # deletion-service commands (ledger extra)
     _register_ledger(app)
 except ImportError:
     pass
+from . import serve as _serve  # noqa: E402,F401  (after the ledger: its `serve` becomes `serve --deletions`)
 
 
 def main() -> None:
