@@ -46,7 +46,7 @@ UL.renderers.attack = async () => {
     `best attack scores: ${["entropy_unlearn_positive", "entropy_retrain_positive", "confidence_unlearn_positive",
       "confidence_retrain_positive"].map((k) => `${k} ${p[k].toFixed(3)}`).join(", ")})` +
     (a.reproduced.ok ? "" : ` <b>warning:</b> the rebuilt model's UA ${a.reproduced.UA.toFixed(2)} differs from the stored ${fmt(a.reproduced.stored_UA)}`);
-  let html = "<tr><th>forget index</th><th>label</th><th>confidence unlearned</th><th>confidence retrained</th><th>gap</th><th class=\"noexport\">image</th></tr>";
+  let html = "<tr><th>forget index</th><th>label</th><th>confidence unlearned</th><th>confidence retrained</th><th>gap (unlearned − retrained)</th><th class=\"noexport\">image</th></tr>";
   for (const l of a.attack.leaks) {
     html += `<tr><td>${l.index}</td><td>${esc(a.classes[l.label])}</td><td>${l.confidence_unlearned.toFixed(3)}</td>` +
       `<td>${l.confidence_retrained.toFixed(3)}</td><td>${l.gap.toFixed(3)}</td>` +

@@ -58,9 +58,20 @@ function fmt(v, d) {
   return String(v);
 }
 
+// plotly.js 3 takes titles only as {text}: accept plain strings for the figure and axis titles.
+function titled(layout) {
+  const out = Object.assign({}, layout);
+  for (const k of Object.keys(out)) {
+    if (k === "title" && typeof out[k] === "string") out[k] = {text: out[k]};
+    else if (/^[xy]axis/.test(k) && typeof out[k].title === "string") out[k] = Object.assign({}, out[k], {title: {text: out[k].title}});
+  }
+  return out;
+}
+
 // A plotly figure with PNG / SVG export buttons above it.
 function plot(div, traces, layout, config) {
   const el = typeof div === "string" ? document.getElementById(div) : div;
+  layout = titled(layout);
   Plotly.react(el, traces, Object.assign({margin: {t: 40, l: 55, r: 20, b: 50}}, layout),
     Object.assign({displaylogo: false, responsive: true}, config || {}));
   let bar = el.previousElementSibling;
@@ -109,6 +120,23 @@ function needModels(el) {
   return true;
 }
 
+// plotly.min.js (4.8 MB, served from the installed plotly package) loads after the runs table is up, so the first
+// page does not wait for the browser to compile it; plot views wait for it.
+let plotlyLoading = null;
+function ensurePlotly() {
+  if (window.Plotly) return Promise.resolve();
+  if (!plotlyLoading) {
+    plotlyLoading = new Promise((resolve, reject) => {
+      const s = document.createElement("script");
+      s.src = "/vendor/plotly.min.js";
+      s.onload = () => resolve();
+      s.onerror = () => reject(new Error("plotly.min.js could not be loaded: pip install 'unlearnlab[web]'"));
+      document.head.appendChild(s);
+    });
+  }
+  return plotlyLoading;
+}
+
 async function show(view) {
   UL.view = view;
   for (const b of document.querySelectorAll("#nav button")) b.classList.toggle("active", b.dataset.view === view);
@@ -116,7 +144,7 @@ async function show(view) {
   location.hash = view;
   const r = UL.renderers[view];
   if (r) {
-    try { await r(); } catch (e) { console.error(e); showError(view, e); }
+    try { if (view !== "runs") await ensurePlotly(); await r(); } catch (e) { console.error(e); showError(view, e); }
   }
 }
 

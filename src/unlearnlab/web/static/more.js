@@ -86,4 +86,5 @@ document.getElementById("del-overdue").addEventListener("change", () => show("de
   const start = (location.hash || "#runs").slice(1);
   await show(UL.renderers[start] ? start : "runs");
   document.body.dataset.ready = "1";
+  ensurePlotly().then(() => { document.body.dataset.plotly = "1"; }, (e) => showError("runs", e));
 })();

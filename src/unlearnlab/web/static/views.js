@@ -37,7 +37,7 @@ UL.renderers.class = async () => {
     const forgetRows = m.class.matrix.forget.map((row, i) => (row.some((v) => v > 0) ? i : -1)).filter((i) => i >= 0);
     const shapes = forgetRows.length < classes.length ? forgetRows.map((i) => ({type: "rect", xref: "paper", x0: 0,
       x1: 1, yref: "y", y0: i - 0.5, y1: i + 0.5, line: {color: "#d62728", width: 2}})) : [];
-    plot(div, [{type: "heatmap", z: z, x: classes, y: classes, colorscale: "Blues", showscale: false,
+    plot(div, [{type: "heatmap", z: z, x: classes, y: classes, colorscale: "Blues", reversescale: true, showscale: false,
                 text: z.map((r) => r.map(String)), texttemplate: "%{text}", hovertemplate: "true %{y} → predicted %{x}: %{z}<extra></extra>"}],
          {title: {text: m.label, font: {size: 12}}, xaxis: {title: "predicted", type: "category"},
           yaxis: {title: "true", type: "category", autorange: "reversed"}, shapes: shapes, margin: {t: 30, l: 45, r: 5, b: 40}});
@@ -79,7 +79,7 @@ UL.renderers.instance = async () => {
     pts.forEach((p, i) => { index[p.key] = i; });
     const panel = {div: div, points: pts, index: index, classes: m.classes, label: m.label};
     INST.panels.push(panel);
-    plot(div, [{type: "scattergl", mode: "markers", x: xy.map((v) => v[0]), y: xy.map((v) => v[1]),
+    plot(div, [{type: "scatter", mode: "markers", x: xy.map((v) => v[0]), y: xy.map((v) => v[1]),
       customdata: pts.map((p) => p.key), text: pts.map((p) => `${p.key} label ${m.classes[p.label]} → ${m.classes[p.pred]}`),
       hovertemplate: "%{text}<extra></extra>",
       marker: {color: pts.map((p) => SPLIT_COLOURS[p.split]), size: 8,
