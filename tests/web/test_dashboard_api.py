@@ -163,12 +163,15 @@ def test_pages_and_runs_list_are_fast_on_100_runs(hundred_runs):
     assert sum(times.values()) < 1.0, times
 
 
-def test_plotly_bundle_is_served_locally(client):
+def test_plotly_bundle_is_served_locally_and_nothing_is_fetched_from_elsewhere(client):
+    from unlearnlab.web.dashboard import STATIC
+
     pytest.importorskip("plotly")
     r = client.get("/vendor/plotly.min.js")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
-    page = client.get("/").text
-    assert 'src="/vendor/plotly.min.js"' in page and "http" not in page.split("<body>")[1].replace("https://", "")
+    assert '"/vendor/plotly.min.js"' in client.get("/static/common.js").text
+    for f in STATIC.iterdir():
+        assert "http://" not in f.read_text() and "https://" not in f.read_text(), f  # no CDN, no remote asset
 
 
 def test_deletion_ledger_and_certificate_verification(fresh_deletion_service, dash_store):

@@ -90,6 +90,36 @@ def pareto_ids(points: list[dict], x: str, y: str, higher_y: bool) -> list[str]:
     return [p["id"] for p in points if (p.get(x), p.get(y)) in front]
 
 
+def tradeoff_data(rows: list[dict], scenario: str | None = None) -> dict[str, Any]:
+    """Trade-off points of table rows (all scenarios, or one) and the ids on each scenario's Pareto fronts."""
+    rows = [row for row in rows if row["method"] != "oracle-floor"]
+    if scenario is not None:
+        rows = [row for row in rows if row["scenario"] == scenario]
+    keep = ("id", "method", "config", "seed", "scenario", "Avg.Gap", "RTE", "UA", "TA", "Forget Quality",
+            "Model Utility")
+    points = [{k: row.get(k) for k in keep} for row in rows]
+    fronts: dict[str, dict[str, list[str]]] = {}
+    for sc in sorted({p["scenario"] for p in points}):
+        pts = [p for p in points if p["scenario"] == sc]
+        fq = [{**p, "-MU": -p["Model Utility"] if p.get("Model Utility") is not None else None} for p in pts]
+        fronts[sc] = {"gap_rte": pareto_ids(pts, "RTE", "Avg.Gap", False),
+                      "fq_mu": pareto_ids(fq, "-MU", "Forget Quality", True)}
+    return {"points": points, "fronts": fronts, "scenarios": sorted(fronts)}
+
+
+def filter_rows(rows: list[dict], filters: dict[str, Any], q: str | None, sort: str, order: str) -> list[dict]:
+    """Rows matching every non-None filter (exact) and `q` (substring of a text column), sorted by `sort`
+    (missing values last in either order)."""
+    for col, val in filters.items():
+        if val is not None:
+            rows = [row for row in rows if row.get(col) == val]
+    if q:
+        needle = q.lower()
+        rows = [row for row in rows if any(needle in str(row.get(c, "")).lower() for c in TEXT_COLS)]
+    ordered = sorted(rows, key=_sort_key(sort), reverse=order == "desc")
+    return [row for row in ordered if row.get(sort) is not None] + [row for row in ordered if row.get(sort) is None]
+
+
 def make_router() -> APIRouter:
     """The /api routes; handlers read app.state.store and app.state.analyses (an AnalysisCache)."""
     r = APIRouter(prefix="/api")
@@ -108,18 +138,10 @@ def make_router() -> APIRouter:
         if sort not in TEXT_COLS + tuple(metrics):
             raise HTTPException(422, f"sort must be a column: {', '.join(TEXT_COLS + tuple(metrics))}. "
                                      f"Got {sort!r} instead.")
-        for col, val in (("dataset", dataset), ("method", method), ("forget", forget), ("task", task),
-                         ("seed", seed)):
-            if val is not None:
-                rows = [row for row in rows if row.get(col) == val]
-        if q:
-            needle = q.lower()
-            rows = [row for row in rows if any(needle in str(row.get(c, "")).lower() for c in TEXT_COLS)]
-        present = sorted(rows, key=_sort_key(sort), reverse=order == "desc")
-        present = [row for row in present if row.get(sort) is not None] + \
-                  [row for row in present if row.get(sort) is None]
+        rows = filter_rows(rows, {"dataset": dataset, "method": method, "forget": forget, "task": task,
+                                  "seed": seed}, q, sort, order)
         return {"total": len(rows), "offset": offset, "shown_metrics": [m for m in SHOWN if m in metrics],
-                "metrics": metrics, "runs": present[offset:offset + limit]}
+                "metrics": metrics, "runs": rows[offset:offset + limit]}
 
     @r.get("/runs/{run_id}")
     def get_run(request: Request, run_id: str = RUN_ID) -> dict[str, Any]:
@@ -152,19 +174,7 @@ def make_router() -> APIRouter:
     def tradeoff(request: Request, scenario: str | None = Query(None, max_length=500)) -> dict[str, Any]:
         """Per run: Avg.Gap, RTE, UA, TA (classifiers) and Forget Quality, Model Utility (language models), with the
         ids on each Pareto front (Avg.Gap vs RTE: both lower is better; utility vs forget quality: both higher)."""
-        rows = [row for row in all_rows(request.app.state.store) if row["method"] != "oracle-floor"]
-        if scenario is not None:
-            rows = [row for row in rows if row["scenario"] == scenario]
-        keep = ("id", "method", "config", "seed", "scenario", "Avg.Gap", "RTE", "UA", "TA", "Forget Quality",
-                "Model Utility")
-        points = [{k: row.get(k) for k in keep} for row in rows]
-        fronts: dict[str, dict[str, list[str]]] = {}
-        for sc in sorted({p["scenario"] for p in points}):
-            pts = [p for p in points if p["scenario"] == sc]
-            fq = [{**p, "-MU": -p["Model Utility"] if p.get("Model Utility") is not None else None} for p in pts]
-            fronts[sc] = {"gap_rte": pareto_ids(pts, "RTE", "Avg.Gap", False),
-                          "fq_mu": pareto_ids(fq, "-MU", "Forget Quality", True)}
-        return {"points": points, "fronts": fronts, "scenarios": sorted(fronts)}
+        return tradeoff_data(all_rows(request.app.state.store), scenario)
 
     @r.get("/lm")
     def lm_runs(request: Request) -> dict[str, Any]:
@@ -176,4 +186,5 @@ def make_router() -> APIRouter:
     return r
 
 
-__all__ = ["all_rows", "make_router", "oracle_key", "pareto_ids", "row_of", "scenario_of"]
+__all__ = ["all_rows", "filter_rows", "make_router", "oracle_key", "pareto_ids", "row_of", "scenario_of",
+           "tradeoff_data"]
