@@ -9,8 +9,6 @@ import time
 import numpy as np
 import pytest
 
-pytest.importorskip("fastapi")
-
 SPEC = {"dataset": "digits", "forget": "class:3", "methods": ["ga", "ft"], "seeds": [0], "recipe": {"epochs": 3}}
 
 
@@ -104,8 +102,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def live_server(dash_store, deletion_service):
     """The dashboard (with the deletion API) served by uvicorn on a free loopback port in a thread; its base URL."""
-    import uvicorn
-
+    uvicorn = pytest.importorskip("uvicorn")
     from unlearnlab.web.dashboard import create_app
 
     port = free_port()

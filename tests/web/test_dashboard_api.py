@@ -6,11 +6,15 @@ import base64
 import os
 import time
 
+import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
-from unlearnlab.errors import ConfigError
-from unlearnlab.web.dashboard import check_host, create_app
+pytest.importorskip("fastapi", reason="the dashboard needs the web extra: pip install 'unlearnlab[web]'")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from unlearnlab.errors import ConfigError  # noqa: E402
+from unlearnlab.web.analysis import png_data_uri, sample_positions  # noqa: E402
+from unlearnlab.web.dashboard import check_host, create_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +118,16 @@ def test_tradeoff_lm_info_openapi(client, run_ids):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/runs", "/api/runs/{run_id}", "/api/runs/{run_id}/attack", "/api/tradeoff"} <= set(paths)
     assert client.get("/docs").status_code == 200
+
+
+def test_thumbnails_and_the_shared_sample():
+    for img in (np.random.default_rng(0).normal(size=(3, 32, 32)), np.zeros((1, 8, 8)), np.ones((8, 8))):
+        png = base64.b64decode(png_data_uri(img).split(",", 1)[1])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+        assert int.from_bytes(png[16:20], "big") == img.shape[-1] and png[25] == (2 if img.ndim == 3 and
+                                                                                  img.shape[0] == 3 else 0)
+    assert sample_positions(500, 40, 0).tolist() == sample_positions(500, 40, 0).tolist()
+    assert len(set(sample_positions(500, 40, 0))) == 40 and sample_positions(10, 40, 0).tolist() == list(range(10))
 
 
 def test_runs_that_cannot_be_rebuilt_answer_409(tmp_path):

@@ -73,6 +73,10 @@ def test_every_view_in_chromium(page, live_server, run_ids, shots):
     with page.expect_download() as dl:
         page.click("button.csv[data-table=runs-table]")
     assert Path(dl.value.path()).read_text().startswith("id,method,dataset")
+    page.fill("#runs-q", "retrain")  # filter, then clear it
+    page.wait_for_function("document.querySelectorAll('#runs-table tr[data-id]').length === 1")
+    page.fill("#runs-q", "")
+    page.wait_for_function("document.querySelectorAll('#runs-table tr[data-id]').length === 4")
     page.screenshot(path=str(shots / "runs.png"), full_page=True)
 
     _view(page, "class", "#class-matrices .panel .main-svg")
