@@ -28,7 +28,7 @@ UL.renderers.tradeoff = async () => {
   const sc = sel.value;
   const pts = res.points.filter((p) => p.scenario === sc);
   const fronts = res.fronts[sc] || {gap_rte: [], fq_mu: []};
-  const scatter = (xk, yk, front, title, xlog) => {
+  const scatter = (xk, yk, front, title) => {
     const have = pts.filter((p) => p[xk] !== null && p[yk] !== null);
     const f = have.filter((p) => front.includes(p.id)).sort((a, b) => a[xk] - b[xk]);
     return [[{type: "scatter", mode: "markers+text", name: "runs", x: have.map((p) => p[xk]), y: have.map((p) => p[yk]),
@@ -36,12 +36,12 @@ UL.renderers.tradeoff = async () => {
               customdata: have.map((p) => p.id), hovertemplate: "%{text} (%{customdata})<br>%{x:.3g}, %{y:.3g}<extra></extra>"},
              {type: "scatter", mode: "lines", name: "Pareto front", x: f.map((p) => p[xk]), y: f.map((p) => p[yk]),
               line: {color: "#f0b429", width: 3}}],
-            {title: title, xaxis: {title: xk, type: xlog ? "log" : "linear"}, yaxis: {title: yk}}];
+            {title: title, xaxis: {title: xk}, yaxis: {title: yk}}];
   };
-  const [t1, l1] = scatter("RTE", "Avg.Gap", fronts.gap_rte, "Avg.Gap (lower = closer to retraining) vs run time", true);
+  const [t1, l1] = scatter("RTE", "Avg.Gap", fronts.gap_rte, "Avg.Gap (lower = closer to retraining) vs run time (s)");
   plot("trade-gap", t1, l1);
   if (pts.some((p) => p["Forget Quality"] !== null && p["Model Utility"] !== null)) {
-    const [t2, l2] = scatter("Model Utility", "Forget Quality", fronts.fq_mu, "Forget quality vs model utility", false);
+    const [t2, l2] = scatter("Model Utility", "Forget Quality", fronts.fq_mu, "Forget quality vs model utility");
     plot("trade-fq", t2, l2);
   } else {
     document.getElementById("trade-fq").innerHTML = '<p class="muted">Forget quality / model utility: language-model runs only.</p>';

@@ -123,12 +123,14 @@ UL.renderers.layer = async () => {
   const ms = await viewData("layer");
   const traces = [];
   const dash = {"original/forget": "solid", "retrained/forget": "dash", "original/retain": "dot", "retrained/retain": "dashdot"};
-  for (const m of ms) {
-    for (const [k, d] of Object.entries(dash)) {
+  const palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"];
+  ms.forEach((m, i) => {
+    for (const [k, d] of Object.entries(dash)) {  // one colour per model, one dash per comparison
       traces.push({type: "scatter", mode: "lines+markers", name: `${m.label} vs ${k.replace("/", " on ")}`,
-                   x: m.layer.layers, y: m.layer.cka[k], line: {dash: d}});
+                   x: m.layer.layers, y: m.layer.cka[k], line: {dash: d, color: palette[i % palette.length]},
+                   marker: {color: palette[i % palette.length]}});
     }
-  }
+  });
   plot("layer-plot", traces, {title: "Linear CKA per layer to the original and to the retrained model (forget vs retain data)",
-                              xaxis: {title: "layer", type: "category"}, yaxis: {title: "CKA", range: [0, 1.02]}});
+                              xaxis: {title: "layer", type: "category"}, yaxis: {title: "CKA (1 = same representation)"}});
 };
