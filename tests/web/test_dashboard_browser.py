@@ -62,6 +62,7 @@ def test_every_view_in_chromium(page, live_server, run_ids, shots):
     page.wait_for_selector("body[data-ready='1']")
     load_s = time.perf_counter() - t0
     assert page.locator("#runs-table tr[data-id]").count() == 4
+    assert page.get_attribute("#runs-reports a", "href") == "/files/demo/report.html"
     assert load_s < 3.0, f"the runs page took {load_s:.2f}s to load"  # ~1 s cold on 2 busy cores; plotly loads after
     page.click("#runs-table th[data-col=UA]")  # sort ascending by UA
     page.wait_for_selector("#runs-table th[data-col=UA]:has-text('▲')")

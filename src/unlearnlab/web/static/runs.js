@@ -63,6 +63,11 @@ async function initRuns() {
   catch (e) { UL.picked = []; }
   renderPicked();
   await loadRuns();
+  const reports = (await api("/api/reports")).reports;
+  if (reports.length) {
+    document.getElementById("runs-reports").innerHTML = "Reports in this results directory: " +
+      reports.map((r) => `<a href="${esc(r.url)}" target="_blank">${esc(r.name)}</a>`).join(", ");
+  }
 }
 
 document.getElementById("runs-table").addEventListener("click", (ev) => {
