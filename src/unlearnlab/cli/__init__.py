@@ -120,6 +120,7 @@ try:  # deletion-service commands (ledger extra)
     _register_ledger(app)
 except ImportError:
     pass
+from . import serve as _serve  # noqa: E402,F401  (after the ledger: its `serve` becomes `serve --deletions`)
 
 
 def main() -> None:
