@@ -104,8 +104,14 @@ def _disagreements(sc: dict) -> list[str]:
     out = []
     for q, row0 in enumerate(sc["methods"][methods[0]]["rows"]):
         pos = np.array([abs(_position(sc["methods"][m]["rows"][q])) for m in methods])
+        if math.isnan(row0["floor"]) or math.isnan(row0["ceiling"]):
+            out.append(f"- {row0['quantity']}: no floor / ceiling rows at this population size; not ranked.")
+            continue
         if np.isnan(pos).any():
             out.append(f"- {row0['quantity']}: floor = ceiling, cannot rank (the set-up does not show it).")
+            continue
+        if np.ptp(pos) < 1e-9:
+            out.append(f"- {row0['quantity']}: every method at the same position; no ranking.")
             continue
         tg, tm = kendalltau(gap, pos).statistic, kendalltau(mia, pos).statistic
         best, worst = methods[int(np.argmin(pos))], methods[int(np.argmax(pos))]
