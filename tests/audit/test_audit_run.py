@@ -83,3 +83,17 @@ def test_cli_audit(audited):
     r = runner.invoke(app, ["audit", rid, "--attacks", "ps", "--population", "4", "--results", str(store.root),
                             "--backend", "serial"])
     assert r.exit_code == 0 and "privacy score" in r.stdout and "floor" in r.stdout
+
+
+def test_dashboard_runs_table_shows_audit_columns(audited):
+    from fastapi.testclient import TestClient
+
+    from unlearnlab.web.dashboard import create_app
+
+    store, rid, out = audited
+    client = TestClient(create_app(store))
+    res = client.get("/api/runs", params={"sort": "audit.ulira.auc"}).json()
+    row = next(r for r in res["runs"] if r["id"] == rid)
+    assert row["audit.ulira.auc"] == pytest.approx(out["attacks"]["ulira"]["method"]["auc"])
+    assert row["audit.lira.gap"] == pytest.approx(out["attacks"]["lira"]["gap_to_oracle"])
+    assert "audit.ulira.auc" in res["shown_metrics"] and "audit.cka.forget" in res["metrics"]

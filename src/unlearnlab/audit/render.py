@@ -71,4 +71,25 @@ def summary_rows(result: dict) -> list[tuple[str, str, float, float, float, str]
     return [(*r, reading(*r[2:5])) for r in rows]
 
 
-__all__ = ["reading", "summary_rows"]
+def headline(result: dict) -> dict[str, float]:
+    """A flat {name: value} of each attack's method value (runs tables, the dashboard): audit.<attack>[.<what>]."""
+    keys = {"klom": "audit.klom.q95", "eps": "audit.eps.F", "ps": "audit.ps", "ulira": "audit.ulira.auc",
+            "lira": "audit.lira.auc", "rmia": "audit.rmia.auc", "relearn": "audit.relearn.acc",
+            "head": "audit.head.acc"}
+    out: dict[str, float] = {}
+    for attack, quantity, method, *_ in summary_rows(result):
+        if attack in ("klom", "cka"):
+            split = quantity.split()[-2] if attack == "klom" else quantity.rsplit(", ", 1)[-1]
+            name = f"audit.{attack}.{split}" if attack == "cka" else f"{keys['klom']}.{split}"
+        elif attack == "probe":
+            name = f"audit.{quantity.split()[0]}.forget"
+        else:
+            name = keys[attack]
+        out[name] = method
+    for k in ("lira", "rmia"):
+        if k in result.get("attacks", {}):
+            out[f"audit.{k}.gap"] = result["attacks"][k]["gap_to_oracle"]
+    return out
+
+
+__all__ = ["headline", "reading", "summary_rows"]

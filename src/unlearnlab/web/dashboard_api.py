@@ -13,7 +13,8 @@ from ..errors import StoreError
 from .models import NotAnalysable, run_spec_of
 
 RUN_ID = Path(..., pattern=r"^[0-9a-fA-F]{1,32}$", description="a run id or a unique prefix (hex)")
-SHOWN = ("UA", "RA", "TA", "MIA-Eff", "Avg.Gap", "RTE", "Forget Quality", "Model Utility")
+SHOWN = ("UA", "RA", "TA", "MIA-Eff", "Avg.Gap", "RTE", "Forget Quality", "Model Utility", "audit.ulira.auc",
+         "audit.lira.gap", "audit.ps", "audit.relearn.acc")
 TEXT_COLS = ("id", "created", "task", "dataset", "forget", "model", "method", "config", "seed", "name", "scenario")
 ORACLE_DROP = ("method", "config", "name")
 
@@ -50,6 +51,10 @@ def row_of(rec: dict) -> dict[str, Any]:
            "scenario": scenario_of(s), "analysable": analysable}
     for k, v in (rec.get("metrics") or {}).items():
         row[k] = _finite(v)
+    if rec.get("audit"):  # `unlearnlab audit` results: one column per attack (method's value)
+        from ..audit.render import headline
+
+        row.update({k: _finite(v) for k, v in headline(rec["audit"]).items()})
     return row
 
 
