@@ -27,6 +27,16 @@ def test_run_lm_records_store_and_resume(tmp_path):
     assert not any("did not learn" in w for w in by["original"].get("warnings", []))
     assert any("at most 5 distinct p-values" in w for w in by["original"]["warnings"]), by["original"].get("warnings")
     assert store.count_runs() == 3
+    # per-question answers (the dashboard's side-by-side view) are stored, and agree with the run's mean ROUGE
+    import json
+
+    import numpy as np
+
+    table = json.loads(store.artifact_path(by["original"]["answers"]).read_text())
+    forget = table["forget"]
+    assert {"question", "target", "answer", "rouge", "truth_ratio"} <= set(forget[0])
+    assert np.mean([r["rouge"] for r in forget]) == pytest.approx(m_orig["forget_ROUGE"], abs=1e-9)
+    assert all(r["truth_ratio"] is None or r["truth_ratio"] > 0 for r in forget)
     msgs.clear()
     again = run_lm(SPEC, store=store, progress=msgs.append)
     assert [r["spec"] for r in again] == [r["spec"] for r in records] and store.count_runs() == 3

@@ -140,6 +140,8 @@ def test_runs_that_cannot_be_rebuilt_answer_409(tmp_path):
         r = c.get(f"/api/runs/{rid}/class")
         assert r.status_code == 409 and "language-model" in r.json()["detail"]
         assert c.get("/api/lm").json()["runs"][0]["Forget Quality"] == 0.5
+        r = c.get(f"/api/lm/{rid}/answers")
+        assert r.status_code == 404 and "no per-question answers" in r.json()["detail"]
         assert c.get("/api/runs").json()["runs"][0]["analysable"] is False
 
 
@@ -245,3 +247,27 @@ def test_serve_deletions_alone_or_with_the_dashboard(dash_store, fresh_deletion_
     assert r.exit_code == 0 and apps[-1][1]["port"] == 8765 and apps[-1][0].title == "unlearnlab dashboard"
     with TestClient(apps[-1][0]) as c:
         assert c.get("/api/info").json()["deletions"] is True
+
+
+def test_lm_answers_side_by_side(tmp_path):
+    import json as _json
+
+    from unlearnlab.store import Store
+
+    store = Store(tmp_path)
+    spec = {"task": "qa", "dataset": "qa", "forget": "random:10%", "model": "tiny", "seed": 0}
+    ids = {}
+    for method, answer in (("original", "Paris"), ("retrain", "I do not know"), ("npo", "London")):
+        table = {"forget": [{"question": "Capital?", "target": "Paris", "answer": answer,
+                             "rouge": float(answer == "Paris"), "truth_ratio": 0.5}]}
+        digest = store.put_bytes(_json.dumps(table).encode())
+        ids[method] = store.add_run({"spec": {**spec, "method": method}, "metrics": {}, "answers": digest})
+    with TestClient(create_app(store)) as c:
+        res = c.get(f"/api/lm/{ids['npo']}/answers").json()
+        q = res["questions"][0]
+        assert q["expected"] == "Paris" and q["target"]["answer"] == "Paris" and q["target"]["rouge"] == 1.0
+        assert q["oracle"]["answer"] == "I do not know" and q["run"]["answer"] == "London"
+        assert res["ids"] == {"target": ids["original"], "oracle": ids["retrain"], "run": ids["npo"]}
+        assert c.get(f"/api/lm/{ids['npo']}/answers", params={"split": "retain"}).status_code == 404
+        assert c.get(f"/api/lm/{ids['npo']}/answers", params={"split": "../x"}).status_code == 422
+        assert c.get("/api/lm/ffffffff/answers").status_code == 404

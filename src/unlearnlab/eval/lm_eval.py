@@ -280,6 +280,35 @@ def evaluate_lm(model: nn.Module, tokenizer: Any, data: Any, *, reference: nn.Mo
     return res
 
 
+def answer_rows(model: nn.Module, tokenizer: Any, data: Any, *, cache: LMOutputCache,
+                config: LMEvalConfig | dict | None = None, limit: int = 200) -> dict[str, list[dict]]:
+    """Per question of each generated split (at most `limit`): question, target answer, the model's greedy answer,
+    its ROUGE-L recall (TOFU scorer) and truth ratio. Reads the passes `evaluate_lm` put in `cache`, so after an
+    evaluation with the same cache and config it computes nothing new."""
+    cfg = eval_config(to_dict(config) if isinstance(config, LMEvalConfig) else config)
+    rows = rows_of(data)
+    out: dict[str, list[dict]] = {}
+    for s in GENERATED:
+        if not rows.get(s):
+            continue
+        rs = rows[s][:limit]
+        gens = cache.get(model, ("gen", s, _fingerprint(rows[s], cfg.max_new_tokens)), lambda s=s: greedy_answers(
+            model, tokenizer, [r["question"] for r in rows[s]], batch_size=cfg.batch_size,
+            max_new_tokens=cfg.max_new_tokens))[:limit]
+        rouge = rouge_l_batch([r["answer"] for r in rs], gens, "recall", stemmer=True)
+        tr = np.full(len(rs), np.nan)
+        tfo = cache.get(model, ("tf", s, _fingerprint(rows[s], cfg.max_length)), lambda s=s: split_outputs(
+            model, tokenizer, rows[s], batch_size=cfg.batch_size, max_length=cfg.max_length))
+        if tfo.p_perturbed is not None:
+            h = np.flatnonzero(tfo.has_perturbed)
+            vals = M.truth_ratio(tfo.p_paraphrased[h], tfo.p_perturbed[h])
+            keep = h < len(rs)
+            tr[h[keep]] = vals[keep]
+        out[s] = [{"question": r["question"], "target": r["answer"], "answer": g, "rouge": float(x),
+                   "truth_ratio": None if np.isnan(t) else float(t)} for r, g, x, t in zip(rs, gens, rouge, tr)]
+    return out
+
+
 def _verbmem(model: nn.Module, tokenizer: Any, extra: dict, docs: dict, cfg: LMEvalConfig) -> dict[str, float]:
     """{'VerbMem': ...} from MUSE's prompt/continuation pairs (extra['verbmem']) or the forget documents."""
     prompts, gts = MUSE.verbmem_pairs(tokenizer, extra.get("verbmem"), docs.get("forget") or [], cfg.verbmem_prefix,

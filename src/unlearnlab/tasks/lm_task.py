@@ -142,13 +142,15 @@ class QATask:
         metrics, extra = on_main(lambda: (_measure(model, setup, extra), extra))
         _say(f"{method} (seed {seed}): " + ", ".join(f"{k} {metrics[k]:.3f}" for k in SHOWN if k in metrics))
         traj = extra.pop("trajectory", None)
+        answers = on_main(_answers, model, setup, store) if store is not None else None
         warns = on_main(_warnings, method, model, setup, metrics)
         for w in warns:
             emit("warning", text=w)
         return make_record(rspec, {**metrics, "RTE": wall}, {"wall_s": wall, "cpu_s": cpu, "opt_steps": steps,
                                                              **extra}, setup.task.device,
                            eval=protocol(setup.eval_cfg), **({"curves": curves} if curves else {}),
-                           **({"warnings": warns} if warns else {}), **({"trajectory": traj} if traj else {}))
+                           **({"warnings": warns} if warns else {}), **({"trajectory": traj} if traj else {}),
+                           **({"answers": answers} if answers else {}))
 
     def floor(self, spec: RunSpec, seed: int, other: int, store, rspec: dict) -> dict[str, Any]:
         """The oracle of seed `other` scored against the oracle (and target) of `seed`: the noise floor."""
@@ -199,6 +201,18 @@ def _warnings(method: str, model, setup: LMSetup, metrics: dict[str, float]) -> 
     if method == "retrain":
         return []
     return unchanged_warning(method, model, setup.target, metrics, lambda: _forget_metrics(setup.target, setup))
+
+
+def _answers(model: Any, setup: Any, store: Any) -> str | None:
+    """Store the per-question answers (question, target, answer, ROUGE, truth ratio) of a QA run as a JSON artifact;
+    its digest joins the record as `answers` (the dashboard's side-by-side view). None for corpus (MUSE) data."""
+    from ..eval.lm_eval import answer_rows
+
+    data = setup.eval_rows or setup.data
+    if not isinstance(data, dict) and not getattr(data, "extra", {}).get("rows"):
+        return None
+    table = answer_rows(model, setup.tokenizer, data, cache=setup.cache, config=setup.eval_cfg)
+    return store.put_bytes(json.dumps(table, sort_keys=True).encode()) if table else None
 
 
 def run_lm(spec: dict[str, Any], *, store=None, progress=None, resume: bool = True,

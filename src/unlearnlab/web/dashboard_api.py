@@ -112,6 +112,37 @@ def tradeoff_data(rows: list[dict], scenario: str | None = None) -> dict[str, An
     return {"points": points, "fronts": fronts, "scenarios": sorted(fronts)}
 
 
+def _answers_of(store, rec: dict | None, split: str) -> list[dict] | None:
+    if not rec or not rec.get("answers"):
+        return None
+    return json.loads(store.artifact_path(rec["answers"]).read_text()).get(split)
+
+
+def answers_side_by_side(store, rec: dict, split: str, limit: int) -> dict[str, Any]:
+    """The run's per-question answers with its target's and oracle's (same scenario and seed), from stored tables."""
+    if rec["spec"].get("task") != "qa":
+        raise HTTPException(409, f"Run {rec['id']} is not a language-model run; per-question answers exist for "
+                                 "--task qa runs.")
+    if not rec.get("answers"):
+        raise HTTPException(404, f"Run {rec['id']} stored no per-question answers (runs made before they were "
+                                 "recorded, or corpus data); run it again with --fresh.")
+    key = oracle_key(rec["spec"])
+    by = {r["spec"].get("method"): r for r in store.list_runs() if oracle_key(r["spec"]) == key}
+    roles = {"target": by.get("original"), "oracle": by.get("retrain"), "run": rec}
+    tables = {role: _answers_of(store, r, split) for role, r in roles.items()}
+    if tables["run"] is None:
+        raise HTTPException(404, f"Run {rec['id']} has no answers for split {split!r}.")
+    out = []
+    for i, row in enumerate(tables["run"][:limit]):
+        item = {"question": row["question"], "expected": row["target"]}
+        for role, t in tables.items():
+            got = t[i] if t is not None and i < len(t) and t[i]["question"] == row["question"] else None
+            item[role] = None if got is None else {k: got[k] for k in ("answer", "rouge", "truth_ratio")}
+        out.append(item)
+    return {"run": rec["id"], "method": rec["spec"].get("method"), "split": split,
+            "ids": {role: (r or {}).get("id") for role, r in roles.items()}, "questions": out}
+
+
 def filter_rows(rows: list[dict], filters: dict[str, Any], q: str | None, sort: str, order: str) -> list[dict]:
     """Rows matching every non-None filter (exact) and `q` (substring of a text column), sorted by `sort`
     (missing values last in either order)."""
@@ -185,11 +216,18 @@ def make_router() -> APIRouter:
     def lm_runs(request: Request) -> dict[str, Any]:
         """Language-model runs: their metrics (forget quality vs model utility, ROUGE, truth ratio) per method."""
         rows = [row for row in all_rows(request.app.state.store) if row["task"] == "qa"]
-        return {"runs": rows, "answers": None,
-                "note": "run records keep metrics, not per-question answers; per-question answers are not shown"}
+        return {"runs": rows, "note": "click a run for its per-question answers beside the target's and the oracle's"}
+
+    @r.get("/lm/{run_id}/answers")
+    def lm_answers(request: Request, run_id: str = RUN_ID, split: str = Query("forget", pattern=r"^\w+$"),
+                   limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
+        """Per question of `split`: the target answer and the answers, ROUGE-L recall and truth ratio of the target
+        model (original), the retrained oracle and this run, side by side."""
+        return answers_side_by_side(request.app.state.store, _get_record(request.app.state.store, run_id), split,
+                                    limit)
 
     return r
 
 
-__all__ = ["all_rows", "filter_rows", "make_router", "oracle_key", "pareto_ids", "row_of", "scenario_of",
-           "tradeoff_data"]
+__all__ = ["all_rows", "answers_side_by_side", "filter_rows", "make_router", "oracle_key", "pareto_ids", "row_of",
+           "scenario_of", "tradeoff_data"]

@@ -15,10 +15,24 @@ UL.renderers.lm = async () => {
                 "retain_ROUGE", "PrivLeak"];
   document.getElementById("lm-table").innerHTML = "<tr>" + cols.map((c) => `<th>${esc(c)}</th>`).join("") + "</tr>" +
     res.runs.map((r) => "<tr>" + cols.map((c) => `<td data-value="${esc(r[c])}">${c === "id" ? esc(r.id.slice(0, 8)) : fmt(r[c], 3)}</td>`).join("") + "</tr>").join("");
+  document.querySelectorAll("#lm-table tr").forEach((tr, i) => {
+    if (i > 0) tr.addEventListener("click", () => lmAnswers(res.runs[i - 1].id));
+  });
   plot("lm-plot", [{type: "scatter", mode: "markers+text", x: res.runs.map((r) => r["Model Utility"]),
     y: res.runs.map((r) => r["Forget Quality"]), text: res.runs.map((r) => r.method), textposition: "top center"}],
     {title: "Forget quality vs model utility", xaxis: {title: "model utility"}, yaxis: {title: "forget quality", type: "log"}});
 };
+
+async function lmAnswers(id) {
+  const box = document.getElementById("lm-answers");
+  let res;
+  try { res = await api(`/api/lm/${encodeURIComponent(id)}/answers?split=forget&limit=50`); }
+  catch (e) { box.innerHTML = `<tr><td>${esc(e.message)}</td></tr>`; return; }
+  const cell = (a) => a ? `${esc(a.answer)}<br><small>ROUGE ${fmt(a.rouge, 2)}, TR ${fmt(a.truth_ratio, 2)}</small>` : "–";
+  box.innerHTML = `<tr><th>question</th><th>expected</th><th>target</th><th>oracle</th><th>${esc(res.method)}</th></tr>` +
+    res.questions.map((q) => `<tr><td>${esc(q.question)}</td><td>${esc(q.expected)}</td><td>${cell(q.target)}</td>` +
+      `<td>${cell(q.oracle)}</td><td>${cell(q.run)}</td></tr>`).join("");
+}
 
 UL.renderers.tradeoff = async () => {
   clearError("tradeoff");
