@@ -38,11 +38,17 @@ def _sink() -> LineRenderer:
     return LineRenderer(sys.stderr, every_s=60)
 
 
+def _base(args) -> dict:
+    """Dataset, model and recipe shared by every run (the audit's populations inherit them from the run)."""
+    return {"dataset": args.dataset, "model": args.model,
+            **({"recipe": {"epochs": args.epochs}} if args.epochs is not None else {})}
+
+
 def _tuned(args, store: Store, forget: str) -> tuple[dict, float]:
     if args.budget <= 0:
         return {}, 0.0
     t0 = time.perf_counter()
-    spec = {"dataset": args.dataset, "forget": forget, "methods": list(args.methods), "seeds": [0]}
+    spec = {**_base(args), "forget": forget, "methods": list(args.methods), "seeds": [0]}
     res = tune(spec, list(args.methods), budget=args.budget, store=store, final=False,
                run_kwargs={"backend": args.backend, "workers": args.workers, "events": _sink()})
     return {m: (e["best"] or {}).get("params", {}) for m, e in res["methods"].items()}, time.perf_counter() - t0
@@ -57,8 +63,7 @@ def _position(row: dict) -> float:
 def scenario(args, store: Store, forget: str) -> dict:
     """Tune, run, audit every method on one forget scenario; returns what the doc needs."""
     overrides, tune_s = _tuned(args, store, forget)
-    spec = {"dataset": args.dataset, "forget": forget, "methods": list(args.methods), "seeds": [0],
-            "overrides": overrides}
+    spec = {**_base(args), "forget": forget, "methods": list(args.methods), "seeds": [0], "overrides": overrides}
     res = api.run(spec, store=store, backend=args.backend, workers=args.workers, events=_sink())
     recs = {r["spec"]["method"]: r for r in res["records"]}
     out: dict = {"forget": forget, "overrides": overrides, "tune_s": tune_s, "audit_s": {}, "methods": {},
@@ -153,6 +158,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--scenarios", default="class:3,random:10%")
+    ap.add_argument("--model", default="", help="model spec (default: the dataset's)")
+    ap.add_argument("--epochs", type=int, default=None, help="epochs of the original / oracle recipe")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--attacks", default="klom,eps,ps,ulira,lira,rmia,cka,probe,relearn,head")
     ap.add_argument("--population", type=int, default=8)
