@@ -86,7 +86,7 @@ def audit(run_id: str, *, store: Any, attacks: str | Sequence[str] | None = None
                 result["attacks"][a] = PR.ulira_audit(sh) if a == "ulira" else PR.membership_audit(sh, a)
     if any(a in MODEL for a in names):
         say({"kind": "message", "t": time.time(), "text": "representation and recovery attacks"})
-        m = rebuild(spec, store)
+        m = rebuild(record, spec, store)
         result["rebuilt_max_logit_gap"] = M.stored_gap(m, stored)
         for a, fn in (("cka", M.cka_audit), ("probe", M.decodability_audit), ("relearn", M.relearn_audit),
                       ("head", M.head_recovery_audit)):
@@ -100,19 +100,16 @@ def audit(run_id: str, *, store: Any, attacks: str | Sequence[str] | None = None
     return result
 
 
-def rebuild(spec: Any, store: Any) -> Any:
-    """The models of the run's seed: its original and oracle from the store, its method re-run on the original."""
+def rebuild(record: dict, spec: Any, store: Any) -> Any:
+    """The run's models (tasks.rebuild) plus the oracle of the next seed (the CKA floor)."""
     from ..eval.model_audits import Models
-    from ..methods import MethodContext, run_method
     from ..tasks.classifier import ClassifierTask
+    from ..tasks.rebuild import rebuild as rebuild_run
 
-    seed, method = spec.seeds[0], spec.methods[0]
-    task = ClassifierTask()
-    sc = task.context(spec, seed, store)
-    unlearned = run_method(method, sc.original, sc.data, sc.task, spec.overrides.get(method, {}),
-                           MethodContext(seed=seed, recipe=sc.recipe))
-    other, _ = task._model(spec, seed + 1, "oracle", store)
-    return Models(unlearned, sc.original, sc.oracle, other, sc.data, sc.task, sc.recipe, seed)
+    rm = rebuild_run(record, store)
+    seed = spec.seeds[0]
+    other, _ = ClassifierTask()._model(spec, seed + 1, "oracle", store)
+    return Models(rm.model, rm.original, rm.oracle, other, rm.data, rm.task, spec.train_config(), seed)
 
 
 __all__ = ["ATTACKS", "DEFAULT_ATTACKS", "audit", "parse_attacks", "rebuild"]

@@ -53,23 +53,14 @@ class Shadows:
 
 
 def spec_of_record(record: dict) -> Any:
-    """The RunSpec that reproduces a stored classifier run's method (only its own method, all its seeds later)."""
-    from ..spec import RunSpec
+    """The RunSpec of a stored classifier method run (its method and seed alone), for its populations."""
+    from ..tasks.rebuild import run_spec_of
 
-    s = record["spec"]
-    if s.get("task", "classifier") != "classifier":
-        raise ConfigError(f"Run {record.get('id', '?')} is a {s.get('task')} run; population audits cover classifier "
-                          "runs (language-model runs have their own relearning / leakage attacks: spec `attacks`).")
-    if s.get("original"):
-        raise ConfigError(f"Run {record.get('id', '?')} unlearned a user-supplied original checkpoint; a population "
-                          "needs originals trained from many seeds. Audit a run whose original unlearnlab trained.")
-    method = s["method"]
+    method = record["spec"].get("method", "")
     if method in ("original", "retrain", "oracle-floor"):
         raise ConfigError(f"Run {record.get('id', '?')} is the {method!r} baseline, not an unlearning method; audit "
                           "a method's run (see `unlearnlab runs list`).")
-    return RunSpec(dataset=s["dataset"], forget=s["forget"], model=s["model"], methods=(method,),
-                   seeds=(int(s["seed"]),), split_seed=int(s.get("split_seed", 0)), recipe=dict(s.get("recipe") or {}),
-                   overrides={method: dict(s.get("config") or {})}, name=s.get("name", ""))
+    return run_spec_of(record, device="auto")
 
 
 def _execute(specs: list, store: Any, backend: str, workers: int | None, sink: Callable[[dict], None] | None) -> list:
