@@ -49,8 +49,10 @@ def _tuned(args, store: Store, forget: str) -> tuple[dict, float]:
         return {}, 0.0
     t0 = time.perf_counter()
     spec = {**_base(args), "forget": forget, "methods": list(args.methods), "seeds": [0]}
+    # trials run in this process: each trial is a small job graph, and a process pool per trial costs more start-up
+    # (~12 s on a loaded 2-core machine) than a digits trial's work
     res = tune(spec, list(args.methods), budget=args.budget, store=store, final=False,
-               run_kwargs={"backend": args.backend, "workers": args.workers, "events": _sink()})
+               run_kwargs={"backend": "serial", "events": _sink()})
     return {m: (e["best"] or {}).get("params", {}) for m, e in res["methods"].items()}, time.perf_counter() - t0
 
 
