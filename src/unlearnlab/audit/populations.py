@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError, UnlearnLabError
 from .outputs import load_outputs
 
 
@@ -69,7 +69,7 @@ def _execute(specs: list, store: Any, backend: str, workers: int | None, sink: C
     res = execute(specs, store=store, backend=backend, workers=workers, sink=sink, floor=False)
     if res["errors"]:
         e = res["errors"][0]
-        raise StoreError(f"{len(res['errors'])} population job(s) failed, e.g. {e['job']}: {e['error']}")
+        raise UnlearnLabError(f"{len(res['errors'])} population job(s) failed, e.g. {e['job']}: {e['error']}")
     return res["records"]
 
 
