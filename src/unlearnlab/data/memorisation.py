@@ -52,4 +52,13 @@ def rank_select(scores: np.ndarray, size: int, *, hardest: bool) -> np.ndarray:
     return np.sort(order[:size]).astype(np.int64)
 
 
-__all__ = ["FOLDS", "out_of_fold_loss", "per_example_loss", "rank_select"]
+def selector(fit: Callable[[np.ndarray, int], torch.nn.Module], *, folds: int = FOLDS, seed: int = 0):
+    """A make_split(..., selector=) callable for hard:<pct> / easy:<pct>; `fit(rows, fold)` trains a fresh model."""
+    def choose(spec, train: Dataset) -> np.ndarray:
+        scores = out_of_fold_loss(train, fit, folds=folds, seed=seed)
+        size = max(1, int(round(len(train) * spec.pct / 100)))
+        return rank_select(scores, size, hardest=spec.kind == "hard")
+    return choose
+
+
+__all__ = ["FOLDS", "out_of_fold_loss", "per_example_loss", "rank_select", "selector"]

@@ -110,4 +110,12 @@ def select(model: torch.nn.Module, data, method: str = "ft", size: int = 0, *, c
     return np.flatnonzero(top(w, size).numpy() > 0.5).astype(np.int64)
 
 
-__all__ = ["METHODS", "WorstCaseConfig", "project", "select", "top"]
+def selector(model: torch.nn.Module, *, cfg: WorstCaseConfig | None = None, seed: int = 0):
+    """A make_split(..., selector=) callable choosing worst:<pct>:<method> rows with your trained `model`."""
+    def choose(spec, train: Dataset) -> np.ndarray:
+        size = max(1, int(round(len(train) * spec.pct / 100)))
+        return select(model, train, spec.method, size, cfg=cfg, seed=seed)
+    return choose
+
+
+__all__ = ["METHODS", "WorstCaseConfig", "project", "select", "selector", "top"]

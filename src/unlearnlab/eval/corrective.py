@@ -14,7 +14,7 @@ def poison_acc(out: Outputs, ref: Outputs | None = None) -> float:
 
 
 @metric("Corrected-Acc", needs=("attack",), higher_is_better=True,
-        description="accuracy on attack inputs (triggered test images of the other classes, or test images of the "
+        description="accuracy on attack inputs (every test image with the trigger, or the test images of the "
                     "swapped classes) w.r.t. their true labels (the bench's corrected accuracy)")
 def corrected_acc(out: Outputs, ref: Outputs | None = None) -> float:
     """Accuracy on attack inputs w.r.t. their true labels."""
