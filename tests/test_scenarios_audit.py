@@ -163,7 +163,9 @@ def test_sequential_requests_metrics_after_each_step():
     final = steps[-1]["metrics"]
     for k in ("UA", "RA", "TA", "Avg.Gap"):
         assert final[k] == pytest.approx(rec["ga"]["metrics"][k])
-    assert "steps" not in rec["original"] and len(rec["ga"]["forget_set"]["forget"]) == 90
+    fs = rec["ga"]["forget_set"]
+    assert "steps" not in rec["original"] and len(fs["forget"]) == 90 and sum(fs["class_counts"]) == 90
+    assert sorted(sum(fs["requests"], [])) == fs["forget"] and len(fs["requests"]) == 3
 
 
 def test_sequence_steps_are_disjoint_and_deterministic():

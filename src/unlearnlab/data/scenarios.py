@@ -317,8 +317,11 @@ def make_split(train: Dataset, test: Dataset, spec: ForgetSpec | str, seed: int,
         f = forget_indices(s, labels, seed, classes=classes, num_classes=num_classes)
     if s.kind == "seq":
         extra["steps"] = sequence_steps(s, labels, seed)
-    if s.kind in AUDIT_KINDS:
-        extra["forget_record"] = {"scenario": str(s), "forget": f.tolist(), **extra.get("forget_record", {})}
+    if s.kind in AUDIT_KINDS:  # stored in each run record: the rows, and per class how many (worst-case sets cluster)
+        extra["forget_record"] = {"scenario": str(s), "forget": f.tolist(), **extra.get("forget_record", {}),
+                                  "class_counts": np.bincount(labels[f], minlength=num_classes).tolist()}
+        if s.kind == "seq":
+            extra["forget_record"]["requests"] = [st.tolist() for st in extra["steps"]]
     r = np.setdiff1d(np.arange(len(labels)), f)
     return UnlearnData(train=train, test=test, forget_idx=f, retain_idx=r, num_classes=num_classes, name=name,
                        scenario=str(s), extra=extra)
