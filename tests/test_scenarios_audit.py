@@ -180,3 +180,28 @@ def test_bring_your_own_model_worst_case_split(trained_mlp, blobs_data):
     d = make_split(blobs_data.train, blobs_data.test, "worst:5%:ga", 0, num_classes=4, selector=sel)
     direct = worst_case.select(trained_mlp, blobs_data.train, "ga", 30, seed=0)
     assert np.array_equal(d.forget_idx, direct) and d.extra["forget_record"]["scenario"] == "worst:5%:ga"
+
+
+def test_model_chosen_rows_are_deterministic_per_split_seed():
+    from unlearnlab.spec import from_dict
+    from unlearnlab.tasks import scenario_split
+
+    b = load_dataset("blobs")
+    rows = []
+    for split_seed in (0, 0, 1):
+        scenario_split._MEMO.clear()  # recompute: the same split seed must give the same rows
+        spec = from_dict({"dataset": "blobs", "forget": "hard:5%", "split_seed": split_seed, **FAST})
+        rows.append(scenario_split.build_split(spec, b).forget_idx)
+    assert np.array_equal(rows[0], rows[1]) and not np.array_equal(rows[0], rows[2])
+
+
+def test_worst_case_uses_the_users_original_checkpoint(tmp_path, trained_mlp):
+    from unlearnlab.models import save_checkpoint
+    from unlearnlab.spec import from_dict
+    from unlearnlab.tasks.scenario_split import build_split
+
+    b = load_dataset("blobs")
+    ck = tmp_path / "orig"
+    save_checkpoint(ck, trained_mlp, {"arch": "mlp", "dataset": "blobs", "data_hash": b.train.fingerprint()})
+    spec = from_dict({"dataset": "blobs", "forget": "worst:5%:ga", "original": str(ck), **FAST})
+    assert np.array_equal(build_split(spec, b).forget_idx, worst_case.select(trained_mlp, b.train, "ga", 30, seed=0))

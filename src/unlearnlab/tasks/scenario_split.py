@@ -35,6 +35,18 @@ def _fit(spec, bundle, rows: np.ndarray | None, seed: int, device) -> torch.nn.M
     return train(data_init(model, ds), ds, spec.train_config(), task, seed=seed, what="training a selection model")
 
 
+def _original(spec, bundle, device) -> torch.nn.Module:
+    """The model the worst-case set is chosen against: the user's --original checkpoint, else the original of the
+    split seed (trained exactly as the engine trains the original of that seed)."""
+    if not spec.original:
+        return _fit(spec, bundle, None, spec.split_seed, device).eval()
+    from ..models import build_model
+    from .classifier import load_original
+
+    model = build_model(spec.model_spec(), tuple(bundle.train.x.shape[1:]), bundle.num_classes).to(device)
+    return load_original(spec.original, model, spec.model_spec(), bundle)
+
+
 def _choose(spec, bundle, s) -> tuple[np.ndarray, dict]:
     """(rows, record) of a hard / easy / worst scenario."""
     from ..data import memorisation, worst_case
@@ -45,7 +57,7 @@ def _choose(spec, bundle, s) -> tuple[np.ndarray, dict]:
     size = max(1, int(round(n * s.pct / 100)))
     t0 = time.perf_counter()
     if s.kind == "worst":
-        original = _fit(spec, bundle, None, spec.split_seed, device).eval()
+        original = _original(spec, bundle, device)
         rows = worst_case.select(original, bundle.train, s.method, size, seed=spec.split_seed)
         info = {"selector": f"worst-case bi-level ({s.method} lower level)",
                 "config": {k: v for k, v in vars(worst_case.WorstCaseConfig()).items()}}
@@ -63,8 +75,10 @@ def _choose(spec, bundle, s) -> tuple[np.ndarray, dict]:
 
 def _memo_key(spec, bundle, s) -> str:
     from ..config import to_dict
+    from .classifier import _file_hash
 
-    parts = [bundle.train.fingerprint(), spec.model_spec(), to_dict(spec.train_config()), spec.split_seed, str(s)]
+    parts = [bundle.train.fingerprint(), spec.model_spec(), to_dict(spec.train_config()), spec.split_seed, str(s),
+             _file_hash(spec.original) if spec.original else ""]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
