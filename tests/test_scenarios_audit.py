@@ -2,6 +2,8 @@
 sequential requests, directly and through the engine."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -205,3 +207,17 @@ def test_worst_case_uses_the_users_original_checkpoint(tmp_path, trained_mlp):
     save_checkpoint(ck, trained_mlp, {"arch": "mlp", "dataset": "blobs", "data_hash": b.train.fingerprint()})
     spec = from_dict({"dataset": "blobs", "forget": "worst:5%:ga", "original": str(ck), **FAST})
     assert np.array_equal(build_split(spec, b).forget_idx, worst_case.select(trained_mlp, b.train, "ga", 30, seed=0))
+
+
+def test_cli_poison_run_shows_the_corrective_columns():
+    r = CliRunner().invoke(app, ["run", "--dataset", "digits", "--forget", "poison:patch:100", "--methods", "ga",
+                                 "--epochs", "5", "--no-store", "--backend", "serial"])
+    assert r.exit_code == 0, r.output
+    assert "ASR" in r.output and "Corrected-Acc" in r.output
+
+
+def test_cli_seq_run_prints_each_request():
+    r = CliRunner().invoke(app, ["run", "--dataset", "blobs", "--forget", "seq:random:5%x2", "--methods", "ga",
+                                 "--epochs", "3", "--no-store", "--backend", "serial"])
+    assert r.exit_code == 0, r.output
+    assert re.search(r"after each request: ga seed 0 Avg\.Gap \d+\.\d\d, \d+\.\d\d", r.output), r.output

@@ -134,12 +134,17 @@ def run_cmd(
                               indent=1, default=str))
     else:
         shown = {k for row in result["table"] for k in row}
-        cols = api.TABLE_METRICS if spec.task == "classifier" else api.LM_TABLE_METRICS + tuple(
-            k for k in api.LM_ATTACK_METRICS if k in shown)
+        extra = ("ASR", "Corrected-Acc", "Poison-Acc") if spec.task == "classifier" else api.LM_ATTACK_METRICS
+        cols = (api.TABLE_METRICS if spec.task == "classifier" else api.LM_TABLE_METRICS) + tuple(
+            k for k in extra if k in shown)  # poison scenarios add the corrective metrics
         what = spec.dataset if spec.task == "classifier" else f"QA ({spec.model or 'smollm2'})"
         print_table(result["table"], cols, title=f"{what} | forget {spec.forget} | seeds {len(spec.seeds)}")
         for line in api.readings(result["records"]):
             typer.echo(f"reading: {line}")
+        for r in result["records"]:  # seq scenarios: the gap to each step's oracle, request after request
+            if r.get("steps"):
+                gaps = ", ".join(f"{st['metrics'].get('Avg.Gap', float('nan')):.2f}" for st in r["steps"])
+                typer.echo(f"after each request: {r['spec']['method']} seed {r['spec']['seed']} Avg.Gap {gaps}")
     if store is not None and not no_report and not as_json:
         from ..store import spec_key
 
