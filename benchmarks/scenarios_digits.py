@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/scenarios_digits.py --results results/bench-scenarios
 
 Runs, with default method settings and the digits recipe (MLP, 30 epochs), seeds 0 and 1:
-  random:10% vs worst:10%:ft vs worst:10%:ga vs hard:10% vs easy:10%   (UA of the oracle, Avg.Gap per method)
+  random:10%, worst:10%:ft|rl|ga, hard:10%, easy:10%                   (UA of the oracle, Avg.Gap per method)
   poison:patch:100 at known=10% / 50% / 100%, poison:swap:100:known=50%  (ASR, Corrected-Acc, Poison-Acc, TA)
   seq:random:5%x4                                                        (Avg.Gap after each request)
 Runs are cached in the results store, so a rerun recomputes nothing. Prints markdown tables (mean over seeds).
@@ -11,6 +11,7 @@ Runs are cached in the results store, so a rerun recomputes nothing. Prints mark
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -19,7 +20,7 @@ from unlearnlab import api
 from unlearnlab.store import Store
 
 METHODS = ["ft", "ga", "random_label", "l1_sparse", "salun", "ssd"]
-SELECT = ["random:10%", "worst:10%:ft", "worst:10%:ga", "hard:10%", "easy:10%"]
+SELECT = ["random:10%", "worst:10%:ft", "worst:10%:rl", "worst:10%:ga", "hard:10%", "easy:10%"]
 POISON = ["poison:patch:100:known=10%", "poison:patch:100:known=50%", "poison:patch:100:known=100%",
           "poison:swap:100:known=50%"]
 SEQ = "seq:random:5%x4"
@@ -47,7 +48,7 @@ def selection_table(store, seeds) -> list[str]:
         runs = _run(sc, METHODS, store, seeds)
         cells = [f"{_mean(runs[m], 'Avg.Gap'):.2f}" for m in METHODS]
         rows.append(f"| {sc} | {_mean(runs['retrain'], 'UA'):.1f} | " + " | ".join(cells) + " |")
-        print(f"[{sc}: {time.perf_counter() - t0:.0f}s]", flush=True)
+        print(f"[{sc}: {time.perf_counter() - t0:.0f}s]", file=sys.stderr, flush=True)
     return rows
 
 

@@ -30,7 +30,7 @@ def test_spellings_round_trip(text, canon):
 
 
 @pytest.mark.parametrize("text,needle", [
-    ("worst:10%:salun", "lower level must be one of ft, ga"), ("seq:class:3x2", "random:<pct> or sample:<n>"),
+    ("worst:10%:salun", "lower level must be one of ft, ga, rl"), ("seq:class:3x2", "random:<pct> or sample:<n>"),
     ("seq:random:5%", "seq:<request>x<k>"), ("poison:patch", "poison:patch:<n>"),
     ("poison:swap:40:target=1", "classes=<a>-<b>"), ("val:hard:10%", "no disjoint validation set"),
     ("hard:150%", "(0, 100)"),
@@ -221,3 +221,8 @@ def test_cli_seq_run_prints_each_request():
                                  "--epochs", "3", "--no-store", "--backend", "serial"])
     assert r.exit_code == 0, r.output
     assert re.search(r"after each request: ga seed 0 Avg\.Gap \d+\.\d\d, \d+\.\d\d", r.output), r.output
+
+
+def test_random_label_lower_level(trained_mlp, blobs_data):
+    a = worst_case.select(trained_mlp, blobs_data, "rl", 30, seed=1)
+    assert len(a) == 30 and np.array_equal(a, worst_case.select(trained_mlp, blobs_data, "rl", 30, seed=1))

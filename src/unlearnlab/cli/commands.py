@@ -71,7 +71,7 @@ def run_cmd(
                                 "--task qa: qa[:authors=20,facts=10], tofu (locuslab/TOFU from the hub; "
                                 "tofu:forget01|05|10), tofu:DIR, tofu:train=PATH,forget=PATH, corpus:DIR"),
     forget: str = typer.Option("random:10%", help="random:10%, class:3, subclass:3:50%, indices:FILE; audit "
-                               "scenarios (docs/scenarios.md): hard:10%, easy:10%, worst:10%:ft|ga, "
+                               "scenarios (docs/scenarios.md): hard:10%, easy:10%, worst:10%:ft|rl|ga, "
                                "poison:patch:100:known=10%, poison:swap:500:known=10%, seq:random:5%x4; --task qa: "
                                "N% of the authors (tofu, tofu:DIR: 1%, 5% or 10%)"),
     methods: str = typer.Option("all", help="comma-separated method names, or 'all'"),

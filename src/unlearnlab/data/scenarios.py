@@ -1,7 +1,7 @@
 """Forget scenarios: random:<pct>, sample:<n>, class:<c>, subclass:<c>:<pct>, indices:<file>, all deterministic from
-a seed; and the audit scenarios of docs/scenarios.md: hard:<pct> / easy:<pct> (memorisation proxy), worst:<pct>[:ft|ga]
-(Challenging Forgets), poison:patch|swap:<size>[:known=<pct>]... (corrective unlearning) and seq:<base>x<k>
-(sequential deletion requests).
+a seed; and the audit scenarios of docs/scenarios.md: hard:<pct> / easy:<pct> (memorisation proxy),
+worst:<pct>[:ft|ga|rl] (Challenging Forgets), poison:patch|swap:<size>[:known=<pct>]... (corrective unlearning)
+and seq:<base>x<k> (sequential deletion requests).
 
 `val:<scenario>` is a validation forget set for hyper-parameter tuning: the same kind and size as <scenario> at the
 same split seed, but disjoint from <scenario>'s indices (see `validation_indices`), so that selection never
@@ -28,7 +28,7 @@ SPEC_HELP = ("random:10%, sample:100 (100 random examples), class:3, subclass:3:
              "worst:10%:ft, poison:patch:100:known=10%, poison:swap:100:known=10%:classes=3-5, seq:random:5%x4")
 MODEL_KINDS = ("hard", "easy", "worst")  # the selection needs a trained model (tasks/scenario_split.py)
 AUDIT_KINDS = (*MODEL_KINDS, "poison", "seq")
-WORST_METHODS = ("ft", "ga")
+WORST_METHODS = ("ft", "ga", "rl")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,8 +2,10 @@
 Unlearning", ECCV 2024; code OPTML-Group/Unlearn-WorstCase, data-wise/).
 
 Bi-level selection with per-example weights w in [0, 1]^N, sum(w) = m:
-  lower: theta(w) = a few sign-SGD epochs of a weighted unlearning loss from the original model
-         ft: sum_i (1 - w_i) CE_i (fine-tune on what is kept);  ga: -sum_i w_i CE_i (ascent on what is forgotten);
+  lower: theta(w) = a few epochs of a weighted unlearning loss from the original model
+         ft: sum_i (1 - w_i) CE_i, sign-SGD (the code's w_FT: fine-tune on what is kept);
+         rl: CE on all rows with the current top-m given random labels, SGD (the code's w_RL);
+         ga: -sum_i w_i CE_i, sign-SGD (ours: the code has no GA lower level; ascent on what is forgotten);
   upper: w <- Proj(w - w_lr * (CE(theta(w)) + 2 gamma w)), the projection onto {0 <= w <= 1, sum w = m} by bisection;
          every `bin_every` epochs w is replaced by its top-m indicator.
 The upper step is first order (no implicit gradient through theta(w)), as in the official code. The chosen set is the
@@ -28,7 +30,7 @@ from ..seeding import torch_generator
 from .core import batches
 from .memorisation import per_example_loss
 
-METHODS = ("ft", "ga")
+METHODS = ("ft", "ga", "rl")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,26 +69,47 @@ def top(w: torch.Tensor, m: int) -> torch.Tensor:
 
 def _lower(original: torch.nn.Module, train: Dataset, w: torch.Tensor, method: str, cfg: WorstCaseConfig,
            gen: torch.Generator) -> torch.nn.Module:
-    """theta(w): sign-SGD on the weighted unlearning loss, from a copy of the original."""
+    """theta(w): the weighted unlearning loss from a copy of the original (ft / ga: sign-SGD; rl: SGD, as w_RL)."""
     model = copy.deepcopy(original).train()
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg.theta_lr, momentum=0.9, weight_decay=5e-4) if method == "rl" else None
+    if method == "rl":  # the current top-m rows get random labels, redrawn every lower-level run
+        size = int(round(float(w.sum())))
+        marked = top(w + 1e-9 * torch.rand(len(w), generator=gen, dtype=w.dtype), size).bool()
+        with torch.no_grad():
+            k = model(train[0][0].unsqueeze(0).to(device)).shape[1]
+        random_y = torch.randint(0, k, (len(w),), generator=gen)
     for _ in range(cfg.unlearn_steps):
         for x, y, pos in batches(train, cfg.batch_size, shuffle=True, gen=gen, index=True):
+            pos = torch.as_tensor(pos)
+            if method == "rl":
+                y = torch.where(marked[pos], random_y[pos], y)
             ce = torch.nn.functional.cross_entropy(model(x.to(device)), y.to(device), reduction="none")
-            wb = w[torch.as_tensor(pos)].to(device)
-            loss = ((1 - wb) * ce).sum() if method == "ft" else -(wb * ce).sum()
-            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            grads = torch.autograd.grad(_loss(method, ce, w[pos].to(device)), params, allow_unused=True)
             with torch.no_grad():
                 for p, g in zip(params, grads):
-                    if g is not None:
+                    if g is not None and opt is None:
                         p.add_(g.sign(), alpha=-cfg.theta_lr)
+                    elif g is not None:
+                        p.grad = g
+            if opt is not None:
+                opt.step()
     return model.eval()
+
+
+def _loss(method: str, ce: torch.Tensor, wb: torch.Tensor) -> torch.Tensor:
+    """The lower-level loss of one batch (per-example CE `ce`, weights `wb`)."""
+    if method == "ft":
+        return ((1 - wb) * ce).sum()
+    if method == "ga":
+        return -(wb * ce).sum()
+    return ce.sum()  # rl: the labels of the marked rows are already random
 
 
 def select(model: torch.nn.Module, data, method: str = "ft", size: int = 0, *, cfg: WorstCaseConfig | None = None,
            seed: int = 0) -> np.ndarray:
-    """Sorted train rows of the worst-case forget set of `size` examples for `method` ('ft' or 'ga'), from the trained
+    """Sorted train rows of the worst-case forget set of `size` examples for `method` (ft, ga, rl), from the trained
     `model` (never modified); `data` is an UnlearnData (its train set is used) or a Dataset."""
     cfg = cfg or WorstCaseConfig()
     train = getattr(data, "train", data)
