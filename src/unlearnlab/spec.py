@@ -35,7 +35,9 @@ class RunSpec:
     """One experiment: dataset x forget scenario x model x methods x seeds."""
 
     dataset: str = param("digits", "dataset name, or name:path (cifar10:/data/cifar-10-batches-py)")
-    forget: str = param("random:10%", "forget scenario: random:10%, class:3, subclass:3:50%, indices:ids.txt")
+    forget: str = param("random:10%", "forget scenario: random:10%, class:3, subclass:3:50%, indices:ids.txt; audit "
+                        "scenarios (docs/scenarios.md): hard:10%, easy:10%, worst:10%:ft, poison:patch:100:known=10%, "
+                        "poison:swap:500:known=10%, seq:random:5%x4")
     model: str = param("", "model spec (mlp, cnn:width=16, resnet18:width=0.25); empty = the dataset default")
     methods: tuple[str, ...] = param(("all",), "methods to run ('all' = every method for this task)")
     seeds: tuple[int, ...] = param((0,), "seeds: model initialisation, training order and method randomness")

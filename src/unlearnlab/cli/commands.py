@@ -70,7 +70,9 @@ def run_cmd(
     dataset: str = typer.Option("digits", help="digits, blobs, cifar10-dev, cifar10:PATH, imagefolder:PATH; with "
                                 "--task qa: qa[:authors=20,facts=10], tofu (locuslab/TOFU from the hub; "
                                 "tofu:forget01|05|10), tofu:DIR, tofu:train=PATH,forget=PATH, corpus:DIR"),
-    forget: str = typer.Option("random:10%", help="random:10%, class:3, subclass:3:50%, indices:FILE; --task qa: "
+    forget: str = typer.Option("random:10%", help="random:10%, class:3, subclass:3:50%, indices:FILE; audit "
+                               "scenarios (docs/scenarios.md): hard:10%, easy:10%, worst:10%:ft|rl|ga, "
+                               "poison:patch:100:known=10%, poison:swap:500:known=10%, seq:random:5%x4; --task qa: "
                                "N% of the authors (tofu, tofu:DIR: 1%, 5% or 10%)"),
     methods: str = typer.Option("all", help="comma-separated method names, or 'all'"),
     seeds: int = typer.Option(1, min=1, help="number of seeds (0..N-1)"),
@@ -132,12 +134,17 @@ def run_cmd(
                               indent=1, default=str))
     else:
         shown = {k for row in result["table"] for k in row}
-        cols = api.TABLE_METRICS if spec.task == "classifier" else api.LM_TABLE_METRICS + tuple(
-            k for k in api.LM_ATTACK_METRICS if k in shown)
+        extra = ("ASR", "Corrected-Acc", "Poison-Acc") if spec.task == "classifier" else api.LM_ATTACK_METRICS
+        cols = (api.TABLE_METRICS if spec.task == "classifier" else api.LM_TABLE_METRICS) + tuple(
+            k for k in extra if k in shown)  # poison scenarios add the corrective metrics
         what = spec.dataset if spec.task == "classifier" else f"QA ({spec.model or 'smollm2'})"
         print_table(result["table"], cols, title=f"{what} | forget {spec.forget} | seeds {len(spec.seeds)}")
         for line in api.readings(result["records"]):
             typer.echo(f"reading: {line}")
+        for r in result["records"]:  # seq scenarios: the gap to each step's oracle, request after request
+            if r.get("steps"):
+                gaps = ", ".join(f"{st['metrics'].get('Avg.Gap', float('nan')):.2f}" for st in r["steps"])
+                typer.echo(f"after each request: {r['spec']['method']} seed {r['spec']['seed']} Avg.Gap {gaps}")
     if store is not None and not no_report and not as_json:
         from ..store import spec_key
 

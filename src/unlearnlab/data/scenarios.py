@@ -1,5 +1,7 @@
 """Forget scenarios: random:<pct>, sample:<n>, class:<c>, subclass:<c>:<pct>, indices:<file>, all deterministic from
-a seed.
+a seed; and the audit scenarios of docs/scenarios.md: hard:<pct> / easy:<pct> (memorisation proxy),
+worst:<pct>[:ft|ga|rl] (Challenging Forgets), poison:patch|swap:<size>[:known=<pct>]... (corrective unlearning)
+and seq:<base>x<k> (sequential deletion requests).
 
 `val:<scenario>` is a validation forget set for hyper-parameter tuning: the same kind and size as <scenario> at the
 same split seed, but disjoint from <scenario>'s indices (see `validation_indices`), so that selection never
@@ -10,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +24,11 @@ from .core import UnlearnData, labels_of
 
 SPEC_HELP = ("random:10%, sample:100 (100 random examples), class:3, subclass:3:50%, indices:ids.txt (one id per "
              "line, or a JSON list), each "
-             "optionally prefixed by val: (a disjoint validation set for tuning)")
+             "optionally prefixed by val: (a disjoint validation set for tuning); audit scenarios: hard:10%, easy:10%, "
+             "worst:10%:ft, poison:patch:100:known=10%, poison:swap:100:known=10%:classes=3-5, seq:random:5%x4")
+MODEL_KINDS = ("hard", "easy", "worst")  # the selection needs a trained model (tasks/scenario_split.py)
+AUDIT_KINDS = (*MODEL_KINDS, "poison", "seq")
+WORST_METHODS = ("ft", "ga", "rl")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,10 +41,25 @@ class ForgetSpec:
     path: str | None = None
     val: bool = False
     count: int | None = None
+    method: str | None = None  # worst: lower-level method; poison: patch or swap
+    known: float | None = None  # poison: % of the poisoned rows the unlearner is given
+    pair: tuple[int, int] | None = None  # poison:swap: the two confused classes
+    base: str | None = None  # seq: the scenario of one request
+    steps: int | None = None  # seq: number of requests
 
     def __str__(self) -> str:
         if self.val:
             return f"val:{dataclasses.replace(self, val=False)}"
+        if self.kind in ("hard", "easy"):
+            return f"{self.kind}:{self.pct:g}%"
+        if self.kind == "worst":
+            return f"worst:{self.pct:g}%:{self.method}"
+        if self.kind == "seq":
+            return f"seq:{self.base}x{self.steps}"
+        if self.kind == "poison":
+            size = f"{self.pct:g}%" if self.pct is not None else str(self.count)
+            extra = f":target={self.cls}" if self.method == "patch" else f":classes={self.pair[0]}-{self.pair[1]}"
+            return f"poison:{self.method}:{size}:known={self.known:g}%{extra}"
         if self.kind == "random":
             return f"random:{self.pct:g}%"
         if self.kind == "sample":
@@ -67,6 +89,7 @@ def parse_forget(spec: str) -> ForgetSpec:
         base = parse_forget(rest)
         if base.val:
             raise DataError(f"Forget spec {spec!r}: val: can be given once; use e.g. val:random:10%.")
+        _no_validation(base)
         return dataclasses.replace(base, val=True)
     if kind == "random" and rest:
         return ForgetSpec("random", pct=_pct(rest, spec))
@@ -85,7 +108,63 @@ def parse_forget(spec: str) -> ForgetSpec:
             return ForgetSpec("subclass", cls=int(c) if c.lstrip("-").isdigit() else c, pct=_pct(p, spec))
     if kind == "indices" and rest:
         return ForgetSpec("indices", path=rest)
+    if kind in AUDIT_KINDS:
+        return _parse_audit(kind, rest, spec)
     raise DataError(f"Malformed forget spec {spec!r}. Accepted forms: {SPEC_HELP}.")
+
+
+def _parse_audit(kind: str, rest: str, spec: str) -> ForgetSpec:
+    """hard/easy/worst/poison/seq spellings (see SPEC_HELP)."""
+    if kind in ("hard", "easy") and rest:
+        return ForgetSpec(kind, pct=_pct(rest, spec))
+    if kind == "worst" and rest:
+        p, _, method = rest.partition(":")
+        method = method or "ft"
+        if method not in WORST_METHODS:
+            raise DataError(f"Forget spec {spec!r}: the worst-case selector's lower level must be one of "
+                            f"{', '.join(WORST_METHODS)}; got {method!r}. Use e.g. worst:10%:ga.")
+        return ForgetSpec("worst", pct=_pct(p, spec), method=method)
+    if kind == "seq":
+        base, sep, k = rest.rpartition("x")
+        if not sep or not k.strip().isdigit() or int(k) < 1:
+            raise DataError(f"Forget spec {spec!r}: write seq:<request>x<k>, e.g. seq:random:5%x4 (4 requests of 5% "
+                            "each).")
+        b = parse_forget(base)
+        if b.kind not in ("random", "sample") or b.val:
+            raise DataError(f"Forget spec {spec!r}: each request of a sequence must be random:<pct> or sample:<n>; "
+                            f"got {base!r}.")
+        return ForgetSpec("seq", base=str(b), steps=int(k))
+    if kind == "poison":
+        return _parse_poison(rest, spec)
+    raise DataError(f"Malformed forget spec {spec!r}. Accepted forms: {SPEC_HELP}.")
+
+
+def _parse_poison(rest: str, spec: str) -> ForgetSpec:
+    """poison:patch|swap:<n or pct>[:known=<pct>][:target=<c>][:classes=<a>-<b>]."""
+    how, _, tail = rest.partition(":")
+    size, *opts = tail.split(":") if tail else [""]
+    if how not in ("patch", "swap") or not size:
+        raise DataError(f"Forget spec {spec!r}: write poison:patch:<n> (trigger patch relabelled to a target class) "
+                        "or poison:swap:<n> (interclass label swap), e.g. poison:patch:100:known=10%.")
+    out = {"method": how, "known": 10.0, "cls": 0 if how == "patch" else None,
+           "pair": (3, 5) if how == "swap" else None}
+    if size.strip().isdigit() and int(size) > 0:
+        out["count"] = int(size)
+    else:
+        out["pct"] = _pct(size, spec)
+    for opt in opts:
+        key, _, val = opt.partition("=")
+        if key == "known":
+            out["known"] = 100.0 if val.strip() in ("100", "100%") else _pct(val, spec)
+        elif key == "target" and how == "patch" and val.isdigit():
+            out["cls"] = int(val)
+        elif key == "classes" and how == "swap" and re.fullmatch(r"\d+-\d+", val) and len(set(val.split("-"))) == 2:
+            out["pair"] = tuple(int(v) for v in val.split("-"))
+        else:
+            raise DataError(f"Forget spec {spec!r}: unknown option {opt!r}; poison options are known=<pct> and "
+                            + ("target=<class>" if how == "patch" else "classes=<a>-<b> (two different classes)")
+                            + ".")
+    return ForgetSpec("poison", **out)
 
 
 def _class_id(cls: int | str, classes: list[str] | None, num_classes: int, spec: str) -> int:
@@ -96,6 +175,12 @@ def _class_id(cls: int | str, classes: list[str] | None, num_classes: int, spec:
     if not 0 <= cls < num_classes:
         raise DataError(f"Forget spec {spec!r}: class {cls} is out of range; use 0..{num_classes - 1}.")
     return cls
+
+
+def _no_validation(s: ForgetSpec) -> None:
+    if s.kind in AUDIT_KINDS:
+        raise DataError(f"Forget spec {str(s)!r}: audit scenarios (hard, easy, worst, poison, seq) have no disjoint "
+                        "validation set (val:); tune methods on val:random:<pct> of the same size instead.")
 
 
 def read_indices(path: str | Path) -> np.ndarray:
@@ -119,6 +204,15 @@ def forget_indices(spec: ForgetSpec | str, labels: np.ndarray, seed: int, *, cla
     k = int(num_classes or (labels.max() + 1 if n else 0))
     if s.val:
         return _checked(validation_indices(s, labels, seed, classes=classes, num_classes=k), n, s)
+    if s.kind in MODEL_KINDS:
+        raise DataError(f"Forget spec {str(s)!r} is chosen with a trained model: run it from a spec (unlearnlab run "
+                        "--forget ...) or build the split with unlearnlab.tasks.scenario_split.build_split.")
+    if s.kind == "seq":
+        return _checked(np.concatenate(sequence_steps(s, labels, seed)), n, s)
+    if s.kind == "poison":
+        from .poison import known_indices, poisoned_indices
+
+        return _checked(known_indices(poisoned_indices(s, labels, seed, k), s, seed), n, s)
     rng = numpy_rng(seed, "forget", str(s))
     if s.kind == "random":
         m = max(1, int(round(n * s.pct / 100)))
@@ -141,6 +235,19 @@ def forget_indices(spec: ForgetSpec | str, labels: np.ndarray, seed: int, *, cla
     return _checked(idx, n, s)
 
 
+def sequence_steps(spec: ForgetSpec | str, labels: np.ndarray, seed: int) -> list[np.ndarray]:
+    """The k disjoint forget sets of seq:<base>x<k> (each the size of <base>), each sorted, in request order."""
+    s = parse_forget(spec) if isinstance(spec, str) else spec
+    n = len(labels)
+    b = parse_forget(s.base)
+    m = b.count if b.kind == "sample" else max(1, int(round(n * b.pct / 100)))
+    if m * s.steps >= n:
+        raise DataError(f"Forget spec {str(s)!r}: {s.steps} requests of {m} examples need {m * s.steps} of the "
+                        f"{n} training examples, leaving nothing to retain; use fewer or smaller requests.")
+    order = numpy_rng(seed, "forget-seq", str(s)).permutation(n)
+    return [np.sort(order[i * m:(i + 1) * m]).astype(np.int64) for i in range(s.steps)]
+
+
 def _checked(idx: np.ndarray, n: int, s: ForgetSpec) -> np.ndarray:
     idx = np.sort(np.asarray(idx, dtype=np.int64))
     if idx.size == 0:
@@ -161,6 +268,7 @@ def validation_indices(spec: ForgetSpec | str, labels: np.ndarray, seed: int, *,
     """
     s = parse_forget(spec) if isinstance(spec, str) else spec
     base = dataclasses.replace(s, val=False)
+    _no_validation(base)
     n = len(labels)
     k = int(num_classes or (labels.max() + 1 if n else 0))
     taken = forget_indices(base, labels, seed, classes=classes, num_classes=k)
@@ -184,13 +292,36 @@ def validation_indices(spec: ForgetSpec | str, labels: np.ndarray, seed: int, *,
 
 
 def make_split(train: Dataset, test: Dataset, spec: ForgetSpec | str, seed: int, *, num_classes: int,
-               name: str = "custom", classes: list[str] | None = None) -> UnlearnData:
-    """Build UnlearnData from a train/test pair and a forget spec."""
+               name: str = "custom", classes: list[str] | None = None,
+               selector: Callable[[ForgetSpec, Dataset], np.ndarray] | None = None) -> UnlearnData:
+    """Build UnlearnData from a train/test pair and a forget spec. hard/easy/worst need `selector(spec, train)` -> the
+    chosen train rows (tasks/scenario_split.py trains the models it needs); poison manipulates the train set first."""
+    s = parse_forget(spec) if isinstance(spec, str) else spec
     labels = labels_of(train)
-    f = forget_indices(spec, labels, seed, classes=classes, num_classes=num_classes)
-    r = np.setdiff1d(np.arange(len(labels)), f)
     extra: dict = {"classes": classes} if classes else {}
     if getattr(train, "pixel_norm", None) is not None:  # [0,1]-pixel normalisation of image data (datasets.Bundle)
         extra["pixel_norm"] = train.pixel_norm
+    if s.kind == "poison" and not s.val:
+        from .poison import manipulate, poisoned_indices
+
+        bad = poisoned_indices(s, labels, seed, num_classes)
+        train, extra["splits"] = manipulate(train, test, s, bad)
+        extra["oracle_forget"] = bad  # the oracle never saw any manipulated row (docs/scenarios.md)
+        extra["forget_record"] = {"poisoned": bad.tolist()}
+    if s.kind in MODEL_KINDS and not s.val:
+        if selector is None:
+            raise DataError(f"Forget spec {str(s)!r} is chosen with a trained model; pass make_split(..., selector=) "
+                            "or use unlearnlab.tasks.scenario_split.build_split.")
+        f = _checked(selector(s, train), len(labels), s)
+    else:
+        f = forget_indices(s, labels, seed, classes=classes, num_classes=num_classes)
+    if s.kind == "seq":
+        extra["steps"] = sequence_steps(s, labels, seed)
+    if s.kind in AUDIT_KINDS:  # stored in each run record: the rows, and per class how many (worst-case sets cluster)
+        extra["forget_record"] = {"scenario": str(s), "forget": f.tolist(), **extra.get("forget_record", {}),
+                                  "class_counts": np.bincount(labels[f], minlength=num_classes).tolist()}
+        if s.kind == "seq":
+            extra["forget_record"]["requests"] = [st.tolist() for st in extra["steps"]]
+    r = np.setdiff1d(np.arange(len(labels)), f)
     return UnlearnData(train=train, test=test, forget_idx=f, retain_idx=r, num_classes=num_classes, name=name,
-                       scenario=str(parse_forget(spec) if isinstance(spec, str) else spec), extra=extra)
+                       scenario=str(s), extra=extra)

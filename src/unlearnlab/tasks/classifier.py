@@ -17,6 +17,7 @@ from ..engine.records import count_steps, make_record, timed
 from ..errors import ConfigError, UnlearnLabError
 from ..spec import RunSpec
 from .base import Plan, same_weights
+from .scenario_split import oracle_data, run_steps
 
 KIND = "classifier"
 
@@ -162,15 +163,16 @@ class SeedContext:
     recipe: Any
     retrain_s: float
     cache: Any
+    bundle: Any = None
+    step_oracles: dict = dataclasses.field(default_factory=dict)  # seq: oracle of each prefix of the requests
 
 
 def _data(spec: RunSpec, seed: int):
-    from ..data import load_dataset, make_split
+    from ..data import load_dataset
+    from .scenario_split import build_split
 
     bundle = load_dataset(spec.dataset, seed=seed)
-    data = make_split(bundle.train, bundle.test, spec.forget, spec.split_seed, num_classes=bundle.num_classes,
-                      name=bundle.name, classes=bundle.classes)
-    return bundle, data
+    return bundle, build_split(spec, bundle)
 
 
 def _base(spec: RunSpec, bundle, seed: int) -> dict[str, Any]:
@@ -207,13 +209,16 @@ class ClassifierTask:
             from ..models.checkpoint import read_meta
 
             read_meta(spec.original)  # a missing checkpoint fails now, not in every job
+            if spec.forget.startswith("poison:"):
+                raise ConfigError("a poison scenario trains the original on the manipulated train set; drop "
+                                  "--original (a checkpoint trained on the clean data cannot be the poisoned model).")
         plan = Plan(methods=["original", "retrain", *(n for n in names if n != "retrain")])
         for seed in spec.seeds:
             bundle, data = _data(spec, seed)
             base = _base(spec, bundle, seed)
-            if not spec.original:
-                plan.model_keys[("original", seed)] = _key("original", base, bundle.train.fingerprint())
-            plan.model_keys[("oracle", seed)] = _key("retrain", base, data.fingerprint())
+            if not spec.original:  # data.train: the train set as trained on (poison scenarios manipulate it)
+                plan.model_keys[("original", seed)] = _key("original", base, data.train.fingerprint())
+            plan.model_keys[("oracle", seed)] = _key("retrain", base, oracle_data(data).fingerprint())
             for m in plan.methods:
                 plan.record_specs[(m, seed)] = record_spec(spec, m, seed, spec.overrides.get(m, {}),
                                                            data.fingerprint())
@@ -244,13 +249,14 @@ class ClassifierTask:
         if role == "original" and spec.original:
             return load_original(spec.original, build(), arch, bundle), 0.0
         if role == "original":
-            key, meta = _key("original", base, bundle.train.fingerprint()), {"data_hash": bundle.train.fingerprint()}
+            key, meta = _key("original", base, data.train.fingerprint()), {"data_hash": data.train.fingerprint()}
             fit: Callable = lambda m: train(data_init(m, data.train), data.train, rec, task, seed=seed,  # noqa: E731
                                             what="training the original")
         else:
-            key, meta = _key("retrain", base, data.fingerprint()), {"data_hash": data.fingerprint()}
+            od = oracle_data(data)  # poison: retrained without every manipulated row, not only the known ones
+            key, meta = _key("retrain", base, od.fingerprint()), {"data_hash": od.fingerprint()}
             ctx = MethodContext(seed=seed, recipe=rec)
-            fit = lambda m: run_method("retrain", m, data, task, ctx=ctx)  # noqa: E731
+            fit = lambda m: run_method("retrain", m, od, task, ctx=ctx)  # noqa: E731
         model = build()
         if store is not None:
             got = store.load_model(key, model)
@@ -280,7 +286,7 @@ class ClassifierTask:
         original, _ = self._model(spec, seed, "original", store, data, bundle)
         oracle, retrain_s = self._model(spec, seed, "oracle", store, data, bundle)
         sc = SeedContext(data, Cls(bundle.num_classes, resolve_device(spec.device)), original, oracle,
-                         spec.train_config(), retrain_s, OutputCache())
+                         spec.train_config(), retrain_s, OutputCache(), bundle)
         self._contexts[ckey] = sc
         while len(self._contexts) > 2:
             self._contexts.popitem(last=False)
@@ -304,7 +310,11 @@ class ClassifierTask:
             if sc.task.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             with count_steps() as box, collect_curves() as curves:
-                model, t = timed(lambda: run_method(method, sc.original, sc.data, sc.task, overrides, ctx))
+                if "steps" in sc.data.extra:  # seq: the requests one after another, metrics after each
+                    model, seq_steps, secs = run_steps(self, spec, seed, store, sc, method, overrides, ctx)
+                    t = {"wall_s": secs, "cpu_s": float("nan")}
+                else:
+                    model, t = timed(lambda: run_method(method, sc.original, sc.data, sc.task, overrides, ctx))
             steps = box[0]
         metrics = evaluate_model(model, sc.data, sc.task, reference=sc.oracle, cache=sc.cache)
         metrics["RTE"] = t["wall_s"]
@@ -323,6 +333,10 @@ class ClassifierTask:
             from ..audit.outputs import save_outputs
 
             extra["outputs"] = save_outputs(store, outs, sc.data)
+        if "forget_record" in sc.data.extra:  # audit scenarios: the rows forgotten (and poisoned), reproducibly
+            extra["forget_set"] = sc.data.extra["forget_record"]
+        if method not in ("original", "retrain") and "steps" in sc.data.extra:
+            extra["steps"] = seq_steps
         if ctx.info:
             extra["method_info"] = ctx.info
         if warns:
