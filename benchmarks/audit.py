@@ -175,10 +175,12 @@ def main() -> None:
     args.methods = tuple(m for m in args.methods.split(",") if m)
     store = Store(args.results)
     t0 = time.perf_counter()
-    scenarios = [scenario(args, store, f) for f in args.scenarios.split(",") if f]
-    text = write_doc(args, scenarios, time.perf_counter() - t0)
-    with open(args.out, "w") as f:
-        f.write(text + "\n")
+    scenarios: list[dict] = []
+    for f in (f for f in args.scenarios.split(",") if f):
+        scenarios.append(scenario(args, store, f))
+        text = write_doc(args, scenarios, time.perf_counter() - t0)  # after each scenario: a partial doc survives
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
     print(text)
 
 
