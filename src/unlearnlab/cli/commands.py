@@ -79,7 +79,8 @@ def run_cmd(
                                       "would leave both untrained)"),
     set_: list[str] = typer.Option([], "--set", help="method config override, e.g. --set ga.lr=0.001 (repeatable)"),
     config: Path | None = typer.Option(None, help="YAML spec file (keys of RunSpec); other options ignored"),
-    task: str = typer.Option("classifier", help="classifier or qa (language models)"),
+    task: str = typer.Option("classifier", help="classifier, qa (language models) or diffusion (a *-gen dataset "
+                             "such as digits-gen selects it)"),
     original: str = typer.Option("", help="checkpoint of your original model (from `unlearnlab train`)"),
     attacks: str = typer.Option("", help="LM runs: robustness attacks per run, e.g. relearn,leak,paraphrase"),
     utility_sets: str = typer.Option("", help="LM runs: the sets Model Utility averages (default all three of "
@@ -132,9 +133,9 @@ def run_cmd(
                               indent=1, default=str))
     else:
         shown = {k for row in result["table"] for k in row}
-        cols = api.TABLE_METRICS if spec.task == "classifier" else api.LM_TABLE_METRICS + tuple(
-            k for k in api.LM_ATTACK_METRICS if k in shown)
-        what = spec.dataset if spec.task == "classifier" else f"QA ({spec.model or 'smollm2'})"
+        cols = api.TABLE_METRICS if spec.task == "classifier" else api.GEN_TABLE_METRICS if spec.task == \
+            "diffusion" else api.LM_TABLE_METRICS + tuple(k for k in api.LM_ATTACK_METRICS if k in shown)
+        what = f"QA ({spec.model or 'smollm2'})" if spec.task == "qa" else spec.dataset
         print_table(result["table"], cols, title=f"{what} | forget {spec.forget} | seeds {len(spec.seeds)}")
         for line in api.readings(result["records"]):
             typer.echo(f"reading: {line}")

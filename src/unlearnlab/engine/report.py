@@ -32,6 +32,9 @@ KINDS: dict[str, dict[str, Any]] = {
     "qa": {"primary": "Forget Quality", "higher": True, "metrics": ("Model Utility", "forget_ROUGE", "retain_ROUGE"),
            "extra": ("PrivLeak",), "same": ("Forget Quality", "Model Utility", "forget_ROUGE", "retain_ROUGE"),
            "forget": "forget_ROUGE"},
+    # class-conditional diffusion (tasks/diffusion.py): judge accuracy on samples; FD = judge-feature Frechet distance
+    "diffusion": {"primary": "Avg.Gap", "higher": False, "metrics": ("UA", "RA", "FD"), "extra": ("FD_forget",),
+                  "same": ("UA", "RA", "FD"), "forget": "UA"},
 }
 NOOP_TOL = 1e-9
 CONFIDENCE = 0.95
@@ -111,7 +114,7 @@ def _scenario(recs: list[dict]) -> dict[str, Any]:
         for setting, runs in per.items():
             label = method if len(per) == 1 else f"{method} ({_setting_diff(setting, list(per))})"
             settings[label] = {"method": method, "config": json.loads(setting)["config"], "runs": runs}
-    return {"key": key, "kind": "qa" if key["task"] == "qa" else "classifier", "settings": settings,
+    return {"key": key, "kind": key["task"] if key["task"] in KINDS else "classifier", "settings": settings,
             "floor": list(floor.values()), "n_runs": len(recs)}
 
 
@@ -131,7 +134,7 @@ def _values(rec: dict, ref: dict | None, kind: str) -> dict[str, float]:
     m = {k: _num(v) for k, v in (rec.get("metrics") or {}).items()}
     if rec["spec"].get("method") == "retrain":
         m.setdefault("RTE/retrain", 1.0)
-        if kind == "classifier":
+        if kind in ("classifier", "diffusion"):
             m.setdefault("Avg.Gap", 0.0)
     rm = {k: _num(v) for k, v in ((ref or {}).get("metrics") or {}).items()}
     if kind == "classifier" and not _fin(m.get("Avg.Gap")) and rm:
