@@ -17,7 +17,7 @@ RESULTS_HELP = "results directory (SQLite store + artifacts); default $UNLEARNLA
 
 
 @app.command("methods")
-def methods_cmd(kind: str = typer.Option("", help="only methods for this model kind: classifier or lm"),
+def methods_cmd(kind: str = typer.Option("", help="only methods for this model kind: classifier, lm or diffusion"),
                 as_json: bool = typer.Option(False, "--json", help="machine-readable output on stdout"),
                 markdown: bool = typer.Option(False, "--markdown", help="a markdown reference (docs/methods.md)")
                 ) -> None:

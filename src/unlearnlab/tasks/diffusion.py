@@ -98,7 +98,8 @@ class DiffusionTask:
         if spec.original:
             raise ConfigError("--original is not supported for diffusion runs yet; the original DDPM is trained "
                               "(and cached) by the engine.")
-        names = method_names(spec, KIND)
+        # retrain is the oracle baseline of every run (the classifier's retrain method does not train a DDPM)
+        names = method_names(dataclasses.replace(spec, methods=tuple(m for m in spec.methods if m != "retrain")), KIND)
         validate(spec, names)
         opts = gen_options(spec)
         plan = Plan(methods=["original", "retrain", *(n for n in names if n != "retrain")])
