@@ -42,21 +42,20 @@ def ddpm_sum_loss(model, x0: torch.Tensor, y: torch.Tensor, gen: torch.Generator
     return (model.eps(xt, t, y) - eps).pow(2).flatten(1).sum(1).mean()
 
 
-def condition_layers(name: str) -> bool:
-    """True for the UNet layers that read the condition: each ResNet block's projection of the (time + condition)
-    embedding, `time_emb_proj` (our analogue of Stable Diffusion's cross-attention `attn2`)."""
-    return "time_emb_proj" in name
+def condition_layers(name: str, cross: bool) -> bool:
+    """True for the UNet layers that read the condition: cross-attention `attn2` in a UNet2DConditionModel (Stable
+    Diffusion, as ESD's code); in the digit DDPM, which has none, each ResNet block's projection of the (time +
+    condition) embedding, `time_emb_proj` (our analogue)."""
+    return "attn2" in name if cross else "time_emb_proj" in name
 
 
 def subset(model: nn.Module, which: str) -> list[nn.Parameter]:
-    """UNet parameters of ESD's train_method: esd-x = condition-reading layers (the cross-attention analogue),
+    """UNet parameters of ESD's train_method: esd-x = condition-reading layers (cross-attention or its analogue),
     esd-u = every other UNet layer, full = the whole UNet. The condition table (the text encoder's stand-in) is
     never in the set, as ESD never trains SD's text encoder."""
-    out = []
-    for name, p in model.unet.named_parameters():
-        if which == "full" or (which == "esd-x") == condition_layers(name):
-            out.append(p)
-    return out
+    named = list(model.unet.named_parameters())
+    cross = any("attn2" in n for n, _ in named)
+    return [p for name, p in named if which == "full" or (which == "esd-x") == condition_layers(name, cross)]
 
 
 def step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter], clip: float,

@@ -125,14 +125,15 @@ def diffusion_loss(model: DDPM, x0: torch.Tensor, y: torch.Tensor, gen: torch.Ge
     return err.mean() if reduce else err
 
 
-_SCHEDS: dict[int, Any] = {}
+_SCHEDS: dict[str, Any] = {}
 
 
 def _sched(model: DDPM):
-    """The (shared, stateless) training scheduler of `model`'s number of timesteps."""
-    if model.timesteps not in _SCHEDS:
-        _SCHEDS[model.timesteps] = model.scheduler()
-    return _SCHEDS[model.timesteps]
+    """The (shared, stateless) training scheduler of `model` (one per schedule: DDPM linear, or a pipeline's)."""
+    key = repr((type(model).__name__, model.timesteps, sorted(getattr(model, "scheduler_config", {}).items())))
+    if key not in _SCHEDS:
+        _SCHEDS[key] = model.scheduler()
+    return _SCHEDS[key]
 
 
 def guided_eps(model: DDPM, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None, scale: float,
