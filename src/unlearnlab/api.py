@@ -100,7 +100,7 @@ def sweep(spec: dict | str | Path, *, store=None, backend: str | None = None, wo
     res["tables"] = {k: compare(v) for k, v in groups.items()}
     res["report"] = _maybe_report(res["records"], report_dir or (Path(store.root) / "reports" / str(res["name"])
                                                                  if store is not None else None),
-                                  f"sweep {res['name']}")
+                                  f"sweep {res['name']}", store)
     return res
 
 
@@ -112,8 +112,9 @@ def readings(records: list[dict]) -> list[str]:
     return [reading(leaderboard(sc)) for sc in scenarios(records)]
 
 
-def _maybe_report(records: list[dict], out: str | Path | None, title: str) -> str | None:
-    """Write the report of `records` to `out` when matplotlib is installed; its HTML path, else None."""
+def _maybe_report(records: list[dict], out: str | Path | None, title: str, store=None) -> str | None:
+    """Write the report of `records` to `out` when matplotlib is installed (sample grids from `store`'s artifacts);
+    its HTML path, else None."""
     from .distributed import is_main
 
     if out is None or not records or not is_main():  # [distributed] rank 0 alone writes under a launch
@@ -125,7 +126,8 @@ def _maybe_report(records: list[dict], out: str | Path | None, title: str) -> st
     from .errors import ConfigError
 
     try:
-        return str(build_report(records, out, title=title)["html"])
+        return str(build_report(records, out, title=title,
+                                artifact_path=getattr(store, "artifact_path", None))["html"])
     except ConfigError:  # the report extra is missing: runs are stored, the report is optional
         return None
 
@@ -232,7 +234,8 @@ def report(runs: list[str] | str | None = None, *, store=None, out: str | Path =
     if not records:
         raise StoreError(f"No runs to report in {st.db_path}. Run an experiment first (`unlearnlab run ...`), or "
                          "point --results (or $UNLEARNLAB_HOME) at the results directory that holds your runs.")
-    return build_report(records, out, title=title, command=command or f"unlearnlab.report(runs={runs!r})")
+    return build_report(records, out, title=title, command=command or f"unlearnlab.report(runs={runs!r})",
+                        artifact_path=getattr(st, "artifact_path", None))
 
 
 def runs_frame(store=None, **filters):

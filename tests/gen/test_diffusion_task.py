@@ -53,3 +53,16 @@ def test_run_records_and_cache(tmp_path):
     built = [r for r in again["records"] if r["spec"]["method"] == "ga_gen"]
     assert len(built) == 1 and not again["errors"]
     assert store.count_runs() == 4  # original, retrain, esd reused; only ga_gen ran
+
+
+def test_report_embeds_sample_grids(tmp_path):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("PIL")
+    from unlearnlab.store import Store
+
+    store = Store(tmp_path / "store")
+    api.run(SPEC, store=store, backend="serial")
+    out = api.report(store=store, out=tmp_path / "rep")
+    grids = [p for p in out["figures"] if "-samples-" in str(p)]
+    assert {p.name.rsplit("-samples-", 1)[1] for p in grids} >= {"original.png", "retrain.png", "esd.png"}
+    assert "samples of esd" in out["markdown"].read_text() and "samples of esd" in out["html"].read_text()

@@ -143,7 +143,7 @@ def run_cmd(
         from ..store import spec_key
 
         where = store.root / "reports" / (spec.name or f"run-{spec_key(spec.to_dict())[:12]}")
-        path = api._maybe_report(result["records"], where, f"{spec.dataset} | forget {spec.forget}")
+        path = api._maybe_report(result["records"], where, f"{spec.dataset} | forget {spec.forget}", store)
         err.print(f"report: {path}" if path else "report: skipped (pip install 'unlearnlab[report]' for one)",
                   highlight=False)
     for e in result["errors"]:

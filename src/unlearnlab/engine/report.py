@@ -32,7 +32,6 @@ KINDS: dict[str, dict[str, Any]] = {
     "qa": {"primary": "Forget Quality", "higher": True, "metrics": ("Model Utility", "forget_ROUGE", "retain_ROUGE"),
            "extra": ("PrivLeak",), "same": ("Forget Quality", "Model Utility", "forget_ROUGE", "retain_ROUGE"),
            "forget": "forget_ROUGE"},
-    # class-conditional diffusion (tasks/diffusion.py): judge accuracy on samples; FD = judge-feature Frechet distance
     "diffusion": {"primary": "Avg.Gap", "higher": False, "metrics": ("UA", "RA", "FD"), "extra": ("FD_forget",),
                   "same": ("UA", "RA", "FD"), "forget": "UA"},
 }
@@ -257,13 +256,15 @@ def _slug(i: int, board: dict) -> str:
     return f"s{i}-" + re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:60]
 
 
-def build_report(records: Iterable[dict], out_dir: str | Path, *, title: str = "", command: str = "") -> dict:
+def build_report(records: Iterable[dict], out_dir: str | Path, *, title: str = "", command: str = "",
+                 artifact_path: Any = None) -> dict:
     """Write report.md, report.html and figures/ (PNG + SVG) for `records` into `out_dir`; returns the paths.
 
     Returns {"markdown": Path, "html": Path, "figures": [Path], "scenarios": [leaderboard dicts]}. `command` is
     quoted in the report as the way it was produced.
     """
     from .figures import render_html, render_markdown, require_matplotlib, scenario_figures
+    from .grids import sample_grids
 
     require_matplotlib()
     scs = scenarios(records)
@@ -279,7 +280,8 @@ def build_report(records: Iterable[dict], out_dir: str | Path, *, title: str = "
     boards, figures = [], []
     for i, sc in enumerate(scs, 1):
         board = leaderboard(sc)
-        board["figures"] = scenario_figures(board, sc, fig_dir, _slug(i, board))
+        board["figures"] = scenario_figures(board, sc, fig_dir, _slug(i, board)) + sample_grids(  # generative runs
+            sc, fig_dir, _slug(i, board), artifact_path)
         figures += [p for f in board["figures"] for p in (f["png"], f["svg"])]
         boards.append(board)
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
