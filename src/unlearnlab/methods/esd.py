@@ -23,10 +23,10 @@ class ESDConfig:
     the same target as eta 2 with the conditional base). Condition classes stand in for prompts."""
 
     train_method: str = param("esd-u", "which UNet weights train: esd-x = the layers that read the condition "
-                                       "(each ResNet block's time_emb_proj, our analogue of SD's cross-attention "
-                                       "attn2; the paper's choice for styles), esd-u = every other UNet layer (the "
-                                       "paper's choice for objects and nudity), full = all", choices=("esd-x", "esd-u",
-                                                                                                     "full"))
+                                       "(cross-attention attn2 in a Stable Diffusion UNet, as the code; in the digit "
+                                       "DDPM, which has none, each ResNet block's time_emb_proj; the paper's choice "
+                                       "for styles), esd-u = every other UNet layer (the paper's choice for objects "
+                                       "and nudity), full = all", choices=("esd-x", "esd-u", "full"))
     iterations: int = param(200, "optimisation steps (esd_sd.py: 200; train-esd.py 2023: 1000)", low=0)
     lr: float = param(5e-5, "Adam learning rate (esd_sd.py: 5e-5; train-esd.py: 1e-5)", low=0.0,
                       search=("log", 1e-5, 1e-2))
