@@ -19,6 +19,7 @@ from .train import TrainConfig, resolve_device
 TABLE_METRICS = ("UA", "RA", "TA", "MIA-Eff", "Avg.Gap", "RTE", "RTE/retrain")
 LM_TABLE_METRICS = ("Forget Quality", "Model Utility", "forget_ROUGE", "forget_Prob", "retain_ROUGE", "PrivLeak",
                     "RTE")
+GEN_TABLE_METRICS = ("UA", "RA", "FD", "FD_forget", "Avg.Gap", "judge_acc_real", "RTE", "RTE/retrain")
 LM_ATTACK_METRICS = ("Relearn-recovery-ROUGE", "leak@k", "forget_paraphrased_ROUGE")
 
 
@@ -99,7 +100,7 @@ def sweep(spec: dict | str | Path, *, store=None, backend: str | None = None, wo
     res["tables"] = {k: compare(v) for k, v in groups.items()}
     res["report"] = _maybe_report(res["records"], report_dir or (Path(store.root) / "reports" / str(res["name"])
                                                                  if store is not None else None),
-                                  f"sweep {res['name']}")
+                                  f"sweep {res['name']}", store)
     return res
 
 
@@ -130,8 +131,9 @@ def readings(records: list[dict]) -> list[str]:
     return [reading(leaderboard(sc)) for sc in scenarios(records)]
 
 
-def _maybe_report(records: list[dict], out: str | Path | None, title: str) -> str | None:
-    """Write the report of `records` to `out` when matplotlib is installed; its HTML path, else None."""
+def _maybe_report(records: list[dict], out: str | Path | None, title: str, store=None) -> str | None:
+    """Write the report of `records` to `out` when matplotlib is installed (sample grids from `store`'s artifacts);
+    its HTML path, else None."""
     from .distributed import is_main
 
     if out is None or not records or not is_main():  # [distributed] rank 0 alone writes under a launch
@@ -143,7 +145,8 @@ def _maybe_report(records: list[dict], out: str | Path | None, title: str) -> st
     from .errors import ConfigError
 
     try:
-        return str(build_report(records, out, title=title)["html"])
+        return str(build_report(records, out, title=title,
+                                artifact_path=getattr(store, "artifact_path", None))["html"])
     except ConfigError:  # the report extra is missing: runs are stored, the report is optional
         return None
 
@@ -250,7 +253,8 @@ def report(runs: list[str] | str | None = None, *, store=None, out: str | Path =
     if not records:
         raise StoreError(f"No runs to report in {st.db_path}. Run an experiment first (`unlearnlab run ...`), or "
                          "point --results (or $UNLEARNLAB_HOME) at the results directory that holds your runs.")
-    return build_report(records, out, title=title, command=command or f"unlearnlab.report(runs={runs!r})")
+    return build_report(records, out, title=title, command=command or f"unlearnlab.report(runs={runs!r})",
+                        artifact_path=getattr(st, "artifact_path", None))
 
 
 def runs_frame(store=None, **filters):

@@ -23,11 +23,15 @@ DEFAULT_RECIPES: dict[str, dict[str, Any]] = {
     "cifar10-dev": FAST_CIFAR,
     "cifar10": {"epochs": 182, "lr": 0.1, "batch_size": 256, "augment": True},
     "imagefolder": {"epochs": 30, "lr": 0.05, "batch_size": 64, "augment": True},
+    # class-conditional DDPM (tasks/diffusion.py): Adam, cosine decay after a short warm-up, EMA of the weights
+    "digits-gen": {"epochs": 60, "lr": 2e-3, "optimizer": "adam", "weight_decay": 0.0, "batch_size": 64,
+                   "schedule": "cosine", "warmup": 0.05, "ema": 0.995},
 }
 LM_OPTIONS = frozenset({"epochs", "lr", "eval_rows", "system_prompt", "attack_options", "baselines", "max_length",
                         "eval", "trajectory"})
+GEN_OPTIONS = frozenset({"samples", "sample_steps", "guidance", "size", "grid"})  # task diffusion (tasks/diffusion.py)
 DEFAULT_MODELS = {"digits": "mlp", "blobs": "mlp", "cifar10-dev": "fastcnn",
-                  "cifar10": "resnet18", "imagefolder": "cnn"}
+                  "cifar10": "resnet18", "imagefolder": "cnn", "digits-gen": "ddpm"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,22 +51,29 @@ class RunSpec:
                                      "OpenUnlearning's fine-tune) = {preset: tofu}"})
     overrides: dict = dataclasses.field(default=None, metadata={"help": "per-method config overrides"})
     device: str = param("auto", "auto, cpu, cuda, cuda:N or mps")
-    task: str = param("classifier", "classifier or qa (language models)", choices=("classifier", "qa"))
+    task: str = param("classifier", "classifier, qa (language models) or diffusion (class-conditional DDPM; chosen "
+                                     "by a *-gen dataset)", choices=("classifier", "qa", "diffusion"))
     name: str = param("", "free-form experiment name stored with each run")
     attacks: tuple[str, ...] = param((), "language-model robustness attacks added to each run: relearn, leak, "
                                          "paraphrase")
     original: str = param("", "checkpoint of your own original model (from `unlearnlab train`); empty = train one")
     options: dict = dataclasses.field(default=None, metadata={"help": "task-specific options; language models: "
                                       + ", ".join(sorted(LM_OPTIONS)) + " (eval: LMEvalConfig fields, e.g. "
-                                      "{utility_sets: [retain], max_new_tokens: 200})"})
+                                      "{utility_sets: [retain], max_new_tokens: 200}); diffusion: "
+                                      + ", ".join(sorted(GEN_OPTIONS))})
 
     def __post_init__(self) -> None:
         recipe = {"preset": self.recipe} if isinstance(self.recipe, str) else self.recipe
         object.__setattr__(self, "recipe", dict(recipe or {}))
         object.__setattr__(self, "overrides", {k: dict(v) for k, v in (self.overrides or {}).items()})
         object.__setattr__(self, "options", dict(self.options or {}))
-        bad_opts = set(self.options) - LM_OPTIONS
-        if bad_opts or (self.options and self.task != "qa"):
+        if self.task == "classifier" and self.dataset_name.endswith("-gen"):  # a generative dataset picks its task
+            object.__setattr__(self, "task", "diffusion")
+        allowed = GEN_OPTIONS if self.task == "diffusion" else LM_OPTIONS
+        bad_opts = set(self.options) - allowed
+        if self.task == "diffusion" and bad_opts:
+            raise ConfigError(f"unknown diffusion options {sorted(bad_opts)}; choose from {sorted(GEN_OPTIONS)}.")
+        if bad_opts or (self.options and self.task not in ("qa", "diffusion")):
             raise ConfigError(f"options {sorted(self.options)} are language-model options (task: qa) from "
                               f"{sorted(LM_OPTIONS)}; {'unknown: ' + str(sorted(bad_opts)) if bad_opts else ''}"
                               "remove them or set task: qa.")

@@ -17,7 +17,7 @@ RESULTS_HELP = "results directory (SQLite store + artifacts); default $UNLEARNLA
 
 
 @app.command("methods")
-def methods_cmd(kind: str = typer.Option("", help="only methods for this model kind: classifier or lm"),
+def methods_cmd(kind: str = typer.Option("", help="only methods for this model kind: classifier, lm or diffusion"),
                 as_json: bool = typer.Option(False, "--json", help="machine-readable output on stdout"),
                 markdown: bool = typer.Option(False, "--markdown", help="a markdown reference (docs/methods.md)")
                 ) -> None:
@@ -81,7 +81,8 @@ def run_cmd(
                                       "would leave both untrained)"),
     set_: list[str] = typer.Option([], "--set", help="method config override, e.g. --set ga.lr=0.001 (repeatable)"),
     config: Path | None = typer.Option(None, help="YAML spec file (keys of RunSpec); other options ignored"),
-    task: str = typer.Option("classifier", help="classifier or qa (language models)"),
+    task: str = typer.Option("classifier", help="classifier, qa (language models) or diffusion (a *-gen dataset "
+                             "such as digits-gen selects it)"),
     original: str = typer.Option("", help="checkpoint of your original model (from `unlearnlab train`)"),
     attacks: str = typer.Option("", help="LM runs: robustness attacks per run, e.g. relearn,leak,paraphrase"),
     utility_sets: str = typer.Option("", help="LM runs: the sets Model Utility averages (default all three of "
@@ -134,10 +135,11 @@ def run_cmd(
                               indent=1, default=str))
     else:
         shown = {k for row in result["table"] for k in row}
-        extra = ("ASR", "Corrected-Acc", "Poison-Acc") if spec.task == "classifier" else api.LM_ATTACK_METRICS
-        cols = (api.TABLE_METRICS if spec.task == "classifier" else api.LM_TABLE_METRICS) + tuple(
-            k for k in extra if k in shown)  # poison scenarios add the corrective metrics
-        what = spec.dataset if spec.task == "classifier" else f"QA ({spec.model or 'smollm2'})"
+        extra = {"classifier": ("ASR", "Corrected-Acc", "Poison-Acc"), "qa": api.LM_ATTACK_METRICS}.get(spec.task, ())
+        base = {"classifier": api.TABLE_METRICS, "diffusion": api.GEN_TABLE_METRICS}.get(spec.task,
+                                                                                         api.LM_TABLE_METRICS)
+        cols = base + tuple(k for k in extra if k in shown)  # poison scenarios add the corrective metrics
+        what = f"QA ({spec.model or 'smollm2'})" if spec.task == "qa" else spec.dataset
         print_table(result["table"], cols, title=f"{what} | forget {spec.forget} | seeds {len(spec.seeds)}")
         for line in api.readings(result["records"]):
             typer.echo(f"reading: {line}")
@@ -149,7 +151,7 @@ def run_cmd(
         from ..store import spec_key
 
         where = store.root / "reports" / (spec.name or f"run-{spec_key(spec.to_dict())[:12]}")
-        path = api._maybe_report(result["records"], where, f"{spec.dataset} | forget {spec.forget}")
+        path = api._maybe_report(result["records"], where, f"{spec.dataset} | forget {spec.forget}", store)
         err.print(f"report: {path}" if path else "report: skipped (pip install 'unlearnlab[report]' for one)",
                   highlight=False)
     for e in result["errors"]:

@@ -32,6 +32,8 @@ KINDS: dict[str, dict[str, Any]] = {
     "qa": {"primary": "Forget Quality", "higher": True, "metrics": ("Model Utility", "forget_ROUGE", "retain_ROUGE"),
            "extra": ("PrivLeak",), "same": ("Forget Quality", "Model Utility", "forget_ROUGE", "retain_ROUGE"),
            "forget": "forget_ROUGE"},
+    "diffusion": {"primary": "Avg.Gap", "higher": False, "metrics": ("UA", "RA", "FD"), "extra": ("FD_forget",),
+                  "same": ("UA", "RA", "FD"), "forget": "UA"},
 }
 NOOP_TOL = 1e-9
 CONFIDENCE = 0.95
@@ -111,7 +113,7 @@ def _scenario(recs: list[dict]) -> dict[str, Any]:
         for setting, runs in per.items():
             label = method if len(per) == 1 else f"{method} ({_setting_diff(setting, list(per))})"
             settings[label] = {"method": method, "config": json.loads(setting)["config"], "runs": runs}
-    return {"key": key, "kind": "qa" if key["task"] == "qa" else "classifier", "settings": settings,
+    return {"key": key, "kind": key["task"] if key["task"] in KINDS else "classifier", "settings": settings,
             "floor": list(floor.values()), "n_runs": len(recs)}
 
 
@@ -131,7 +133,7 @@ def _values(rec: dict, ref: dict | None, kind: str) -> dict[str, float]:
     m = {k: _num(v) for k, v in (rec.get("metrics") or {}).items()}
     if rec["spec"].get("method") == "retrain":
         m.setdefault("RTE/retrain", 1.0)
-        if kind == "classifier":
+        if kind in ("classifier", "diffusion"):
             m.setdefault("Avg.Gap", 0.0)
     rm = {k: _num(v) for k, v in ((ref or {}).get("metrics") or {}).items()}
     if kind == "classifier" and not _fin(m.get("Avg.Gap")) and rm:
@@ -254,13 +256,15 @@ def _slug(i: int, board: dict) -> str:
     return f"s{i}-" + re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:60]
 
 
-def build_report(records: Iterable[dict], out_dir: str | Path, *, title: str = "", command: str = "") -> dict:
+def build_report(records: Iterable[dict], out_dir: str | Path, *, title: str = "", command: str = "",
+                 artifact_path: Any = None) -> dict:
     """Write report.md, report.html and figures/ (PNG + SVG) for `records` into `out_dir`; returns the paths.
 
     Returns {"markdown": Path, "html": Path, "figures": [Path], "scenarios": [leaderboard dicts]}. `command` is
     quoted in the report as the way it was produced.
     """
     from .figures import render_html, render_markdown, require_matplotlib, scenario_figures
+    from .grids import sample_grids
 
     require_matplotlib()
     scs = scenarios(records)
@@ -276,7 +280,8 @@ def build_report(records: Iterable[dict], out_dir: str | Path, *, title: str = "
     boards, figures = [], []
     for i, sc in enumerate(scs, 1):
         board = leaderboard(sc)
-        board["figures"] = scenario_figures(board, sc, fig_dir, _slug(i, board))
+        board["figures"] = scenario_figures(board, sc, fig_dir, _slug(i, board)) + sample_grids(  # generative runs
+            sc, fig_dir, _slug(i, board), artifact_path)
         figures += [p for f in board["figures"] for p in (f["png"], f["svg"])]
         boards.append(board)
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

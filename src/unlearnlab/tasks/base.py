@@ -51,7 +51,8 @@ class ExperimentTask(Protocol):
 
 
 _TASKS: dict[str, Any] = {}
-_KINDS = {"classifier": ("unlearnlab.tasks.classifier", "ClassifierTask"), "qa": ("unlearnlab.tasks.lm_task", "QATask")}
+_KINDS = {"classifier": ("unlearnlab.tasks.classifier", "ClassifierTask"), "qa": ("unlearnlab.tasks.lm_task", "QATask"),
+          "diffusion": ("unlearnlab.tasks.diffusion", "DiffusionTask")}
 
 
 def get_task(kind: str) -> ExperimentTask:

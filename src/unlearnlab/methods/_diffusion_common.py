@@ -1,0 +1,76 @@
+"""Shared pieces of the diffusion methods (esd, ga_gen, salun_gen): batches, antithetic timesteps, the SalUn-code
+loss scale, parameter subsets of the UNet and the optimisation step."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from ..data.core import batches
+
+
+def cycle(ds, batch_size: int, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless shuffled batches of `ds` (as the SalUn code's `cycle(loader)`), from an explicit generator."""
+    while True:
+        yield from batches(ds, min(batch_size, len(ds)), shuffle=True, gen=gen)
+
+
+def antithetic_t(n: int, timesteps: int, gen: torch.Generator) -> torch.Tensor:
+    """n timesteps drawn as pairs (t, T - 1 - t), as the SalUn / DDIM codes sample them."""
+    t = torch.randint(0, timesteps, (n // 2 + 1,), generator=gen)
+    return torch.cat([t, timesteps - t - 1])[:n]
+
+
+def noisy(model, x0: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_t, t, eps) for clean images `x0` with antithetic t."""
+    from ..models.ddpm import _sched, q_sample
+
+    t = antithetic_t(len(x0), model.timesteps, gen).to(x0.device)
+    eps = torch.randn(x0.shape, generator=gen).to(x0.device)
+    return q_sample(_sched(model), x0, t, eps), t, eps
+
+
+def ddpm_sum_loss(model, x0: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
+                  p_uncond: float = 0.1) -> torch.Tensor:
+    """The SalUn code's conditional noise loss: squared error summed over pixels, mean over the batch, labels
+    dropped to null with probability `p_uncond` (its default 0.1)."""
+    xt, t, eps = noisy(model, x0, gen)
+    if p_uncond > 0:
+        drop = (torch.rand(len(y), generator=gen) < p_uncond).to(y.device)
+        y = torch.where(drop, torch.full_like(y, model.null), y)
+    return (model.eps(xt, t, y) - eps).pow(2).flatten(1).sum(1).mean()
+
+
+def condition_layers(name: str, cross: bool) -> bool:
+    """True for the UNet layers that read the condition: cross-attention `attn2` in a UNet2DConditionModel (Stable
+    Diffusion, as ESD's code); in the digit DDPM, which has none, each ResNet block's projection of the (time +
+    condition) embedding, `time_emb_proj` (our analogue)."""
+    return "attn2" in name if cross else "time_emb_proj" in name
+
+
+def subset(model: nn.Module, which: str) -> list[nn.Parameter]:
+    """UNet parameters of ESD's train_method: esd-x = condition-reading layers (cross-attention or its analogue),
+    esd-u = every other UNet layer, full = the whole UNet. The condition table (the text encoder's stand-in) is
+    never in the set, as ESD never trains SD's text encoder."""
+    named = list(model.unet.named_parameters())
+    cross = any("attn2" in n for n, _ in named)
+    return [p for name, p in named if which == "full" or (which == "esd-x") == condition_layers(name, cross)]
+
+
+def step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter], clip: float,
+         masks: list[torch.Tensor] | None = None) -> None:
+    """zero_grad, backward, clip the gradient norm (0 = off), multiply by the saliency masks, step."""
+    from ..train import check_finite
+
+    check_finite(loss, 0, "diffusion unlearning")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, clip)
+    if masks is not None:
+        for p, m in zip(params, masks):
+            if p.grad is not None:
+                p.grad.mul_(m)
+    opt.step()
+

@@ -1,0 +1,249 @@
+"""The diffusion Task of the engine (spec task 'diffusion', chosen by a *-gen dataset): a class-conditional DDPM as
+the original, the DDPM retrained without the forgotten class as the oracle, diffusion methods, and evaluation by a
+judge classifier on generated samples (UA, RA, judge-feature Frechet distance, sample grids)."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import to_dict
+from ..engine.events import collect_curves, emit
+from ..engine.records import count_steps, make_record, timed
+from ..errors import ConfigError
+from ..spec import RunSpec
+from .base import Plan, same_weights
+from .classifier import method_names, record_spec, validate
+
+KIND = "diffusion"
+EVAL_DEFAULTS: dict[str, Any] = {"samples": 50, "sample_steps": 25, "guidance": 2.0, "size": 16, "grid": 8}
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def gen_options(spec: RunSpec) -> dict[str, Any]:
+    """Evaluation / data options of a diffusion spec (spec.options over EVAL_DEFAULTS)."""
+    out = {**EVAL_DEFAULTS, **spec.options}
+    for k in ("samples", "sample_steps", "size", "grid"):
+        if not isinstance(out[k], int) or out[k] < (2 if k == "samples" else 1):
+            raise ConfigError(f"diffusion option {k!r} must be a positive integer (samples >= 2); got {out[k]!r}.")
+    return out
+
+
+def forget_classes(spec: RunSpec, num_classes: int) -> list[int]:
+    """The forgotten class of a class-forgetting spec (diffusion runs forget a whole class: class:K)."""
+    from ..data.scenarios import parse_forget
+
+    f = parse_forget(spec.forget)
+    if f.kind != "class" or f.val:
+        raise ConfigError(f"diffusion runs forget a whole class (UA is judged on its samples): use --forget class:K "
+                          f"with K in 0..{num_classes - 1}; got {spec.forget!r}.")
+    return [int(f.cls)]
+
+
+def _data(spec: RunSpec):
+    from ..data import make_split
+    from .diffusion_data import gen_bundle
+
+    bundle = gen_bundle(spec.dataset_name, gen_options(spec)["size"])
+    data = make_split(bundle.train, bundle.test, spec.forget, spec.split_seed, num_classes=bundle.num_classes,
+                      name=bundle.name, classes=bundle.classes)
+    return bundle, data
+
+
+def _base(spec: RunSpec, bundle, seed: int) -> dict[str, Any]:
+    return {"arch": spec.model_spec(), "dataset": bundle.name, "recipe": to_dict(spec.train_config()), "seed": seed,
+            "kind": KIND}
+
+
+@dataclasses.dataclass
+class GenContext:
+    """What the runs of one seed share: data, model task, original, oracle, judge and the oracle's metrics."""
+
+    data: Any
+    task: Any
+    original: torch.nn.Module
+    oracle: torch.nn.Module
+    judge: torch.nn.Module
+    judge_acc: float
+    real_feats: dict[int, np.ndarray]
+    forget: list[int]
+    opts: dict[str, Any]
+    retrain_s: float
+    seed: int
+    evals: dict[str, tuple[dict, dict, torch.Tensor]] = dataclasses.field(default_factory=dict)
+
+
+class DiffusionTask:
+    """Engine Task for class-conditional diffusion models (process-local memo of the last seed contexts)."""
+
+    kind = KIND
+
+    def __init__(self) -> None:
+        self._contexts: OrderedDict[str, GenContext] = OrderedDict()
+
+    def plan(self, spec: RunSpec) -> Plan:
+        """Validate the spec and name its models and run records (content keys)."""
+        from ..models.ddpm import parse_ddpm, require_diffusers
+
+        require_diffusers()
+        parse_ddpm(spec.model_spec())
+        if spec.original:
+            raise ConfigError("--original is not supported for diffusion runs yet; the original DDPM is trained "
+                              "(and cached) by the engine.")
+        # retrain is the oracle baseline of every run (the classifier's retrain method does not train a DDPM)
+        names = method_names(dataclasses.replace(spec, methods=tuple(m for m in spec.methods if m != "retrain")), KIND)
+        validate(spec, names)
+        opts = gen_options(spec)
+        plan = Plan(methods=["original", "retrain", *(n for n in names if n != "retrain")])
+        for seed in spec.seeds:
+            bundle, data = _data(spec)
+            forget_classes(spec, bundle.num_classes)
+            base = _base(spec, bundle, seed)
+            plan.model_keys[("original", seed)] = _key("original", base, bundle.train.fingerprint())
+            plan.model_keys[("oracle", seed)] = _key("retrain", base, data.fingerprint())
+            for m in plan.methods:
+                plan.record_specs[(m, seed)] = {**record_spec(spec, m, seed, spec.overrides.get(m, {}),
+                                                              data.fingerprint()), "eval": opts}
+        for s1, s2 in zip(spec.seeds, spec.seeds[1:]):
+            plan.record_specs[("oracle-floor", s1)] = {**plan.record_specs[("retrain", s1)], "method": "oracle-floor",
+                                                       "config": {"other_seed": s2}}
+        return plan
+
+    def _model(self, spec: RunSpec, seed: int, role: str, store, bundle=None, data=None) -> tuple[Any, float]:
+        """The original (trained on all of train) or the oracle (trained from scratch on D_r), cached in the store."""
+        from ..models.ddpm import DiffusionModelTask, build_ddpm
+        from ..train import resolve_device, train
+
+        if data is None:
+            bundle, data = _data(spec)
+        device = resolve_device(spec.device)
+        base = _base(spec, bundle, seed)
+        fp = bundle.train.fingerprint() if role == "original" else data.fingerprint()
+        key = _key("original" if role == "original" else "retrain", base, fp)
+        model = build_ddpm(spec.model_spec(), bundle.num_classes, gen_options(spec)["size"], seed=seed).to(device)
+        if store is not None and (got := store.load_model(key, model)) is not None:
+            return model.eval(), float(got.get("train_s", 0.0))
+        train_set = bundle.train if role == "original" else data.retain
+        task = DiffusionModelTask(bundle.num_classes, device, seed=seed)
+        what = "training the original DDPM" if role == "original" else "retraining the DDPM without the forget set"
+        model, t = timed(lambda: train(model, train_set, spec.train_config(), task, seed=seed, key=role, what=what))
+        if store is not None:
+            store.save_model(key, model, {**base, "data_hash": fp, "role": role, "train_s": t["wall_s"]})
+        return model.eval(), t["wall_s"]
+
+    def build(self, spec: RunSpec, seed: int, role: str, store) -> str:
+        """Train (or find cached) the original or the oracle DDPM of `seed`; a one-line summary."""
+        _, seconds = self._model(spec, seed, role, store)
+        return f"{role} DDPM ready ({seconds:.1f}s of training)"
+
+    def context(self, spec: RunSpec, seed: int, store) -> GenContext:
+        """Data, models, judge and real-image judge features of `seed`, memoised in this process."""
+        from ..eval.gen_metrics import judge_outputs
+        from ..models.ddpm import DiffusionModelTask
+        from ..train import resolve_device
+        from .diffusion_judge import judge_for
+
+        ckey = _key(spec.to_dict(), seed)
+        if ckey in self._contexts:
+            return self._contexts[ckey]
+        bundle, data = _data(spec)
+        opts, device = gen_options(spec), resolve_device(spec.device)
+        original, _ = self._model(spec, seed, "original", store, bundle, data)
+        oracle, retrain_s = self._model(spec, seed, "oracle", store, bundle, data)
+        judge, judge_acc = judge_for(bundle, device, store)
+        pred, feats = judge_outputs(judge, bundle.train.x)
+        labels = bundle.train.y.numpy()
+        real = {c: feats[labels == c] for c in range(bundle.num_classes)}
+        task = DiffusionModelTask(bundle.num_classes, device, seed=seed, sample_steps=opts["sample_steps"],
+                                  guidance=opts["guidance"])
+        gc = GenContext(data, task, original, oracle, judge, judge_acc, real, forget_classes(spec, bundle.num_classes),
+                        opts, retrain_s, seed)
+        self._contexts[ckey] = gc
+        while len(self._contexts) > 2:
+            self._contexts.popitem(last=False)
+        return gc
+
+    def evaluate(self, gc: GenContext, model: torch.nn.Module, name: str) -> tuple[dict, dict, torch.Tensor]:
+        """(metrics, details, grid images) of `model`'s samples: the same noise for every model of the seed."""
+        from ..eval.gen_metrics import generation_metrics, judge_outputs
+        from ..models.ddpm import sample
+        from ..seeding import torch_generator
+
+        if name in gc.evals:
+            return gc.evals[name]
+        k, n = gc.data.num_classes, gc.opts["samples"]
+        labels = torch.arange(k).repeat_interleave(n)
+        x = sample(model, labels, steps=gc.opts["sample_steps"], scale=gc.opts["guidance"],
+                   gen=torch_generator(gc.seed, "diffusion-eval-noise")).cpu()
+        pred, feats = judge_outputs(gc.judge, x)
+        metrics, details = generation_metrics(pred, feats, labels.numpy(), gc.real_feats, gc.forget, k)
+        metrics["judge_acc_real"] = gc.judge_acc
+        g = min(gc.opts["grid"], n)
+        grid = x.view(k, n, *x.shape[1:])[:, :g].reshape(k * g, *x.shape[1:])
+        out = (metrics, details, grid)
+        if name in ("original", "retrain"):
+            gc.evals[name] = out
+        return out
+
+    def _record(self, gc: GenContext, model, method: str, store, rspec: dict, t: dict, extra: dict) -> dict:
+        """Evaluate `model`, add its gaps to the oracle and its sample grid: the run record."""
+        from ..eval.gen_metrics import gap_metrics
+        from .diffusion_data import grid_png
+
+        metrics, details, grid = self.evaluate(gc, model, method)
+        ref, _, _ = self.evaluate(gc, gc.oracle, "retrain")
+        metrics = {**metrics, **gap_metrics(metrics, ref), "RTE": t["wall_s"],
+                   "RTE/retrain": t["wall_s"] / gc.retrain_s if gc.retrain_s > 0 else float("nan")}
+        artifacts = {}
+        if store is not None and hasattr(store, "put_bytes"):
+            try:
+                artifacts["samples_png"] = store.put_bytes(grid_png(grid, gc.data.num_classes))
+            except ConfigError as e:  # Pillow missing: the record stands without its grid
+                emit("warning", text=str(e))
+        shown = ", ".join(f"{k} {metrics[k]:.1f}" for k in ("UA", "RA", "FD") if k in metrics)
+        emit("message", text=f"{method} (seed {gc.seed}): {shown}")
+        return make_record(rspec, metrics, t, gc.task.device, details=details,
+                           **({"artifacts": artifacts} if artifacts else {}), **extra)
+
+    def run(self, spec: RunSpec, seed: int, method: str, store, rspec: dict) -> dict[str, Any]:
+        """Apply `method` to the original DDPM of `seed` (or take a baseline) and evaluate its samples."""
+        from ..methods import MethodContext, run_method
+
+        gc = self.context(spec, seed, store)
+        ctx = MethodContext(seed=seed, recipe=spec.train_config())
+        extra: dict[str, Any] = {}
+        if method == "original":
+            model, t = gc.original, {"wall_s": 0.0, "cpu_s": 0.0, "opt_steps": 0}
+        elif method == "retrain":
+            model, t = gc.oracle, {"wall_s": gc.retrain_s, "cpu_s": float("nan"), "opt_steps": 0}
+        else:
+            with count_steps() as box, collect_curves() as curves:
+                model, t = timed(lambda: run_method(method, gc.original, gc.data, gc.task,
+                                                    spec.overrides.get(method, {}), ctx))
+            t["opt_steps"] = box[0]
+            extra.update({"curves": curves} if curves else {})
+            if same_weights(model, gc.original):
+                ctx.warnings.append(f"{method} left the weights exactly as the original's: it changed nothing.")
+        for w in ctx.warnings:
+            emit("warning", text=w)
+        extra.update({"method_info": ctx.info} if ctx.info else {})
+        extra.update({"warnings": list(ctx.warnings)} if ctx.warnings else {})
+        return self._record(gc, model, method, store, rspec, t, extra)
+
+    def floor(self, spec: RunSpec, seed: int, other: int, store, rspec: dict) -> dict[str, Any]:
+        """The oracle of seed `other` scored against the oracle of `seed`: the noise floor."""
+        gc = self.context(spec, seed, store)
+        other_oracle, _ = self._model(spec, other, "oracle", store)
+        return self._record(gc, other_oracle, "oracle-floor", store, rspec,
+                            {"wall_s": 0.0, "cpu_s": 0.0, "opt_steps": 0}, {})
+
+
+__all__ = ["EVAL_DEFAULTS", "DiffusionTask", "forget_classes", "gen_options"]
