@@ -80,6 +80,24 @@ def scenario(args, store: Store, forget: str) -> dict:
     return out
 
 
+def population_cost(store: Store) -> str:
+    """What the populations cost when they were trained (from the store, so a cached rerun still reports it)."""
+    import json
+
+    model_s = {"original": [], "oracle": []}
+    for index in (store.root / "models").glob("*/*.json"):
+        meta = json.loads(index.read_text()).get("meta", {})
+        if meta.get("role") in model_s and meta.get("train_s"):
+            model_s[meta["role"]].append(float(meta["train_s"]))
+    runs = [r["timings"].get("wall_s", 0.0) for r in store.list_runs()
+            if r["spec"].get("method") not in ("original", "retrain", "oracle-floor")]
+    parts = [f"{len(v)} {k} models, median {np.median(v):.1f} s each, {sum(v) / 60:.1f} min in all"
+             for k, v in model_s.items() if v]
+    parts.append(f"{len(runs)} method runs, {sum(runs) / 60:.1f} min of method time")
+    return ("Population training (every model and run in the store, tuning trials included; seconds per job as "
+            "measured when it ran, two jobs at a time on a machine shared with other work): " + "; ".join(parts) + ".")
+
+
 def _fmt(v: float) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3g}"
 
@@ -127,14 +145,14 @@ def _disagreements(sc: dict) -> list[str]:
     return out
 
 
-def write_doc(args, scenarios: list[dict], wall: float) -> str:
+def write_doc(args, scenarios: list[dict], wall: float, cost: str = "") -> str:
     cmd = "python benchmarks/audit.py " + " ".join(sys.argv[1:])
     lines = [f"# Strict audits vs the usual metrics: {args.dataset}", "",
              f"Command: `{cmd}`", "",
              f"Machine: {platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores; "
              f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Total wall time {wall / 60:.1f} min "
              f"(populations of {args.population} models per role, {args.canaries} canaries; cached in "
-             f"`{args.results}`).", "",
+             f"`{args.results}`; a rerun reuses them).", "", cost, "",
              "Each cell is the method's value and, in brackets, its position between the floor (0: what retraining "
              "gives) and the ceiling (1: the original, no unlearning); |position| ranks methods (0 best). A "
              "position far above 1 or below 0 is an overshoot (the method is further from retraining than doing "
@@ -178,7 +196,7 @@ def main() -> None:
     scenarios: list[dict] = []
     for f in (f for f in args.scenarios.split(",") if f):
         scenarios.append(scenario(args, store, f))
-        text = write_doc(args, scenarios, time.perf_counter() - t0)  # after each scenario: a partial doc survives
+        text = write_doc(args, scenarios, time.perf_counter() - t0, population_cost(store))  # partial doc survives
         with open(args.out, "w") as fh:
             fh.write(text + "\n")
     print(text)
