@@ -33,7 +33,39 @@ def require_diffusers():
     return diffusers
 
 
-class DDPM(nn.Module):
+class Denoiser(nn.Module):
+    """eps_theta(x_t, t, c) over a condition table whose rows 0..K-1 are the classes / prompts and row K the null
+    condition; subclasses give `condition(y)` (a table lookup) and `denoise(x, t, emb)` (their UNet's call)."""
+
+    num_classes: int
+
+    @property
+    def null(self) -> int:
+        """Index of the null (unconditional) row of the condition table."""
+        return self.num_classes
+
+    def condition(self, y: torch.Tensor) -> torch.Tensor:
+        """Condition vectors of labels `y`."""
+        raise NotImplementedError
+
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """The UNet's noise prediction for a batch of timesteps `t` and condition vectors `emb`."""
+        raise NotImplementedError
+
+    def eps(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
+            emb: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted noise for labels `y` (null = self.null) or for condition vectors `emb`."""
+        if emb is None:
+            emb = self.condition(y)
+        if t.dim() == 0:
+            t = t.expand(x.shape[0])
+        return self.denoise(x, t, emb)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.eps(x, t, y)
+
+
+class DDPM(Denoiser):
     """eps_theta(x_t, t, c): UNet2DModel + condition table (rows 0..K-1 the classes, row K the null condition)."""
 
     def __init__(self, num_classes: int, size: int = 16, channels: int = 1, width: int = 32,
@@ -51,22 +83,13 @@ class DDPM(nn.Module):
         nn.init.normal_(self.cond.weight, std=0.02)
         self.num_classes, self.size, self.channels, self.timesteps = num_classes, size, channels, timesteps
 
-    @property
-    def null(self) -> int:
-        """Index of the null (unconditional) row of the condition table."""
-        return self.num_classes
+    def condition(self, y: torch.Tensor) -> torch.Tensor:
+        """Rows of the learnable condition table (N x D)."""
+        return self.cond(y)
 
-    def eps(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
-            emb: torch.Tensor | None = None) -> torch.Tensor:
-        """Predicted noise for labels `y` (null = self.null) or for condition vectors `emb` (N x D)."""
-        if emb is None:
-            emb = self.cond(y)
-        if t.dim() == 0:
-            t = t.expand(x.shape[0])
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """UNet2DModel with the condition added to its time embedding (class_embed_type='identity')."""
         return self.unet(x, t, class_labels=emb).sample
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.eps(x, t, y)
 
     def scheduler(self):
         """The training noise schedule (DDPM, linear betas 1e-4..0.02 over `timesteps`, as DDPM and SalUn's code)."""

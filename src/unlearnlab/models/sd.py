@@ -12,10 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .ddpm import require_diffusers
+from .ddpm import Denoiser, require_diffusers
 
 
-class CondUNet(nn.Module):
+class CondUNet(Denoiser):
     """eps(x_t, t, c) of a UNet2DConditionModel, with the prompt embeddings as a learnable table `cond`."""
 
     def __init__(self, unet: nn.Module, prompt_embeds: torch.Tensor, scheduler_config: dict[str, Any]):
@@ -27,22 +27,13 @@ class CondUNet(nn.Module):
         self.scheduler_config = dict(scheduler_config)
         self.timesteps = int(self.scheduler_config.get("num_train_timesteps", 1000))
 
-    @property
-    def null(self) -> int:
-        """Index of the empty prompt (the unconditional branch of guidance)."""
-        return self.num_classes
+    def condition(self, y: torch.Tensor) -> torch.Tensor:
+        """Prompt embeddings of prompt indices `y` (N x L x D); the last prompt is the empty one."""
+        return self.cond[y]
 
-    def eps(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
-            emb: torch.Tensor | None = None) -> torch.Tensor:
-        """Predicted noise for prompt indices `y` or prompt embeddings `emb` (N x L x D)."""
-        if emb is None:
-            emb = self.cond[y]
-        if t.dim() == 0:
-            t = t.expand(x.shape[0])
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """UNet2DConditionModel with the prompt embeddings as cross-attention states."""
         return self.unet(x, t, encoder_hidden_states=emb).sample
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.eps(x, t, y)
 
     def scheduler(self):
         """The pipeline's training noise schedule as a DDPMScheduler."""
