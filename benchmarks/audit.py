@@ -162,8 +162,11 @@ def write_doc(args, scenarios: list[dict], wall: float, cost: str = "") -> str:
     for sc in scenarios:
         lines += [f"## forget {sc['forget']}", ""]
         if sc["overrides"]:
+            kept = [m for m, p in sc["overrides"].items() if not p]
             lines += [f"Tuned on val:{sc['forget']} ({args.budget} trials each, {sc['tune_s'] / 60:.1f} min): "
-                      + "; ".join(f"{m} {p}" for m, p in sc["overrides"].items() if p), ""]
+                      + "; ".join(f"{m} {p}" for m, p in sc["overrides"].items() if p)
+                      + (f" (defaults kept for {', '.join(kept)}: no trial met the utility floor)" if kept else ""),
+                      ""]
         else:
             lines += ["Settings: the methods' defaults (`--budget 0`).", ""]
         lines += ["Audit wall time per method (populations shared across methods): "
