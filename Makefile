@@ -12,7 +12,6 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev,web,ledger,images,llm,postgres,report,tune,gen]'
 	$(BIN)/pip install -q 'ray>=2.9' || echo "note: ray could not be installed; the Ray backend tests will be skipped"
-	$(BIN)/pip install -q -e '.[browser]' || echo "note: playwright could not be installed; the dashboard's browser tests will be skipped"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -7,6 +7,7 @@ DDPMScheduler / DDIMScheduler. Needs the `gen` extra (diffusers); nothing here d
 """
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import torch
@@ -33,7 +34,7 @@ def require_diffusers():
     return diffusers
 
 
-class Denoiser(nn.Module):
+class Denoiser(nn.Module, metaclass=abc.ABCMeta):
     """eps_theta(x_t, t, c) over a condition table whose rows 0..K-1 are the classes / prompts and row K the null
     condition; subclasses give `condition(y)` (a table lookup) and `denoise(x, t, emb)` (their UNet's call)."""
 
@@ -44,13 +45,13 @@ class Denoiser(nn.Module):
         """Index of the null (unconditional) row of the condition table."""
         return self.num_classes
 
+    @abc.abstractmethod
     def condition(self, y: torch.Tensor) -> torch.Tensor:
         """Condition vectors of labels `y`."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def denoise(self, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         """The UNet's noise prediction for a batch of timesteps `t` and condition vectors `emb`."""
-        raise NotImplementedError
 
     def eps(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
             emb: torch.Tensor | None = None) -> torch.Tensor:
