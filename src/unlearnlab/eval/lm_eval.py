@@ -222,6 +222,20 @@ def _knowmem_icl(extra: dict, rows: dict[str, list[dict]], split: str, shots: in
     return list(given) if given is not None else list(rows.get("holdout", []))[:shots]
 
 
+def _teacher_forced(m: nn.Module, tokenizer: Any, rows: dict, s: str, cfg: LMEvalConfig,
+                    cache: LMOutputCache) -> SplitOutputs:
+    """Teacher-forced outputs of split `s`, one pass per (model, rows, settings) through `cache`."""
+    return cache.get(m, ("tf", s, _fingerprint(rows[s], cfg.max_length)), lambda: split_outputs(
+        m, tokenizer, rows[s], batch_size=cfg.batch_size, max_length=cfg.max_length))
+
+
+def _generated(m: nn.Module, tokenizer: Any, rows: dict, s: str, cfg: LMEvalConfig,
+               cache: LMOutputCache) -> list[str]:
+    """Greedy answers to split `s`'s questions, one generation per (model, rows, settings) through `cache`."""
+    return cache.get(m, ("gen", s, _fingerprint(rows[s], cfg.max_new_tokens)), lambda: greedy_answers(
+        m, tokenizer, [r["question"] for r in rows[s]], batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens))
+
+
 def evaluate_lm(model: nn.Module, tokenizer: Any, data: Any, *, reference: nn.Module | None = None,
                 target: nn.Module | None = None, splits: Sequence[str] | None = None,
                 cache: LMOutputCache | None = None, config: LMEvalConfig | dict | None = None,
@@ -240,14 +254,10 @@ def evaluate_lm(model: nn.Module, tokenizer: Any, data: Any, *, reference: nn.Mo
     check("forget" in splits, DataError, f"The rows need a non-empty 'forget' split; got splits {sorted(rows)}.")
 
     def tf(m: nn.Module, s: str) -> SplitOutputs:
-        key = ("tf", s, _fingerprint(rows[s], cfg.max_length))
-        return cache.get(m, key, lambda: split_outputs(m, tokenizer, rows[s], batch_size=cfg.batch_size,
-                                                       max_length=cfg.max_length))
+        return _teacher_forced(m, tokenizer, rows, s, cfg, cache)
 
     def gen(m: nn.Module, s: str) -> list[str]:
-        key = ("gen", s, _fingerprint(rows[s], cfg.max_new_tokens))
-        return cache.get(m, key, lambda: greedy_answers(m, tokenizer, [r["question"] for r in rows[s]],
-                                                        batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens))
+        return _generated(m, tokenizer, rows, s, cfg, cache)
 
     per = {s: _split_metrics(s, tf(model, s), gen(model, s) if s in GENERATED else None, rows[s]) for s in splits}
     res = {f"{s}_{ {'TR': 'TruthRatio'}.get(k, k)}": v for s in GENERATED for k, v in per.get(s, {}).items()}
@@ -292,16 +302,12 @@ def answer_rows(model: nn.Module, tokenizer: Any, data: Any, *, cache: LMOutputC
         if not rows.get(s):
             continue
         rs = rows[s][:limit]
-        gens = cache.get(model, ("gen", s, _fingerprint(rows[s], cfg.max_new_tokens)), lambda s=s: greedy_answers(
-            model, tokenizer, [r["question"] for r in rows[s]], batch_size=cfg.batch_size,
-            max_new_tokens=cfg.max_new_tokens))[:limit]
+        gens = _generated(model, tokenizer, rows, s, cfg, cache)[:limit]
         rouge = rouge_l_batch([r["answer"] for r in rs], gens, "recall", stemmer=True)
         tr = np.full(len(rs), np.nan)
-        tfo = cache.get(model, ("tf", s, _fingerprint(rows[s], cfg.max_length)), lambda s=s: split_outputs(
-            model, tokenizer, rows[s], batch_size=cfg.batch_size, max_length=cfg.max_length))
+        tfo = _teacher_forced(model, tokenizer, rows, s, cfg, cache)
         if tfo.p_perturbed is not None:
-            h = np.flatnonzero(tfo.has_perturbed)
-            vals = M.truth_ratio(tfo.p_paraphrased[h], tfo.p_perturbed[h])
+            h, vals = np.flatnonzero(tfo.has_perturbed), _truth(tfo)
             keep = h < len(rs)
             tr[h[keep]] = vals[keep]
         out[s] = [{"question": r["question"], "target": r["answer"], "answer": g, "rouge": float(x),
