@@ -12,7 +12,14 @@ to the oracle (floor: what a model that never saw the forget set yields) and the
 * Relearning: fine-tune every weight on 20% of the forget set (the recipe's optimiser, 2 epochs,
   constant lr) and measure accuracy on the other 80% (Lynch et al. 2024; Fan et al., ICML 2025 for LLMs).
 * Head recovery: retrain only the last linear layer on retain data and measure forget accuracy: if it returns, the
-  forgotten information sat in the features and the method only altered the head.
+  forgotten information sat in the features and the method only altered the head. The head trains on the frozen
+  eval-mode penultimate features (BatchNorm statistics do not drift, and each model is forwarded once).
+* Attack strength (both recovery attacks): the recipe's learning rate is not an attack budget (FastCNN's 1.0
+  relearns a class from a few examples even in the oracle, or wipes a head row in every model: floor = ceiling).
+  Unless a learning rate is given, each attack is calibrated on the reference models only, never on the method:
+  from recipe lr x 10^0, 10^-0.5, ..., 10^-3 it takes the strongest learning rate at which the original and the
+  oracle stay at least half as far apart after the attack as before it. The same learning rate then attacks the
+  method, so every method of a run faces the same attack; the trace of the calibration is in the result.
 """
 from __future__ import annotations
 
@@ -28,6 +35,9 @@ from .representation import knn_accuracy, linear_cka, linear_probe_accuracy
 
 MAX_EXAMPLES = 512
 MIN_FORGET = 10  # fewer deleted records: representation and recovery attacks are noise
+LR_STEPS = tuple(10 ** (-k / 2) for k in range(7))  # x recipe lr: 1, 0.32, 0.1, ..., 0.001 (strongest first)
+KEEP = 0.5  # the calibrated attack keeps at least this share of the original-oracle gap
+MAX_HEAD_ROWS = 8192  # retain examples the head-recovery attack trains on (features of a sample beyond that)
 
 
 @dataclasses.dataclass
@@ -130,21 +140,54 @@ def _accuracy(model: nn.Module, ds: Any, task: Any) -> float:
     return float(100 * np.mean(o["correct"]))
 
 
-def _finetune(model: nn.Module, ds: Any, m: Models, epochs: int, head_only: bool) -> nn.Module:
+def _finetune(model: nn.Module, ds: Any, m: Models, epochs: int, lr: float) -> nn.Module:
     from ..train import train
 
-    work = copy.deepcopy(model)
-    params = None
-    if head_only:
-        last = [mod for _, mod in _layers(work) if isinstance(mod, nn.Linear)][-1]
-        params = list(last.parameters())
-    cfg = dataclasses.replace(m.recipe, epochs=epochs, schedule="constant", warmup=0.0, augment=False, ema=0.0,
-                              batch_size=min(m.recipe.batch_size, max(8, len(ds) // 4)))
-    return train(work, ds, cfg, m.task, seed=m.seed, key="audit-recovery", params=params,
+    cfg = dataclasses.replace(m.recipe, epochs=epochs, lr=lr, schedule="constant", warmup=0.0, augment=False,
+                              ema=0.0, batch_size=min(m.recipe.batch_size, max(8, len(ds) // 4)))
+    return train(copy.deepcopy(model), ds, cfg, m.task, seed=m.seed, key="audit-recovery",
                  what="recovery attack").eval()
 
 
-def relearn_audit(m: Models, epochs: int = 2, fraction: float = 0.2) -> dict:
+def calibrate(attack: Any, before: dict[str, float], base_lr: float, lr: float | None = None) -> dict:
+    """The learning rate of a recovery attack: `attack(role, lr)` -> forget accuracy (%) after attacking the
+    original or the oracle. Fixed when `lr` is given; else the strongest of base_lr x LR_STEPS at which
+    original - oracle after the attack is at least KEEP x (original - oracle) before it. Calibrates on the
+    reference models only, so every method of a run faces the same attack."""
+    if lr is not None:
+        return {"lr": float(lr), "calibrated": False, "trace": []}
+    gap = before["original"] - before["oracle"]
+    trace = []
+    for step in LR_STEPS:
+        after = {role: attack(role, base_lr * step) for role in ("original", "oracle")}
+        trace.append({"lr": base_lr * step, **after})
+        if gap > 0 and after["original"] - after["oracle"] >= KEEP * gap:
+            return {"lr": base_lr * step, "calibrated": True, "trace": trace, "gap_before": gap}
+    return {"lr": base_lr * LR_STEPS[-1], "calibrated": True, "trace": trace, "gap_before": gap,
+            "note": f"no learning rate down to {LR_STEPS[-1]:g} x the recipe's keeps half of the original-oracle "
+                    f"gap ({gap:.1f} points before the attack): the set-up cannot show this attack; weakest used"}
+
+
+def _attacked(m: Models, name: str, before_of: Any, attack: Any, lr: float | None) -> dict:
+    """Before/after forget accuracy of method, oracle and original under one calibrated learning rate."""
+    models = {"method": m.unlearned, "oracle": m.oracle, "original": m.original}
+    before = {role: before_of(mod) for role, mod in models.items()}
+    done: dict = {}
+
+    def run(role: str, at: float) -> float:
+        if (role, at) not in done:
+            done[role, at] = attack(models[role], at)
+        return done[role, at]
+
+    cal = calibrate(run, before, m.recipe.lr, lr)
+    out = {role: {"before": before[role], "after": run(role, cal["lr"])} for role in models}
+    how = (f"calibrated on the original and the oracle ({m.recipe.lr:g} x {cal['lr'] / m.recipe.lr:.3g})"
+           if cal["calibrated"] else "given")
+    notes = [f"{name}: lr {cal['lr']:.3g}, {how}" + (f"; {cal['note']}" if "note" in cal else "")]
+    return {**out, "lr": cal["lr"], "calibration": cal, "notes": notes}
+
+
+def relearn_audit(m: Models, epochs: int = 2, fraction: float = 0.2, lr: float | None = None) -> dict:
     """Forget accuracy on the unseen rest after fine-tuning on `fraction` of the forget set, per model.
 
     A small budget on purpose: with many epochs on half of a forgotten class even the oracle learns the class and
@@ -156,20 +199,85 @@ def relearn_audit(m: Models, epochs: int = 2, fraction: float = 0.2) -> dict:
     cut = max(1, int(round(fraction * len(rows))))
     known, unseen = subset(m.data.forget, rows[:cut]), subset(m.data.forget, rows[cut:])
     out: dict = {"epochs": epochs, "fraction": fraction, "known": int(len(known)), "unseen": int(len(unseen))}
-    for role, mod in (("method", m.unlearned), ("oracle", m.oracle), ("original", m.original)):
-        out[role] = {"before": _accuracy(mod, unseen, m.task),
-                     "after": _accuracy(_finetune(mod, known, m, epochs, head_only=False), unseen, m.task)}
-    return out
+    res = _attacked(m, "relearning attack", lambda mod: _accuracy(mod, unseen, m.task),
+                    lambda mod, at: _accuracy(_finetune(mod, known, m, epochs, at), unseen, m.task), lr)
+    return {**out, **res}
 
 
-def head_recovery_audit(m: Models, epochs: int = 5) -> dict:
+@torch.no_grad()
+def _features(model: nn.Module, ds: Any, device: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(penultimate features, logits, labels) of an eval-mode model: the last Linear layer's input and output."""
+    from ..data.core import batches
+
+    last = [mod for _, mod in _layers(model) if isinstance(mod, nn.Linear)][-1]
+    grab: list[torch.Tensor] = []
+    hook = last.register_forward_pre_hook(lambda _m, inp: grab.append(inp[0].detach().flatten(1).float().cpu()))
+    logits, ys = [], []
+    try:
+        model.eval()
+        for x, y in batches(ds, 512):
+            logits.append(model(x.to(device)).float().cpu())
+            ys.append(torch.as_tensor(y))
+    finally:
+        hook.remove()
+    return torch.cat(grab), torch.cat(logits), torch.cat(ys)
+
+
+def _head(model: nn.Module) -> nn.Linear:
+    return [mod for _, mod in _layers(model) if isinstance(mod, nn.Linear)][-1]
+
+
+def _train_head(model: nn.Module, fit: tuple, forget: tuple, m: Models, epochs: int, lr: float) -> float:
+    """Forget accuracy (%) after training a copy of the model's last layer on frozen retain features (SGD with
+    momentum 0.9 and the recipe's weight decay and batch size, constant lr)."""
+    from ..seeding import torch_generator
+
+    head = copy.deepcopy(_head(model)).cpu().float().requires_grad_(True)
+    opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9, weight_decay=m.recipe.weight_decay)
+    gen = torch_generator(m.seed, "audit-head")
+    feats, ys = fit
+    bs = min(m.recipe.batch_size, len(ys))
+    for _ in range(epochs):
+        for rows in torch.randperm(len(ys), generator=gen).split(bs):
+            loss = torch.nn.functional.cross_entropy(head(feats[rows]), ys[rows])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        return float(100 * (head(forget[0]).argmax(1) == forget[1]).float().mean())
+
+
+def head_recovery_audit(m: Models, epochs: int = 5, lr: float | None = None) -> dict:
     """Forget accuracy after retraining only the last linear layer on retain data, per model."""
-    out: dict = {"epochs": epochs, "trained_on": f"retain ({len(m.data.retain)} examples)"}
-    for role, mod in (("method", m.unlearned), ("oracle", m.oracle), ("original", m.original)):
-        out[role] = {"before": _accuracy(mod, m.data.forget, m.task),
-                     "after": _accuracy(_finetune(mod, m.data.retain, m, epochs, head_only=True), m.data.forget,
-                                        m.task)}
-    return out
+    from ..data.core import subset
+
+    retain = m.data.retain
+    if len(retain) > MAX_HEAD_ROWS:
+        retain = subset(retain, _rows(retain, MAX_HEAD_ROWS, m.seed))
+    cache: dict[int, tuple] = {}
+
+    def feats(mod: nn.Module) -> tuple:
+        if id(mod) not in cache:
+            f, logits, y = _features(mod, m.data.forget, m.task.device)
+            with torch.no_grad():
+                same = torch.allclose(copy.deepcopy(_head(mod)).cpu().float()(f), logits, atol=1e-3, rtol=1e-3)
+            if not same:
+                from ..errors import ConfigError
+
+                raise ConfigError("the head-recovery attack needs a model whose last Linear layer gives its "
+                                  "logits; leave `head` out of --attacks for this model")
+            rf, _, ry = _features(mod, retain, m.task.device)
+            cache[id(mod)] = ((rf, ry), (f, y), logits)
+        return cache[id(mod)]
+
+    def before(mod: nn.Module) -> float:
+        _, (_, y), logits = feats(mod)
+        return float(100 * (logits.argmax(1) == y).float().mean())
+
+    out: dict = {"epochs": epochs, "trained_on": f"retain ({len(retain)} examples, frozen features)"}
+    res = _attacked(m, "head-recovery attack", before,
+                    lambda mod, at: _train_head(mod, feats(mod)[0], feats(mod)[1], m, epochs, at), lr)
+    return {**out, **res}
 
 
 def single_model_audit(m: Models) -> dict:
