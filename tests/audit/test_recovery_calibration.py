@@ -34,3 +34,27 @@ def test_no_separation_says_so_and_uses_the_weakest():
     cal = calibrate(lambda r, lr: 50.0, {"original": 50.0, "oracle": 50.0}, base_lr=1.0)
     assert cal["lr"] == pytest.approx(LR_STEPS[-1]) and "cannot show" in cal["note"]
     assert len(cal["trace"]) == len(LR_STEPS)
+
+
+def test_head_features_take_one_row_per_example_when_the_head_runs_twice():
+    """A test-time-augmenting model (FastCNN with tta) calls its head twice per batch; logits are scaled after it."""
+    import torch
+    from torch import nn
+
+    from unlearnlab.data.core import ArrayDataset
+    from unlearnlab.eval.model_audits import _features
+
+    class TTA(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.head = nn.Linear(3, 4), nn.Linear(4, 2, bias=False)
+
+        def forward(self, x):
+            return (self.head(self.body(x)) + self.head(self.body(-x))) / 18
+
+    torch.manual_seed(0)
+    model = TTA()
+    ds = ArrayDataset(torch.randn(700, 3), torch.randint(0, 2, (700,)))
+    feats, ys = _features(model, ds, torch.device("cpu"))
+    assert feats.shape == (700, 4) and torch.equal(ys, ds.y)
+    assert torch.allclose(feats, model.body(ds.x).detach(), atol=1e-6)  # the un-flipped call's features

@@ -205,46 +205,59 @@ def relearn_audit(m: Models, epochs: int = 2, fraction: float = 0.2, lr: float |
 
 
 @torch.no_grad()
-def _features(model: nn.Module, ds: Any, device: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(penultimate features, logits, labels) of an eval-mode model: the last Linear layer's input and output."""
+def _features(model: nn.Module, ds: Any, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(penultimate features, labels) of an eval-mode model: the input of its last Linear layer at the first call
+    per batch (a test-time-augmenting model calls its head again on the flipped image)."""
     from ..data.core import batches
 
-    last = [mod for _, mod in _layers(model) if isinstance(mod, nn.Linear)][-1]
     grab: list[torch.Tensor] = []
-    hook = last.register_forward_pre_hook(lambda _m, inp: grab.append(inp[0].detach().flatten(1).float().cpu()))
-    logits, ys = [], []
+    n = [0]  # batches done: keep one feature row per example
+    hook = _head(model).register_forward_pre_hook(
+        lambda _m, inp: None if len(grab) > n[0] else grab.append(inp[0].detach().flatten(1).float().cpu()))
+    ys = []
     try:
         model.eval()
         for x, y in batches(ds, 512):
-            logits.append(model(x.to(device)).float().cpu())
+            model(x.to(device))
             ys.append(torch.as_tensor(y))
+            n[0] += 1
     finally:
         hook.remove()
-    return torch.cat(grab), torch.cat(logits), torch.cat(ys)
+    return torch.cat(grab), torch.cat(ys)
 
 
 def _head(model: nn.Module) -> nn.Linear:
-    return [mod for _, mod in _layers(model) if isinstance(mod, nn.Linear)][-1]
+    heads = [mod for _, mod in _layers(model) if isinstance(mod, nn.Linear)]
+    if not heads:
+        from ..errors import ConfigError
+
+        raise ConfigError("the head-recovery attack needs a model with a Linear output layer; leave `head` out of "
+                          "--attacks for this model")
+    return heads[-1]
 
 
-def _train_head(model: nn.Module, fit: tuple, forget: tuple, m: Models, epochs: int, lr: float) -> float:
-    """Forget accuracy (%) after training a copy of the model's last layer on frozen retain features (SGD with
-    momentum 0.9 and the recipe's weight decay and batch size, constant lr)."""
+def _train_head(model: nn.Module, fit: tuple, m: Models, epochs: int, lr: float) -> float:
+    """Forget accuracy (%) of the model with its last layer retrained on frozen retain features (SGD with momentum
+    0.9, the recipe's weight decay and batch size, constant lr; cross-entropy on that layer's outputs). The
+    accuracy is the whole model's with the new layer swapped in, so output scaling or test-time augmentation after
+    the layer is kept."""
     from ..seeding import torch_generator
 
-    head = copy.deepcopy(_head(model)).cpu().float().requires_grad_(True)
+    work = copy.deepcopy(model)
+    head = _head(work)
+    device = head.weight.device
     opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9, weight_decay=m.recipe.weight_decay)
     gen = torch_generator(m.seed, "audit-head")
     feats, ys = fit
     bs = min(m.recipe.batch_size, len(ys))
-    for _ in range(epochs):
-        for rows in torch.randperm(len(ys), generator=gen).split(bs):
-            loss = torch.nn.functional.cross_entropy(head(feats[rows]), ys[rows])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    with torch.no_grad():
-        return float(100 * (head(forget[0]).argmax(1) == forget[1]).float().mean())
+    with torch.enable_grad():
+        for _ in range(epochs):
+            for rows in torch.randperm(len(ys), generator=gen).split(bs):
+                loss = torch.nn.functional.cross_entropy(head(feats[rows].to(device)), ys[rows].to(device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+    return _accuracy(work.eval(), m.data.forget, m.task)
 
 
 def head_recovery_audit(m: Models, epochs: int = 5, lr: float | None = None) -> dict:
@@ -256,27 +269,14 @@ def head_recovery_audit(m: Models, epochs: int = 5, lr: float | None = None) -> 
         retain = subset(retain, _rows(retain, MAX_HEAD_ROWS, m.seed))
     cache: dict[int, tuple] = {}
 
-    def feats(mod: nn.Module) -> tuple:
+    def fit(mod: nn.Module) -> tuple:
         if id(mod) not in cache:
-            f, logits, y = _features(mod, m.data.forget, m.task.device)
-            with torch.no_grad():
-                same = torch.allclose(copy.deepcopy(_head(mod)).cpu().float()(f), logits, atol=1e-3, rtol=1e-3)
-            if not same:
-                from ..errors import ConfigError
-
-                raise ConfigError("the head-recovery attack needs a model whose last Linear layer gives its "
-                                  "logits; leave `head` out of --attacks for this model")
-            rf, _, ry = _features(mod, retain, m.task.device)
-            cache[id(mod)] = ((rf, ry), (f, y), logits)
+            cache[id(mod)] = _features(mod, retain, m.task.device)
         return cache[id(mod)]
 
-    def before(mod: nn.Module) -> float:
-        _, (_, y), logits = feats(mod)
-        return float(100 * (logits.argmax(1) == y).float().mean())
-
     out: dict = {"epochs": epochs, "trained_on": f"retain ({len(retain)} examples, frozen features)"}
-    res = _attacked(m, "head-recovery attack", before,
-                    lambda mod, at: _train_head(mod, feats(mod)[0], feats(mod)[1], m, epochs, at), lr)
+    res = _attacked(m, "head-recovery attack", lambda mod: _accuracy(mod, m.data.forget, m.task),
+                    lambda mod, at: _train_head(mod, fit(mod), m, epochs, at), lr)
     return {**out, **res}
 
 
