@@ -131,3 +131,25 @@ def test_rank_auc_equals_sklearn():
     s = np.round(rng.normal(size=300), 1)  # ties included
     y = rng.random(300) < 0.4
     assert rank_auc(s, y) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+
+
+def test_klom_at_the_reference_size_uses_20_bin_histograms():
+    """N = 64 models per side (>= 50): the binned estimator of the reference with 20 bins, no small-N note; the
+    floor and ceiling still bracket an identical and a separated method."""
+    rng = np.random.default_rng(5)
+    same, far = klom_audit(_fixed(rng, n_models=64, gap=0.0)), klom_audit(_fixed(rng, n_models=64, gap=4.0))
+    assert same["estimator"] == "binned" and same["bins"] == 20 and not same["notes"]
+    s, f = same["splits"]["forget"], far["splits"]["forget"]
+    assert s["method@N/2"]["q50"] < 2 * s["floor"]["q50"] + 0.1
+    assert f["method@N/2"]["q50"] > 5 * f["floor"]["q50"] and f["ceiling"]["q50"] > 5 * f["floor"]["q50"]
+
+
+def test_ulira_with_enough_shadows_fits_a_variance_per_canary():
+    """64 shadows, each canary forgotten by about half of them (~31 of the other 63, well above 16 for every
+    canary), so LiRA's per-example Gaussians are fitted (no pooled-variance note) and the game still separates a
+    leaky method from an exact one."""
+    rng = np.random.default_rng(6)
+    exact, leaky = ulira_audit(_shadows(rng, 0.0, n=64, t=60)), ulira_audit(_shadows(rng, 1.0, n=64, t=60))
+    assert not any("pooled variance" in n for n in exact["notes"] + leaky["notes"])
+    assert abs(exact["method"]["auc"] - 0.5) < 0.08
+    assert leaky["method"]["auc"] > 0.85 and abs(leaky["floor"]["auc"] - 0.5) < 0.08
