@@ -75,3 +75,13 @@ def test_records_carry_asr(tmp_path):
         m = r["metrics"]
         assert {"ASR_pre", "ASR_post", "attack_s"} <= set(m) and 0 <= m["ASR_post"] <= 100
         assert r["spec"]["eval"]["attack_k"] == 2
+
+
+def test_token_sequence_tables_are_refused():
+    from unlearnlab.eval.gen_attack import check_vector_table
+
+    class SeqTable(torch.nn.Module):  # Stable Diffusion's wrapper keeps (K + 1) x L x D prompt embeddings
+        cond = torch.nn.Parameter(torch.zeros(3, 4, 5))
+
+    with pytest.raises(ConfigError, match="one vector per class"):
+        check_vector_table(SeqTable())

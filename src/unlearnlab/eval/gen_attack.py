@@ -53,6 +53,15 @@ class GenAttackConfig:
                                  "code's projection to discrete tokens; our vocabulary = the K + 1 rows)")
 
 
+def check_vector_table(model) -> None:
+    """The attack (and AdvUnlearn) act on a table with ONE condition vector per class (the digit DDPM's `cond`);
+    Stable Diffusion's per-prompt token sequences (models/sd.py) would need a token-level prefix: refused."""
+    if not isinstance(getattr(model, "cond", None), torch.nn.Embedding):
+        raise ConfigError("the prompt attack and AdvUnlearn need a model whose condition table holds one vector per "
+                          "class (the DDPM's nn.Embedding `cond`); token-sequence conditions (Stable Diffusion) are "
+                          "not supported yet.")
+
+
 def combine(base: torch.Tensor, adv: torch.Tensor, mode: str) -> torch.Tensor:
     """The attacked condition (1 x D) from c_f (`base`, D) and the adversarial parameters (k x D, or 1 x D)."""
     if mode == "delta":
@@ -133,6 +142,7 @@ def judged_rate(model, judge, cls: int, emb: torch.Tensor | None, *, samples: in
 def adversarial_condition(model, images: torch.Tensor, cls: int, cfg: GenAttackConfig, seed: int = 0
                           ) -> tuple[torch.Tensor, dict]:
     """The attacked condition (1 x D) for class `cls` from real images of it, and what the search did."""
+    check_vector_table(model)
     if cfg.project and cfg.mode != "prefix":
         raise ConfigError("project applies to prefix mode (each p_i snaps to a table row); use mode: prefix.")
     device = next(model.parameters()).device
@@ -178,5 +188,5 @@ def attack(model, judge, images: torch.Tensor, cls: int, cfg: GenAttackConfig | 
     return out
 
 
-__all__ = ["GenAttackConfig", "adversarial_condition", "attack", "combine", "initial_params", "judged_rate",
-           "l2_loss", "optimise_condition", "project_rows"]
+__all__ = ["GenAttackConfig", "adversarial_condition", "attack", "check_vector_table", "combine", "initial_params",
+           "judged_rate", "l2_loss", "optimise_condition", "project_rows"]

@@ -112,9 +112,10 @@ class _Attacker:
           "for Robust Concept Erasure in Diffusion Models', NeurIPS", kinds=("diffusion",))
 def advunlearn(model, data, cfg: AdvUnlearnConfig, task, ctx: MethodContext):
     """AdvUnlearn on the forget set's class (data-free for the ESD term; the l2 attack reads D_f's images)."""
-    from ..eval.gen_attack import combine
+    from ..eval.gen_attack import check_vector_table, combine
     from ..models.ddpm import ddim_timesteps, sample
 
+    check_vector_table(model)
     model.to(task.device)
     frozen = copy.deepcopy(model).eval().requires_grad_(False)
     cls = int(torch.unique(data.forget.y)[0])
