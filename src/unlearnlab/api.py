@@ -21,6 +21,7 @@ LM_TABLE_METRICS = ("Forget Quality", "Model Utility", "forget_ROUGE", "forget_P
                     "RTE")
 GEN_TABLE_METRICS = ("UA", "RA", "FD", "FD_forget", "Avg.Gap", "judge_acc_real", "RTE", "RTE/retrain")
 LM_ATTACK_METRICS = ("Relearn-recovery-ROUGE", "leak@k", "forget_paraphrased_ROUGE")
+GEN_ATTACK_METRICS = ("ASR_pre", "ASR_post")
 
 
 def _task_for(data, task):
@@ -38,6 +39,19 @@ def evaluate(model: nn.Module, data, reference: nn.Module | None = None, *, task
              metrics: list[str] | None = None, cache: OutputCache | None = None) -> dict[str, float]:
     """Metrics of `model` on forget/retain/test (and gaps to `reference`, the retrained model, if given)."""
     return evaluate_model(model, data, _task_for(data, task), reference=reference, cache=cache, names=metrics)
+
+
+def gen_attack(model: nn.Module, data, judge: nn.Module, *, forget_class: int | None = None, samples: int = 50,
+               sample_steps: int = 25, guidance: float = 2.0, seed: int = 0, **config: Any) -> dict[str, Any]:
+    """UnlearnDiffAtk-style attack (unlearnlab.eval.gen_attack) on a class-conditional diffusion `model`: searches a
+    condition that makes the model explain real images of the forgotten class (data.forget) and reports the judge's
+    ASR (%) before and after on the same seeded noise; `config` sets GenAttackConfig fields (mode, k, steps, ...)."""
+    from .eval.gen_attack import attack
+
+    cls = int(data.forget.y[0]) if forget_class is None else forget_class
+    images = data.forget.x[data.forget.y == cls]
+    return attack(model, judge, images, cls, config, samples=samples, sample_steps=sample_steps, guidance=guidance,
+                  seed=seed)
 
 
 def as_spec(spec: RunSpec | dict | str | Path) -> RunSpec:

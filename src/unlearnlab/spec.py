@@ -29,7 +29,8 @@ DEFAULT_RECIPES: dict[str, dict[str, Any]] = {
 }
 LM_OPTIONS = frozenset({"epochs", "lr", "eval_rows", "system_prompt", "attack_options", "baselines", "max_length",
                         "eval", "trajectory"})
-GEN_OPTIONS = frozenset({"samples", "sample_steps", "guidance", "size", "grid"})  # task diffusion (tasks/diffusion.py)
+GEN_OPTIONS = frozenset({"samples", "sample_steps", "guidance", "size", "grid", "attack", "attack_steps", "attack_k",
+                         "attack_mode"})  # task diffusion (tasks/diffusion.py)
 DEFAULT_MODELS = {"digits": "mlp", "blobs": "mlp", "cifar10-dev": "fastcnn",
                   "cifar10": "resnet18", "imagefolder": "cnn", "digits-gen": "ddpm"}
 

@@ -135,7 +135,8 @@ def run_cmd(
                               indent=1, default=str))
     else:
         shown = {k for row in result["table"] for k in row}
-        extra = {"classifier": ("ASR", "Corrected-Acc", "Poison-Acc"), "qa": api.LM_ATTACK_METRICS}.get(spec.task, ())
+        extra = {"classifier": ("ASR", "Corrected-Acc", "Poison-Acc"), "qa": api.LM_ATTACK_METRICS,
+                 "diffusion": api.GEN_ATTACK_METRICS}.get(spec.task, ())
         base = {"classifier": api.TABLE_METRICS, "diffusion": api.GEN_TABLE_METRICS}.get(spec.task,
                                                                                          api.LM_TABLE_METRICS)
         cols = base + tuple(k for k in extra if k in shown)  # poison scenarios add the corrective metrics

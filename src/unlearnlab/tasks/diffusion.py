@@ -21,7 +21,8 @@ from .base import Plan, same_weights
 from .classifier import method_names, record_spec, validate
 
 KIND = "diffusion"
-EVAL_DEFAULTS: dict[str, Any] = {"samples": 50, "sample_steps": 25, "guidance": 2.0, "size": 16, "grid": 8}
+EVAL_DEFAULTS: dict[str, Any] = {"samples": 50, "sample_steps": 25, "guidance": 2.0, "size": 16, "grid": 8,
+                                 "attack": False, "attack_steps": 40, "attack_k": 5, "attack_mode": "prefix"}
 
 
 def _key(*parts: Any) -> str:
@@ -31,9 +32,12 @@ def _key(*parts: Any) -> str:
 def gen_options(spec: RunSpec) -> dict[str, Any]:
     """Evaluation / data options of a diffusion spec (spec.options over EVAL_DEFAULTS)."""
     out = {**EVAL_DEFAULTS, **spec.options}
-    for k in ("samples", "sample_steps", "size", "grid"):
-        if not isinstance(out[k], int) or out[k] < (2 if k == "samples" else 1):
+    for k in ("samples", "sample_steps", "size", "grid", "attack_steps", "attack_k"):
+        if not isinstance(out[k], int) or isinstance(out[k], bool) or out[k] < (2 if k == "samples" else 1):
             raise ConfigError(f"diffusion option {k!r} must be a positive integer (samples >= 2); got {out[k]!r}.")
+    if not isinstance(out["attack"], bool) or out["attack_mode"] not in ("prefix", "delta"):
+        raise ConfigError(f"diffusion options: attack must be true/false and attack_mode prefix or delta; got "
+                          f"{out['attack']!r}, {out['attack_mode']!r}.")
     return out
 
 
@@ -186,12 +190,27 @@ class DiffusionTask:
         pred, feats = judge_outputs(gc.judge, x)
         metrics, details = generation_metrics(pred, feats, labels.numpy(), gc.real_feats, gc.forget, k)
         metrics["judge_acc_real"] = gc.judge_acc
+        if gc.opts["attack"]:
+            metrics.update(self._attack(gc, model))
         g = min(gc.opts["grid"], n)
         grid = x.view(k, n, *x.shape[1:])[:, :g].reshape(k * g, *x.shape[1:])
         out = (metrics, details, grid)
         if name in ("original", "retrain"):
             gc.evals[name] = out
         return out
+
+    @staticmethod
+    def _attack(gc: GenContext, model: torch.nn.Module) -> dict[str, float]:
+        """UnlearnDiffAtk (eval/gen_attack.py) on the forgotten class from its real train images: ASR before and
+        after, with the same seeded noise, and the attack's search time (ASR_pre uses its own noise, not UA's)."""
+        from ..eval.gen_attack import attack
+
+        (cls,) = gc.forget
+        out = attack(model, gc.judge, gc.data.forget.x, cls,
+                     {"steps": gc.opts["attack_steps"], "k": gc.opts["attack_k"], "mode": gc.opts["attack_mode"]},
+                     samples=gc.opts["samples"], sample_steps=gc.opts["sample_steps"], guidance=gc.opts["guidance"],
+                     seed=gc.seed)
+        return {k: out[k] for k in ("ASR_pre", "ASR_post", "attack_s", "attack_shift")}
 
     def _record(self, gc: GenContext, model, method: str, store, rspec: dict, t: dict, extra: dict) -> dict:
         """Evaluate `model`, add its gaps to the oracle and its sample grid: the run record."""
