@@ -15,12 +15,13 @@ TINY = {"esd": {"iterations": 40, "ddim_steps": 10, "lr": 3e-4, "batch_size": 8}
         "esd-x": {"train_method": "esd-x", "iterations": 40, "ddim_steps": 10, "lr": 3e-3, "batch_size": 8},
         "ga_gen": {"iterations": 8, "lr": 1e-4, "batch_size": 64},
         "salun_gen": {"iterations": 40, "lr": 2e-4, "batch_size": 64},
-        "advunlearn": {"iterations": 12, "warmup_iter": 4, "attack_step": 1, "ddim_steps": 5, "lr": 3e-2}}
+        "advunlearn": {"iterations": 12, "warmup_iter": 4, "attack_step": 1, "ddim_steps": 5, "lr": 3e-2},
+        "doco": {"iterations": 60, "warm_up": 20, "batch_size": 16, "lr": 3e-4, "dlr": 1e-3, "anchor_images": 64}}
 GEN_METHODS = [n for n, m in METHODS.items() if "diffusion" in m.kinds]
 
 
 def test_every_diffusion_method_is_covered():
-    assert {"esd", "ga_gen", "salun_gen", "advunlearn"} <= set(GEN_METHODS)
+    assert {"esd", "ga_gen", "salun_gen", "advunlearn", "doco"} <= set(GEN_METHODS)
     assert set(GEN_METHODS) <= {k.split("-")[0] for k in TINY}
 
 

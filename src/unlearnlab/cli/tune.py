@@ -22,7 +22,8 @@ api = Lazy("unlearnlab.api")
 def tune_cmd(
     method: str = typer.Option(..., "--method", help="comma-separated methods to tune, e.g. ft,ga,salun"),
     budget: int = typer.Option(..., min=1, help="trials per method (every method gets the same budget)"),
-    task: str = typer.Option("classifier", help="classifier or qa (language models)"),
+    task: str = typer.Option("classifier", help="classifier or qa (language models); a *-gen dataset (digits-gen) "
+                             "picks diffusion, whose trials forget class (K + 1) mod 10 for --forget class:K"),
     dataset: str = typer.Option("digits", help="digits, blobs, cifar10-dev, cifar10:PATH, imagefolder:PATH; with "
                                 "--task qa: qa[:authors=20,facts=10], tofu:DIR, tofu:train=PATH,forget=PATH, "
                                 "corpus:DIR"),
@@ -37,7 +38,8 @@ def tune_cmd(
     set_: list[str] = typer.Option([], "--set", help="fixed override under the sampled values, e.g. --set ga.epochs=3"),
     floor: float | None = typer.Option(None, min=0.0, help="a trial is infeasible when its utility falls more than "
                                        "this below the validation oracle's: classifiers: points of test accuracy "
-                                       "(default 2); --task qa: a fraction of Model Utility (default 0.1 = 10%)"),
+                                       "(default 2); diffusion: points of RA (default 10); --task qa: a fraction "
+                                       "of Model Utility (default 0.1 = 10%)"),
     objective: str | None = typer.Option(None, help="what selects: classifiers Avg.Gap (default), --task qa "
                                          "Forget.Gap (default: mean |gap to oracle| of the forget metrics) or "
                                          "'Forget Quality' (maximised); any metric name as |gap to oracle|"),

@@ -1,5 +1,5 @@
-"""Shared pieces of the diffusion methods (esd, ga_gen, salun_gen): batches, antithetic timesteps, the SalUn-code
-loss scale, parameter subsets of the UNet and the optimisation step."""
+"""Shared pieces of the diffusion methods (esd, ga_gen, salun_gen, doco): batches, antithetic timesteps, the SalUn-code
+loss scale, x0-predictions, parameter subsets of the UNet, the optimisation step and conflicting-gradient surgery."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -29,6 +29,17 @@ def noisy(model, x0: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, 
     t = antithetic_t(len(x0), model.timesteps, gen).to(x0.device)
     eps = torch.randn(x0.shape, generator=gen).to(x0.device)
     return q_sample(_sched(model), x0, t, eps), t, eps
+
+
+def predict_x0(model, xt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t), clamped to [-1, 1] when the model's scheduler clips its
+    samples (the digit DDPM's does; Stable Diffusion's latents do not): the scheduler's `pred_original_sample`."""
+    from ..models.ddpm import _sched
+
+    sched = _sched(model)
+    abar = sched.alphas_cumprod.to(xt.device)[t].view(-1, *([1] * (xt.dim() - 1)))
+    x0 = (xt - (1 - abar).sqrt() * eps) / abar.sqrt()
+    return x0.clamp(-1, 1) if sched.config.get("clip_sample", False) else x0
 
 
 def ddpm_sum_loss(model, x0: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
@@ -74,3 +85,23 @@ def step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Paramet
                 p.grad.mul_(m)
     opt.step()
 
+
+
+def preserve_gradient(g_u: torch.Tensor, g_r: torch.Tensor, form: str = "project", scale: float = 1.0,
+                      eps: float = 1e-8) -> torch.Tensor:
+    """Concept-preserving gradient surgery (DoCo): when the unlearning gradient g_u conflicts with the preservation
+    gradient g_r (g_u . g_r < 0), remove the conflicting part; otherwise return g_u unchanged.
+    form `project` (PCGrad): g_u - scale (g_u . g_r / ||g_r||^2) g_r, after which g_u . g_r = 0 (scale 1).
+    form `code` (DoCo's gradient_clip.adjust_gradient): g_u - scale cos(g_u, g_r) g_r / ||g_r||, which equals the
+    projection only when ||g_u|| = 1 (the code clips both gradients to norm <= 1 first)."""
+    u, r = g_u.flatten(), g_r.flatten()
+    dot = torch.dot(u, r)
+    if dot >= 0:
+        return g_u
+    if form == "project":
+        rr = torch.dot(r, r)
+        return g_u if rr == 0 else g_u - scale * (dot / rr) * g_r
+    if form == "code":
+        r_hat = g_r / (r.norm() + eps)
+        return g_u - scale * (dot / ((u.norm() + eps) * (r.norm() + eps))) * r_hat
+    raise ValueError(f"unknown surgery form {form!r}; choose project or code")

@@ -42,14 +42,16 @@ def gen_options(spec: RunSpec) -> dict[str, Any]:
 
 
 def forget_classes(spec: RunSpec, num_classes: int) -> list[int]:
-    """The forgotten class of a class-forgetting spec (diffusion runs forget a whole class: class:K)."""
+    """The forgotten class of a class-forgetting spec (diffusion runs forget a whole class: class:K); for tuning's
+    validation scenario val:class:K, the class its split forgets, (K + 1) mod num_classes (data/scenarios.py
+    validation_indices)."""
     from ..data.scenarios import parse_forget
 
     f = parse_forget(spec.forget)
-    if f.kind != "class" or f.val:
+    if f.kind != "class":
         raise ConfigError(f"diffusion runs forget a whole class (UA is judged on its samples): use --forget class:K "
                           f"with K in 0..{num_classes - 1}; got {spec.forget!r}.")
-    return [int(f.cls)]
+    return [(int(f.cls) + 1) % num_classes if f.val else int(f.cls)]
 
 
 def _data(spec: RunSpec):
