@@ -42,7 +42,7 @@ def test_sfd_turns_the_forgotten_class_into_the_override_and_learns_the_others(d
 
     out, ctx = distilled
     assert isinstance(out, OneStepGenerator) and out.t_init == 88  # 440 of 1000 on the tiny model's T = 200
-    assert ctx.info["sfd_override_labels"] == {FORGET: FORGET + 1} and ctx.info["sfd_t_range"] == [8, 142]
+    assert ctx.info["sfd_override_labels"] == {str(FORGET): FORGET + 1} and ctx.info["sfd_t_range"] == [8, 142]
     teacher = class_accuracy(trained_ddpm, [FORGET, *KEPT])
     initial = class_accuracy(OneStepGenerator(copy.deepcopy(trained_ddpm), 88), KEPT)
     after = class_accuracy(out, [FORGET, *KEPT])

@@ -194,5 +194,5 @@ def sfd(model, data, cfg: SFDConfig, task, ctx: MethodContext):
                      "sfd_override": cfg.override})
     if cfg.override == "next":
         nxt = override_labels(torch.tensor(run.forget), run.forget, model.num_classes, "next", run.gen)
-        ctx.info["sfd_override_labels"] = dict(zip(run.forget, nxt.tolist()))
+        ctx.info["sfd_override_labels"] = {str(c): o for c, o in zip(run.forget, nxt.tolist())}  # JSON keys
     return run.g.eval()
