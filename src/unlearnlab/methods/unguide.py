@@ -29,9 +29,10 @@ class UnGuideConfig:
     d(c) = mean over `repeats` shared noise draws of ||eps_LoRA(z, t, c) - eps_base(z, t, c)|| at step t_enc (25)
     of 50 on z partially sampled by the base model; w = w1 (-1) if d(c) > d(null) else w2 (2). Deviations: the
     reference prompt ('a photo of the street' in the code) is the null condition (our classes have no neutral
-    one); in the digit DDPM, which has no cross-attention, the adapter sits on the layers that read the condition
-    (each ResNet block's time_emb_proj, as our ESD-x), `targets: all` on every UNet Linear / Conv2d; the probe's
-    x_t is sampled with the engine's guidance (the code uses its generation CFG, 7.5, for both); t is the DDIM
+    one); in the digit DDPM, which has no cross-attention, `targets: cond` adapts an identity Linear put where the
+    UNet reads the condition vector (a linear map of the condition alone, as to_k / to_v are), `emb_proj` each
+    ResNet block's time_emb_proj (our ESD-x), `all` every UNet Linear / Conv2d; the probe's x_t is sampled with
+    the engine's guidance (the code uses its generation CFG, 7.5, for both); t is the DDIM
     step's own timestep (the code draws it from the step's 20-timestep bucket)."""
 
     iterations: int = param(500, "adapter training steps (code example experiment: 500; train.py default 200)",
