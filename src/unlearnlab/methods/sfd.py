@@ -28,11 +28,12 @@ class SFDConfig:
     nets, batch 128, alpha 1.2, t_init 440, t in [38, 712) of T = 1000, coefficients 1 / 0.01, gradient values
     clipped at 1.0, 50k iterations). Deviations: t_init / t_min / t_max are scaled by T / 1000 to the model's
     schedule; the override is (c_f + 1) mod K (the code's fixed label_to_override 1 for its forget class 0);
-    no EMA of the generator (the code samples an EMA 0.9999 copy: over a CPU run of a few hundred steps such an
-    EMA would still be the initial generator); CPU runs use a few hundred iterations with a larger lr (docs)."""
+    no EMA of the generator (the code samples an EMA 0.9999 copy: over a CPU run of 50 steps such an EMA would
+    still be the initial generator); the CPU runs in docs/diffusion.md and the tests use 50 update pairs
+    at batch 16, lr 1e-3 and forget weights 0.1."""
 
     iterations: int = param(50000, "alternating (fake score, generator) update pairs (code: n_iters 50000 at batch "
-                                   "128 on CIFAR-10; a CPU run of the 8x8 digits uses a few hundred, docs)", low=0)
+                                   "128 on CIFAR-10; the CPU runs of the 8x8 digits in the docs: 50)", low=0)
     lr: float = param(1e-5, "Adam learning rate of the generator and the fake-score net (code: 1e-5 both)",
                       low=0.0, search=("log", 1e-5, 1e-2))
     batch_size: int = param(128, "generator samples per term and step (code: 128)", low=1)

@@ -53,7 +53,7 @@ class UnGuideConfig:
     ddim_steps: int = param(50, "DDIM steps of the training and probe partial sampling (code: 50)", low=1)
     batch_size: int = param(1, "x_t drawn per training step (code: 1)", low=1)
     t_enc: int = param(25, "probe step: d(c) is measured after t_enc of ddim_steps steps (compute_lora_diff.py: "
-                           "25; the NSFW script 40)", low=0)
+                           "25; the NSFW script 40; at most ddim_steps - 1)", low=0)
     repeats: int = param(30, "noise draws averaged in the probe (README command: 30)", low=1)
     w1: float = param(-1.0, "mixing weight of the base prediction for conditions the adapter moved more than the "
                             "null condition (code: -1: 2 eps_LoRA - eps_base)")
@@ -78,12 +78,13 @@ def condition_projection(net: Denoiser) -> str:
     if not isinstance(getattr(unet, "class_embedding", None), torch.nn.Identity):
         raise ConfigError("UnGuide targets=cond needs a UNet with cross-attention (attn2) or an identity class "
                           "embedding (the digit DDPM); use targets=emb_proj or all.")
-    dim = net.condition(torch.zeros(1, dtype=torch.long)).shape[-1]
-    proj = torch.nn.Linear(dim, dim)
+    device = next(unet.parameters()).device
+    dim = net.condition(torch.zeros(1, dtype=torch.long, device=device)).shape[-1]
+    proj = torch.nn.Linear(dim, dim, device=device)
     with torch.no_grad():
         proj.weight.copy_(torch.eye(dim))
         proj.bias.zero_()
-    unet.class_embedding = proj.to(next(unet.parameters()).device)
+    unet.class_embedding = proj
     return "class_embedding"
 
 
