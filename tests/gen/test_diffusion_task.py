@@ -48,11 +48,18 @@ def test_run_records_and_cache(tmp_path):
     assert recs["retrain"]["metrics"]["Avg.Gap"] == 0.0
     assert recs["esd"]["timings"]["opt_steps"] == 2
     assert recs["original"]["spec"]["eval"]["samples"] == 3
-    again = api.run({**SPEC, "methods": ["esd", "ga_gen"], "overrides": {**SPEC["overrides"], "ga_gen": {
-        "iterations": 1, "batch_size": 8}}}, store=store, backend="serial")
-    built = [r for r in again["records"] if r["spec"]["method"] == "ga_gen"]
-    assert len(built) == 1 and not again["errors"]
-    assert store.count_runs() == 4  # original, retrain, esd reused; only ga_gen ran
+    again = api.run({**SPEC, "methods": ["esd", "ga_gen", "sfd"], "overrides": {**SPEC["overrides"], "ga_gen": {
+        "iterations": 1, "batch_size": 8}, "sfd": {"iterations": 2, "batch_size": 4, "lr": 1e-3}}}, store=store,
+        backend="serial")
+    built = {r["spec"]["method"]: r for r in again["records"] if r["spec"]["method"] in ("ga_gen", "sfd")}
+    assert len(built) == 2 and not again["errors"], again["errors"]
+    assert store.count_runs() == 5  # original, retrain, esd reused; only ga_gen and sfd ran
+    # SFD's one-step generator goes through the same sampler, metrics, record and grid as any model
+    sfd = built["sfd"]
+    assert sfd["details"]["samples_per_class"] == [3] * 10 and "UA" in sfd["metrics"]
+    assert sfd["timings"]["opt_steps"] == 4  # fake-score and generator updates alternate
+    assert sfd["method_info"]["sfd_t_init"] == 22  # 440 of 1000 on T = 50
+    assert store.artifact_path(sfd["artifacts"]["samples_png"]).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_report_embeds_sample_grids(tmp_path):
@@ -66,3 +73,4 @@ def test_report_embeds_sample_grids(tmp_path):
     grids = [p for p in out["figures"] if "-samples-" in str(p)]
     assert {p.name.rsplit("-samples-", 1)[1] for p in grids} >= {"original.png", "retrain.png", "esd.png"}
     assert "samples of esd" in out["markdown"].read_text() and "samples of esd" in out["html"].read_text()
+

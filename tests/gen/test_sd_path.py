@@ -77,3 +77,20 @@ def test_one_step_of_esd_and_salun(name, over, sd, latents):
     assert changed
     if name == "esd":  # ESD-x on Stable Diffusion trains the cross-attention layers only, as the paper's code
         assert all("attn2" in n for n in changed)
+
+
+def test_sfd_and_unguide_on_stable_diffusion(sd, latents):
+    """SFD's one-step generator and UnGuide's adapter (on attn2.to_k / to_v, as the UnGuide code) on the SD path."""
+    from unlearnlab.methods import MethodContext, run_method
+    from unlearnlab.models.ddpm import DiffusionModelTask, sample
+
+    task = DiffusionModelTask(2)
+    g = run_method("sfd", sd, latents, task, {"iterations": 1, "batch_size": 2, "lr": 1e-2}, MethodContext(seed=0))
+    assert g.one_step and sample(g, torch.tensor([0, 1]), gen=torch.Generator().manual_seed(0)).shape == (2, 4, 8, 8)
+    ctx = MethodContext(seed=0)
+    u = run_method("unguide", sd, latents, task, {"iterations": 1, "lr": 1e-2, "ddim_steps": 2, "t_enc": 1,
+                                                  "repeats": 2}, ctx)
+    lora = [n for n, _ in u.net.named_parameters() if "lora_" in n]
+    assert lora and all("attn2.to_k" in n or "attn2.to_v" in n for n in lora)
+    assert len(ctx.info["unguide_w"]) == 2
+    assert sample(u, torch.tensor([0, 1]), steps=2, gen=torch.Generator().manual_seed(0)).shape == (2, 4, 8, 8)

@@ -39,6 +39,7 @@ class Denoiser(nn.Module, metaclass=abc.ABCMeta):
     condition; subclasses give `condition(y)` (a table lookup) and `denoise(x, t, emb)` (their UNet's call)."""
 
     num_classes: int
+    one_step = False  # a one-step generator (sample() calls its `generate` instead of running DDIM)
 
     @property
     def null(self) -> int:
@@ -61,6 +62,16 @@ class Denoiser(nn.Module, metaclass=abc.ABCMeta):
         if t.dim() == 0:
             t = t.expand(x.shape[0])
         return self.denoise(x, t, emb)
+
+    def guided(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None, scale: float,
+               emb: torch.Tensor | None = None) -> torch.Tensor:
+        """Classifier-free guidance: eps_null + scale (eps_c - eps_null) (scale 1 = the conditional model alone).
+        A subclass that mixes several predictions per condition (UnGuide) overrides this to guide each one."""
+        cond = self.eps(x, t, y, emb)
+        if scale == 1.0:
+            return cond
+        null = self.eps(x, t, torch.full((x.shape[0],), self.null, dtype=torch.long, device=x.device))
+        return null + scale * (cond - null)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.eps(x, t, y)
@@ -160,25 +171,65 @@ def _sched(model: DDPM):
     return _SCHEDS[key]
 
 
-def guided_eps(model: DDPM, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None, scale: float,
+def guided_eps(model: Denoiser, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None, scale: float,
                emb: torch.Tensor | None = None) -> torch.Tensor:
-    """Classifier-free guidance: eps_null + scale (eps_c - eps_null) (scale 1 = the conditional model alone)."""
-    cond = model.eps(x, t, y, emb)
-    if scale == 1.0:
-        return cond
-    null = model.eps(x, t, torch.full((x.shape[0],), model.null, dtype=torch.long, device=x.device))
-    return null + scale * (cond - null)
+    """Classifier-free guidance of `model` (its `guided`): eps_null + scale (eps_c - eps_null)."""
+    return model.guided(x, t, y, scale, emb)
+
+
+class OneStepGenerator(Denoiser):
+    """A one-step generator G(z, c) built on a noise predictor `net` (SiD / SFD): from pure noise z it forms
+    x_t = sqrt(1 - abar) z at the fixed step `t_init` and returns the x0-prediction
+    (x_t - sqrt(1 - abar) eps_net(x_t, t_init, c)) / sqrt(abar). `eps` stays the net's noise prediction (so the
+    diffusion methods still apply to it); `sample()` draws one step per image, without guidance (the SFD code
+    samples its generators with cond_scale 0, the conditional prediction alone)."""
+
+    one_step = True
+
+    def __init__(self, net: Denoiser, t_init: int):
+        super().__init__()
+        if not 0 <= t_init < net.timesteps:
+            raise ConfigError(f"t_init must be a training timestep of the model (0..{net.timesteps - 1}); "
+                              f"got {t_init}.")
+        self.net, self.t_init = net, int(t_init)
+        self.num_classes, self.size, self.channels = net.num_classes, net.size, net.channels
+        self.timesteps = net.timesteps
+        self.scheduler_config = dict(getattr(net, "scheduler_config", {}))
+
+    def condition(self, y: torch.Tensor) -> torch.Tensor:
+        return self.net.condition(y)
+
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        return self.net.denoise(x, t, emb)
+
+    def scheduler(self):
+        return self.net.scheduler()
+
+    def generate(self, z: torch.Tensor, y: torch.Tensor | None = None,
+                 emb: torch.Tensor | None = None) -> torch.Tensor:
+        """G(z, c) for labels `y` (or condition vectors `emb`); differentiable (the distillation trains it)."""
+        abar = _sched(self).alphas_cumprod[self.t_init].to(z.device)
+        xt = (1 - abar).sqrt() * z
+        eps = self.eps(xt, torch.full((len(z),), self.t_init, dtype=torch.long, device=z.device), y, emb)
+        return (xt - (1 - abar).sqrt() * eps) / abar.sqrt()
 
 
 @torch.no_grad()
 def sample(model: DDPM, y: torch.Tensor, *, steps: int = 25, scale: float = 2.0, gen: torch.Generator,
            emb: torch.Tensor | None = None, stop_at: int | None = None, batch_size: int = 500) -> torch.Tensor:
     """DDIM samples (eta 0) for labels `y` (or condition vectors `emb`) in [-1, 1]; `stop_at` k returns the
-    partially denoised x after k of `steps` steps (ESD's way of producing x_t) instead."""
+    partially denoised x after k of `steps` steps (ESD's way of producing x_t) instead. A one-step generator
+    (`model.one_step`) maps the same noise to images in one call of its `generate` (steps and scale unused)."""
     d = require_diffusers()
     device = next(model.parameters()).device
     noise = torch.randn((len(y) if y is not None else len(emb), model.channels, model.size, model.size),
                         generator=gen).to(device)
+    if getattr(model, "one_step", False):
+        if stop_at is not None:
+            raise ConfigError("a one-step generator has no intermediate sampling steps (stop_at).")
+        return torch.cat([model.generate(noise[i:i + batch_size], None if y is None else y[i:i + batch_size].to(device),
+                                         None if emb is None else emb[i:i + batch_size])
+                          for i in range(0, len(noise), batch_size)]).clamp(-1, 1)
     outs = []
     for i in range(0, len(noise), batch_size):
         ddim = d.DDIMScheduler.from_config(_sched(model).config)
@@ -230,5 +281,5 @@ class DiffusionModelTask:
         return diffusion_loss(model, x, y, self.gen, 0.0, reduce=False)
 
 
-__all__ = ["DDPM", "SIZES", "DiffusionModelTask", "build_ddpm", "ddim_timesteps", "diffusion_loss", "guided_eps",
-           "parse_ddpm", "q_sample", "require_diffusers", "sample"]
+__all__ = ["DDPM", "SIZES", "Denoiser", "DiffusionModelTask", "OneStepGenerator", "build_ddpm", "ddim_timesteps",
+           "diffusion_loss", "guided_eps", "parse_ddpm", "q_sample", "require_diffusers", "sample"]
