@@ -167,7 +167,7 @@ def row(name: str, times: dict, last: dict) -> dict:
     return {"name": name, "ours": pc.median(times["ours"]), "peer": pc.median(times["peer"]),
             "steps": f"{o['counts']['steps']} / {p['counts']['steps']}",
             "forwards": f"{o['counts']['nograd_examples']} / {p['counts']['nograd_examples']}",
-            "ours_acc": acc_o, "peer_acc": acc_p, "grad": f"{o['counts']['grad_examples']}"}
+            "ours_acc": acc_o, "peer_acc": acc_p}
 
 
 def main() -> None:
