@@ -1,6 +1,7 @@
 """Method contract: `fn(model, data, cfg, task, ctx) -> model`, registered with a config class; never mutates input."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -71,6 +72,11 @@ def with_preset(config: type, overrides: dict[str, Any] | None) -> dict[str, Any
     return {**presets[out["preset"]], **out}
 
 
+# Methods that run CPU conv nets in channels_last (models/layout.py), each checked against NCHW in
+# tests/test_layout.py; methods that flatten parameters with .view (e.g. parameters_to_vector) need contiguous ones.
+CHANNELS_LAST = frozenset({"ft", "ga", "random_label", "salun", "l1_sparse", "ssd", "scrub"})
+
+
 def run_method(name: str, model: nn.Module, data, task, overrides: dict[str, Any] | None = None,
                ctx: MethodContext | None = None) -> nn.Module:
     """Build the config from defaults + overrides and apply method `name` to a copy of `model`."""
@@ -78,8 +84,14 @@ def run_method(name: str, model: nn.Module, data, task, overrides: dict[str, Any
     cfg = C.build(m.config, with_preset(m.config, overrides), what=name)
     import copy
 
+    from ..models.layout import channels_last
+
     work = copy.deepcopy(model)
-    out = m.fn(work, data, cfg, task, ctx or MethodContext())
+    layout = channels_last if name in CHANNELS_LAST else contextlib.nullcontext
+    with layout(work):  # CPU conv nets: faster oneDNN kernels; returned in the default format
+        out = m.fn(work, data, cfg, task, ctx or MethodContext())
+    if out is not work:
+        out.to(memory_format=torch.contiguous_format)
     out.eval()
     return out
 
