@@ -280,5 +280,5 @@ class DiffusionModelTask:
         return diffusion_loss(model, x, y, self.gen, 0.0, reduce=False)
 
 
-__all__ = ["DDPM", "FactorTable", "SIZES", "DiffusionModelTask", "build_ddpm", "ddim_timesteps", "diffusion_loss", "guided_eps",
-           "parse_ddpm", "q_sample", "require_diffusers", "sample"]
+__all__ = ["DDPM", "SIZES", "DiffusionModelTask", "FactorTable", "build_ddpm", "ddim_timesteps", "diffusion_loss",
+           "guided_eps", "parse_ddpm", "q_sample", "require_diffusers", "sample"]

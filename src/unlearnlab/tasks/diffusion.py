@@ -53,8 +53,8 @@ def forget_classes(forget: str, num_classes: int, factors=None) -> list[int]:
     if factors is None:
         k = _index(val, [str(c) for c in range(num_classes)]) if kind == "class" else None
         if k is None:
-            raise ConfigError(f"diffusion runs forget a whole class (UA is judged on its samples): use --forget class:K "
-                              f"with K in 0..{num_classes - 1}; got {forget!r}.")
+            raise ConfigError(f"diffusion runs forget a whole class (UA is judged on its samples): use --forget "
+                              f"class:K with K in 0..{num_classes - 1}; got {forget!r}.")
         return [k]
     names = list(factors.styles if kind == "style" else factors.objects)
     if kind not in ("style", "object"):

@@ -32,7 +32,8 @@ def _stripes(x: torch.Tensor) -> torch.Tensor:
 STYLES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "plain": lambda x: x,
     "negative": lambda x: 1 - x,  # dark digit on a white canvas
-    "thick": lambda x: F.max_pool2d(x, 3, stride=1, padding=1),  # dilated stroke (3x3 grey-scale dilation)
+    # a stroke thickened by one pixel (2 x 2 grey-scale dilation toward the lower right; 3 x 3 blurs 8x8 digits)
+    "thick": lambda x: F.max_pool2d(F.pad(x, (0, 1, 0, 1)), 2, stride=1),
     "stripes": _stripes,
 }
 DEFAULT_STYLES = ("plain", "negative", "thick", "stripes")

@@ -20,7 +20,6 @@ def gen_bundle(name: str, size: int = DEFAULT_SIZE):
     (a two-factor canvas dataset: `diffusion_canvas.canvas_bundle`)."""
     from ..data import load_dataset
     from ..data.datasets import Bundle
-
     from .diffusion_canvas import CANVAS_DATASETS, canvas_bundle
 
     if name in CANVAS_DATASETS:
