@@ -2,6 +2,8 @@
 table, per-factor judges, UA / IRA / CRA, style / object forget sets and one tiny engine run."""
 from __future__ import annotations
 
+from importlib.util import find_spec
+
 import numpy as np
 import pytest
 import torch
@@ -157,3 +159,6 @@ def test_tiny_engine_run_reports_ua_ira_cra(tmp_path, canvas8):
         png = store.artifact_path(r["artifacts"]["samples_png"])
         assert Image.open(png).size[1] == (4 * 9 + 1) * 4  # one grid row per style
     assert recs["retrain"]["metrics"]["Avg.Gap"] == 0.0 and recs["esd"]["timings"]["opt_steps"] == 2
+    if find_spec("matplotlib") is not None:  # the report shows IRA / CRA and says how the grid is laid out
+        md = api.report(store=store, out=tmp_path / "rep")["markdown"].read_text()
+        assert "IRA" in md and "CRA" in md and "one row per style (plain, negative, thick, stripes)" in md
