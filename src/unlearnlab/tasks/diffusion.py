@@ -1,6 +1,7 @@
 """The diffusion Task of the engine (spec task 'diffusion', chosen by a *-gen dataset): a class-conditional DDPM as
-the original, the DDPM retrained without the forgotten class as the oracle, diffusion methods, and evaluation by a
-judge classifier on generated samples (UA, RA, judge-feature Frechet distance, sample grids)."""
+the original, the DDPM retrained without the forgotten conditions (a class; on two-factor data a style or an object)
+as the oracle, diffusion methods, and evaluation by judge classifiers on generated samples (UA, RA or IRA / CRA,
+judge-feature Frechet distance, sample grids)."""
 from __future__ import annotations
 
 import dataclasses
@@ -144,7 +145,7 @@ def _score(gc: GenContext, x: torch.Tensor, labels: np.ndarray) -> tuple[dict, d
     metrics.update(fds, judge_acc_real_object=gc.judge_acc, judge_acc_real_style=gc.style_judge[1])
     details.update(factors=f.to_dict(), fd_note="Frechet distance in the object judge CNN's penultimate features, "
                    "per condition, not Inception FID")
-    per = max(1, g // 4)
+    per = max(1, g // 4)  # a quarter of `grid` per digit (grid 8: 2 each, 20 columns) keeps the rows readable
     details["grid_layout"] = (f"one row per style ({', '.join(f.styles)}); objects {f.objects[0]}..{f.objects[-1]} "
                               f"left to right, {min(per, n)} sample(s) each")
     grid, rows = canvas_grid(x, f, n, per)
