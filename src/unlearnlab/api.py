@@ -19,7 +19,8 @@ from .train import TrainConfig, resolve_device
 TABLE_METRICS = ("UA", "RA", "TA", "MIA-Eff", "Avg.Gap", "RTE", "RTE/retrain")
 LM_TABLE_METRICS = ("Forget Quality", "Model Utility", "forget_ROUGE", "forget_Prob", "retain_ROUGE", "PrivLeak",
                     "RTE")
-GEN_TABLE_METRICS = ("UA", "RA", "FD", "FD_forget", "Avg.Gap", "judge_acc_real", "RTE", "RTE/retrain")
+GEN_TABLE_METRICS = ("UA", "RA", "IRA", "CRA", "FD", "FD_forget", "Avg.Gap", "judge_acc_real",
+                     "judge_acc_real_object", "judge_acc_real_style", "RTE", "RTE/retrain")
 LM_ATTACK_METRICS = ("Relearn-recovery-ROUGE", "leak@k", "forget_paraphrased_ROUGE")
 GEN_ATTACK_METRICS = ("ASR_pre", "ASR_post")
 

@@ -26,13 +26,17 @@ DEFAULT_RECIPES: dict[str, dict[str, Any]] = {
     # class-conditional DDPM (tasks/diffusion.py): Adam, cosine decay after a short warm-up, EMA of the weights
     "digits-gen": {"epochs": 60, "lr": 2e-3, "optimizer": "adam", "weight_decay": 0.0, "batch_size": 64,
                    "schedule": "cosine", "warmup": 0.05, "ema": 0.995},
+    # the same recipe on the 4x larger two-factor set (every digit in 4 styles): the same number of steps
+    "digits-canvas-gen": {"epochs": 15, "lr": 2e-3, "optimizer": "adam", "weight_decay": 0.0, "batch_size": 64,
+                          "schedule": "cosine", "warmup": 0.05, "ema": 0.995},
 }
 LM_OPTIONS = frozenset({"epochs", "lr", "eval_rows", "system_prompt", "attack_options", "baselines", "max_length",
                         "eval", "trajectory"})
 GEN_OPTIONS = frozenset({"samples", "sample_steps", "guidance", "size", "grid", "attack", "attack_steps", "attack_k",
                          "attack_mode"})  # task diffusion (tasks/diffusion.py)
 DEFAULT_MODELS = {"digits": "mlp", "blobs": "mlp", "cifar10-dev": "fastcnn",
-                  "cifar10": "resnet18", "imagefolder": "cnn", "digits-gen": "ddpm"}
+                  "cifar10": "resnet18", "imagefolder": "cnn", "digits-gen": "ddpm",
+                  "digits-canvas-gen": "ddpm:factors=10x4"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -73,7 +73,8 @@ def run_cmd(
     forget: str = typer.Option("random:10%", help="random:10%, class:3, subclass:3:50%, indices:FILE; audit "
                                "scenarios (docs/scenarios.md): hard:10%, easy:10%, worst:10%:ft|rl|ga, "
                                "poison:patch:100:known=10%, poison:swap:500:known=10%, seq:random:5%x4; --task qa: "
-                               "N% of the authors (tofu, tofu:DIR: 1%, 5% or 10%)"),
+                               "N% of the authors (tofu, tofu:DIR: 1%, 5% or 10%); diffusion: class:K, on "
+                               "digits-canvas-gen style:S or object:O"),
     methods: str = typer.Option("all", help="comma-separated method names, or 'all'"),
     seeds: int = typer.Option(1, min=1, help="number of seeds (0..N-1)"),
     model: str = typer.Option("", help="mlp, cnn:width=16, resnet18:width=0.25 (default: per dataset)"),
@@ -139,6 +140,8 @@ def run_cmd(
                  "diffusion": api.GEN_ATTACK_METRICS}.get(spec.task, ())
         base = {"classifier": api.TABLE_METRICS, "diffusion": api.GEN_TABLE_METRICS}.get(spec.task,
                                                                                          api.LM_TABLE_METRICS)
+        if spec.task == "diffusion":  # single-factor runs report RA, two-factor (canvas) runs IRA / CRA
+            base = tuple(k for k in base if k in shown)
         cols = base + tuple(k for k in extra if k in shown)  # poison scenarios add the corrective metrics
         what = f"QA ({spec.model or 'smollm2'})" if spec.task == "qa" else spec.dataset
         print_table(result["table"], cols, title=f"{what} | forget {spec.forget} | seeds {len(spec.seeds)}")

@@ -27,8 +27,9 @@ def sample_grids(sc: dict[str, Any], fig_dir: Path, slug: str,
             continue
         png = fig_dir / f"{slug}-samples-{re.sub(r'[^A-Za-z0-9]+', '-', label).strip('-')[:40]}.png"
         shutil.copyfile(src, png)
-        out.append({"kind": "samples", "caption": f"samples of {label} (seed {seed}): one row per class, in class "
-                                                  "order", "png": png, "svg": png})
+        layout = (runs[seed].get("details") or {}).get("grid_layout", "one row per class, in class order")
+        out.append({"kind": "samples", "caption": f"samples of {label} (seed {seed}): {layout}", "png": png,
+                    "svg": png})
     return out
 
 

@@ -32,8 +32,9 @@ KINDS: dict[str, dict[str, Any]] = {
     "qa": {"primary": "Forget Quality", "higher": True, "metrics": ("Model Utility", "forget_ROUGE", "retain_ROUGE"),
            "extra": ("PrivLeak",), "same": ("Forget Quality", "Model Utility", "forget_ROUGE", "retain_ROUGE"),
            "forget": "forget_ROUGE"},
-    "diffusion": {"primary": "Avg.Gap", "higher": False, "metrics": ("UA", "RA", "FD"), "extra": ("FD_forget",),
-                  "same": ("UA", "RA", "FD"), "forget": "UA"},
+    # a two-factor (canvas) diffusion run reports IRA / CRA instead of RA (UnlearnCanvas's metrics)
+    "diffusion": {"primary": "Avg.Gap", "higher": False, "metrics": ("UA", "RA", "IRA", "CRA", "FD"),
+                  "extra": ("FD_forget",), "same": ("UA", "RA", "IRA", "CRA", "FD"), "forget": "UA"},
 }
 NOOP_TOL = 1e-9
 CONFIDENCE = 0.95

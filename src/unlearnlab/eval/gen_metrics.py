@@ -58,15 +58,12 @@ def generation_metrics(pred: np.ndarray, feats: np.ndarray, labels: np.ndarray, 
     UA = 100 - judge accuracy (%) on samples of the forgotten classes; RA = mean judge accuracy over retained
     classes; FD = mean Frechet distance (judge features) to the real images of each retained class; FD_forget the
     same on the forgotten classes (a larger value = farther from real forgotten-class images)."""
-    acc, fd, counts = [], [], []
-    for c in range(num_classes):
-        sel = labels == c
-        acc.append(float(100 * (pred[sel] == c).mean()) if sel.any() else float("nan"))
-        fd.append(frechet_distance(feats[sel], real_feats[c]) if sel.sum() > 1 and c in real_feats else float("nan"))
-        counts.append(np.bincount(pred[sel], minlength=num_classes).tolist())
+    acc = [_acc(pred[labels == c] == c) for c in range(num_classes)]
+    counts = [np.bincount(pred[labels == c], minlength=num_classes).tolist() for c in range(num_classes)]
     kept = [c for c in range(num_classes) if c not in forget]
+    fds, fd = class_fd(feats, labels, real_feats, forget, num_classes)
     metrics = {"UA": 100.0 - float(np.mean([acc[c] for c in forget])), "RA": float(np.nanmean([acc[c] for c in kept])),
-               "FD": float(np.nanmean([fd[c] for c in kept])), "FD_forget": float(np.nanmean([fd[c] for c in forget]))}
+               **fds}
     details = {"per_class_sample_acc": acc, "per_class_fd": fd, "judge_counts": counts,
                "samples_per_class": [int((labels == c).sum()) for c in range(num_classes)],
                "fd_note": "Frechet distance in the judge CNN's penultimate features, not Inception FID"}
@@ -74,10 +71,69 @@ def generation_metrics(pred: np.ndarray, feats: np.ndarray, labels: np.ndarray, 
 
 
 def gap_metrics(metrics: dict[str, float], ref: dict[str, float]) -> dict[str, float]:
-    """Avg.Gap to the retrained oracle over UA and RA (the sample-judge analogues of the classifier's gaps)."""
-    gaps = [abs(metrics[k] - ref[k]) for k in ("UA", "RA")]
+    """Avg.Gap to the retrained oracle over UA and RA (the sample-judge analogues of the classifier's gaps), or over
+    UA, IRA and CRA for two-factor (canvas) metrics."""
+    keys = ("UA", "IRA", "CRA") if "IRA" in metrics else ("UA", "RA")
+    gaps = [abs(metrics[k] - ref[k]) for k in keys]
     return {"Avg.Gap": float(np.mean(gaps))}
 
 
-__all__ = ["JUDGE_ARCH", "JUDGE_RECIPE", "frechet_distance", "gap_metrics", "generation_metrics", "judge_accuracy",
-           "judge_outputs"]
+def forgotten_factor(forget: list[int], n_objects: int, n_styles: int) -> tuple[str, int]:
+    """('style', s) when `forget` is every condition of style s, ('object', o) when every condition of object o
+    (labels y = o * n_styles + s); ValueError otherwise."""
+    fs = sorted(set(int(c) for c in forget))
+    for s in range(n_styles):
+        if fs == [o * n_styles + s for o in range(n_objects)]:
+            return "style", s
+    for o in range(n_objects):
+        if fs == [o * n_styles + s for s in range(n_styles)]:
+            return "object", o
+    raise ValueError(f"forget conditions {fs} are neither all conditions of one style nor of one object.")
+
+
+def _acc(ok: np.ndarray) -> float:
+    return float(100 * ok.mean()) if len(ok) else float("nan")
+
+
+def canvas_metrics(obj_pred: np.ndarray, style_pred: np.ndarray, labels: np.ndarray, n_objects: int,
+                   n_styles: int, forget: list[int]) -> tuple[dict[str, float], dict]:
+    """UnlearnCanvas's UA / IRA / CRA (in %) from the object and style judges' predictions on samples whose intended
+    conditions are `labels` (y = object * n_styles + style), for forgetting one style or one object.
+
+    Style s forgotten: UA = 100 - style accuracy on samples of style s (all objects); IRA = mean style accuracy over
+    the other styles; CRA = object accuracy on samples of the other styles. Object o forgotten: the same with the
+    factors swapped (UA and IRA by the object judge, CRA = style accuracy on samples of the other objects)."""
+    labels = np.asarray(labels)
+    obj, sty = labels // n_styles, labels % n_styles
+    obj_ok, sty_ok = np.asarray(obj_pred) == obj, np.asarray(style_pred) == sty
+    per_style = [_acc(sty_ok[sty == s]) for s in range(n_styles)]
+    per_object = [_acc(obj_ok[obj == o]) for o in range(n_objects)]
+    factor, f = forgotten_factor(forget, n_objects, n_styles)
+    own, own_acc, other_ok = (sty, per_style, obj_ok) if factor == "style" else (obj, per_object, sty_ok)
+    metrics = {"UA": 100.0 - own_acc[f], "IRA": float(np.nanmean([a for i, a in enumerate(own_acc) if i != f])),
+               "CRA": _acc(other_ok[own != f])}
+    details = {"forgotten": {"factor": factor, "index": f},
+               "per_style_sample_acc": per_style, "per_object_sample_acc": per_object,
+               "per_condition_style_acc": [_acc(sty_ok[labels == c]) for c in range(n_objects * n_styles)],
+               "per_condition_object_acc": [_acc(obj_ok[labels == c]) for c in range(n_objects * n_styles)],
+               "style_judge_counts": [np.bincount(np.asarray(style_pred)[sty == s], minlength=n_styles).tolist()
+                                      for s in range(n_styles)],
+               "object_judge_counts": [np.bincount(np.asarray(obj_pred)[obj == o], minlength=n_objects).tolist()
+                                       for o in range(n_objects)],
+               "samples_per_condition": np.bincount(labels, minlength=n_objects * n_styles).tolist()}
+    return metrics, details
+
+
+def class_fd(feats: np.ndarray, labels: np.ndarray, real_feats: dict[int, np.ndarray], forget: list[int],
+             num_classes: int) -> tuple[dict[str, float], list[float]]:
+    """FD (mean over retained classes) and FD_forget (over forgotten ones) of judge features, and the per-class
+    values: the Frechet distance between each class's samples and its real train images."""
+    fd = [frechet_distance(feats[labels == c], real_feats[c]) if (labels == c).sum() > 1 and c in real_feats
+          else float("nan") for c in range(num_classes)]
+    kept = [c for c in range(num_classes) if c not in forget]
+    return ({"FD": float(np.nanmean([fd[c] for c in kept])), "FD_forget": float(np.nanmean([fd[c] for c in forget]))},
+            fd)
+
+
+__all__ = ["JUDGE_ARCH", "JUDGE_RECIPE", "canvas_metrics", "class_fd", "forgotten_factor", "frechet_distance",
+           "gap_metrics", "generation_metrics", "judge_accuracy", "judge_outputs"]

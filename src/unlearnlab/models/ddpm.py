@@ -77,11 +77,43 @@ class Denoiser(nn.Module, metaclass=abc.ABCMeta):
         return self.eps(x, t, y)
 
 
+class FactorTable(nn.Module):
+    """A compositional condition table: condition(y) = objects[y // S] + styles[y % S] for y < O * S, and a separate
+    learnable null row for y = O * S (the two-factor data of `tasks/diffusion_canvas.py`, labels y = o * S + s).
+    `weight` is the composed (O * S + 1) x D table, so code that reads a flat table still can."""
+
+    def __init__(self, n_objects: int, n_styles: int, dim: int):
+        super().__init__()
+        self.objects, self.styles = nn.Embedding(n_objects, dim), nn.Embedding(n_styles, dim)
+        self.null = nn.Parameter(torch.zeros(1, dim))
+        for p in (self.objects.weight, self.styles.weight, self.null):
+            nn.init.normal_(p, std=0.02)
+        self.n_objects, self.n_styles = n_objects, n_styles
+
+    @property
+    def num_embeddings(self) -> int:
+        """Rows of the composed table (conditions + null)."""
+        return self.n_objects * self.n_styles + 1
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The composed table, one row per condition label and the null row last."""
+        return self(torch.arange(self.num_embeddings, device=self.null.device))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        null = y == self.num_embeddings - 1
+        yc = torch.where(null, torch.zeros_like(y), y)
+        emb = self.objects(yc // self.n_styles) + self.styles(yc % self.n_styles)
+        return torch.where(null.unsqueeze(-1), self.null.expand_as(emb), emb)
+
+
 class DDPM(Denoiser):
-    """eps_theta(x_t, t, c): UNet2DModel + condition table (rows 0..K-1 the classes, row K the null condition)."""
+    """eps_theta(x_t, t, c): UNet2DModel + condition table (rows 0..K-1 the classes, row K the null condition);
+    with `factors` = (objects, styles) the table is a compositional FactorTable."""
 
     def __init__(self, num_classes: int, size: int = 16, channels: int = 1, width: int = 32,
-                 mult: tuple[int, ...] = (1, 2, 2), layers: int = 1, attn: bool = True, timesteps: int = 1000):
+                 mult: tuple[int, ...] = (1, 2, 2), layers: int = 1, attn: bool = True, timesteps: int = 1000,
+                 factors: tuple[int, int] | None = None):
         super().__init__()
         d = require_diffusers()
         chans = tuple(width * m for m in mult)
@@ -91,8 +123,15 @@ class DDPM(Denoiser):
                                   block_out_channels=chans, layers_per_block=layers, down_block_types=down,
                                   up_block_types=up, norm_num_groups=min(8, width), class_embed_type="identity",
                                   attention_head_dim=8 if attn else None, add_attention=attn)
-        self.cond = nn.Embedding(num_classes + 1, 4 * width)  # UNet2DModel's time-embedding width is 4x width
-        nn.init.normal_(self.cond.weight, std=0.02)
+        if factors is None:
+            self.cond = nn.Embedding(num_classes + 1, 4 * width)  # UNet2DModel's time-embedding width is 4x width
+            nn.init.normal_(self.cond.weight, std=0.02)
+        elif factors[0] * factors[1] != num_classes:
+            raise ConfigError(f"DDPM factors={factors[0]}x{factors[1]} make {factors[0] * factors[1]} conditions but "
+                              f"the data has {num_classes} classes.")
+        else:
+            self.cond = FactorTable(*factors, 4 * width)
+        self.factors = factors
         self.num_classes, self.size, self.channels, self.timesteps = num_classes, size, channels, timesteps
 
     def condition(self, y: torch.Tensor) -> torch.Tensor:
@@ -110,7 +149,8 @@ class DDPM(Denoiser):
 
 
 def parse_ddpm(spec: str) -> dict[str, Any]:
-    """'ddpm', 'ddpm:small', 'ddpm:width=16,layers=2,attn=0,timesteps=500' -> DDPM keyword arguments."""
+    """'ddpm', 'ddpm:small', 'ddpm:width=16,layers=2,attn=0,timesteps=500', 'ddpm:tiny,factors=10x4' (a
+    compositional object x style condition table) -> DDPM keyword arguments."""
     name, _, rest = spec.partition(":")
     if name != "ddpm":
         raise ConfigError(f"diffusion model spec must start with 'ddpm' (e.g. ddpm, ddpm:small); got {spec!r}.")
@@ -129,9 +169,19 @@ def parse_ddpm(spec: str) -> dict[str, Any]:
             out[k] = v.lower() in ("1", "true", "yes")
         elif k in ("width", "layers", "timesteps"):
             out[k] = int(v)
+        elif k == "factors":
+            out[k] = _factors(v, spec)
         else:
-            raise ConfigError(f"unknown DDPM field {k!r}; use width, mult, layers, attn or timesteps.")
+            raise ConfigError(f"unknown DDPM field {k!r}; use width, mult, layers, attn, timesteps or factors.")
     return out
+
+
+def _factors(v: str, spec: str) -> tuple[int, int]:
+    """'10x4' -> (10, 4)."""
+    o, sep, st = v.partition("x")
+    if not (sep and o.isdigit() and st.isdigit() and int(o) >= 1 and int(st) >= 1):
+        raise ConfigError(f"DDPM field factors must be <objects>x<styles>, e.g. factors=10x4; got {v!r} in {spec!r}.")
+    return int(o), int(st)
 
 
 def build_ddpm(spec: str, num_classes: int, size: int, channels: int = 1, seed: int = 0) -> DDPM:
@@ -281,5 +331,5 @@ class DiffusionModelTask:
         return diffusion_loss(model, x, y, self.gen, 0.0, reduce=False)
 
 
-__all__ = ["DDPM", "SIZES", "Denoiser", "DiffusionModelTask", "OneStepGenerator", "build_ddpm", "ddim_timesteps",
-           "diffusion_loss", "guided_eps", "parse_ddpm", "q_sample", "require_diffusers", "sample"]
+__all__ = ["DDPM", "SIZES", "Denoiser", "DiffusionModelTask", "FactorTable", "OneStepGenerator", "build_ddpm",
+           "ddim_timesteps", "diffusion_loss", "guided_eps", "parse_ddpm", "q_sample", "require_diffusers", "sample"]

@@ -1,6 +1,7 @@
 """The diffusion Task of the engine (spec task 'diffusion', chosen by a *-gen dataset): a class-conditional DDPM as
-the original, the DDPM retrained without the forgotten class as the oracle, diffusion methods, and evaluation by a
-judge classifier on generated samples (UA, RA, judge-feature Frechet distance, sample grids)."""
+the original, the DDPM retrained without the forgotten conditions (a class; on two-factor data a style or an object)
+as the oracle, diffusion methods, and evaluation by judge classifiers on generated samples (UA, RA or IRA / CRA,
+judge-feature Frechet distance, sample grids)."""
 from __future__ import annotations
 
 import dataclasses
@@ -41,27 +42,60 @@ def gen_options(spec: RunSpec) -> dict[str, Any]:
     return out
 
 
-def forget_classes(spec: RunSpec, num_classes: int) -> list[int]:
-    """The forgotten class of a class-forgetting spec (diffusion runs forget a whole class: class:K); for tuning's
-    validation scenario val:class:K, the class its split forgets, (K + 1) mod num_classes (data/scenarios.py
-    validation_indices)."""
-    from ..data.scenarios import parse_forget
+def _index(val: str, names: list[str]) -> int | None:
+    """Position of `val` (an index 0..len-1 or one of `names`) in `names`, or None."""
+    if val.isdigit():
+        return int(val) if int(val) < len(names) else None
+    return names.index(val) if val in names else None
 
-    f = parse_forget(spec.forget)
-    if f.kind != "class":
-        raise ConfigError(f"diffusion runs forget a whole class (UA is judged on its samples): use --forget class:K "
-                          f"with K in 0..{num_classes - 1}; got {spec.forget!r}.")
-    return [(int(f.cls) + 1) % num_classes if f.val else int(f.cls)]
+
+def forget_classes(forget: str, num_classes: int, factors=None) -> list[int]:
+    """The condition labels a diffusion run forgets (its forget set = the train examples with these labels):
+    `class:K` on single-factor data; `style:S` / `object:O` on two-factor data (`factors`, labels y = o * K + s),
+    every condition of that style / object, S and O an index or a name. ConfigError otherwise. Tuning's
+    validation scenario val:class:K forgets the class its split forgets, (K + 1) mod num_classes (data/scenarios.py
+    validation_indices)."""
+    kind, _, val = forget.strip().partition(":")
+    validation = kind == "val" and factors is None
+    if validation:
+        kind, _, val = val.partition(":")
+    val = val.strip()
+    if factors is None:
+        k = _index(val, [str(c) for c in range(num_classes)]) if kind == "class" else None
+        if k is None:
+            raise ConfigError(f"diffusion runs forget a whole class (UA is judged on its samples): use --forget "
+                              f"class:K with K in 0..{num_classes - 1}; got {forget!r}.")
+        return [(k + 1) % num_classes if validation else k]
+    names = list(factors.styles if kind == "style" else factors.objects)
+    if kind not in ("style", "object"):
+        raise ConfigError(f"a two-factor (object x style) dataset forgets every condition of one style or one object: "
+                          f"use --forget style:S (S in 0..{factors.n_styles - 1} or one of {', '.join(factors.styles)})"
+                          f" or --forget object:O (O in 0..{factors.n_objects - 1}); got {forget!r}.")
+    i = _index(val, names)
+    if i is None:
+        raise ConfigError(f"--forget {kind}:X needs X in 0..{len(names) - 1} or one of {', '.join(names)}; "
+                          f"got {forget!r}.")
+    return factors.of_style(i) if kind == "style" else factors.of_object(i)
 
 
 def _data(spec: RunSpec):
+    """(bundle, UnlearnData, forgotten condition labels) of a diffusion spec."""
     from ..data import make_split
+    from ..data.core import UnlearnData
     from .diffusion_data import gen_bundle
 
     bundle = gen_bundle(spec.dataset_name, gen_options(spec)["size"])
-    data = make_split(bundle.train, bundle.test, spec.forget, spec.split_seed, num_classes=bundle.num_classes,
-                      name=bundle.name, classes=bundle.classes)
-    return bundle, data
+    factors = getattr(bundle, "factors", None)
+    labels = forget_classes(spec.forget, bundle.num_classes, factors)
+    if factors is None:
+        data = make_split(bundle.train, bundle.test, spec.forget, spec.split_seed, num_classes=bundle.num_classes,
+                          name=bundle.name, classes=bundle.classes)
+    else:  # the forget set is every train example of the forgotten conditions
+        hit = np.isin(bundle.train.y.numpy(), labels)
+        data = UnlearnData(bundle.train, bundle.test, np.flatnonzero(hit), np.flatnonzero(~hit), bundle.num_classes,
+                           name=bundle.name, scenario=spec.forget.strip(),
+                           extra={"classes": bundle.classes, "factors": factors.to_dict()})
+    return bundle, data, labels
 
 
 def _base(spec: RunSpec, bundle, seed: int) -> dict[str, Any]:
@@ -77,14 +111,54 @@ class GenContext:
     task: Any
     original: torch.nn.Module
     oracle: torch.nn.Module
-    judge: torch.nn.Module
+    judge: torch.nn.Module  # the object judge of two-factor data (its features give FD)
     judge_acc: float
     real_feats: dict[int, np.ndarray]
     forget: list[int]
     opts: dict[str, Any]
     retrain_s: float
     seed: int
-    evals: dict[str, tuple[dict, dict, torch.Tensor]] = dataclasses.field(default_factory=dict)
+    factors: Any = None  # two-factor data: diffusion_canvas.Factors
+    style_judge: tuple[torch.nn.Module, float] | None = None
+    evals: dict[str, tuple[dict, dict, torch.Tensor, int]] = dataclasses.field(default_factory=dict)
+
+
+def _check_factors(arch: dict[str, Any], bundle, model_spec: str) -> None:
+    """A DDPM with factors=OxS must match the dataset's object x style structure."""
+    want = getattr(bundle, "factors", None)
+    got = arch.get("factors")
+    if got is not None and (want is None or got != (want.n_objects, want.n_styles)):
+        need = f"factors={want.spec()}" if want is not None else "no factors field (its labels are single classes)"
+        raise ConfigError(f"model {model_spec!r} has factors={got[0]}x{got[1]} but dataset {bundle.name!r} needs "
+                          f"{need}.")
+
+
+def _score(gc: GenContext, x: torch.Tensor, labels: np.ndarray) -> tuple[dict, dict, torch.Tensor, int]:
+    """(metrics, details, grid, grid rows) of samples `x` of conditions `labels` (`samples` each, in label order):
+    the single judge's UA / RA / FD, or on two-factor data the per-factor judges' UA / IRA / CRA with FD in the
+    object judge's features per condition."""
+    from ..eval.gen_metrics import canvas_metrics, class_fd, generation_metrics, judge_outputs
+    from .diffusion_canvas import canvas_grid
+
+    k, n, g = gc.data.num_classes, gc.opts["samples"], gc.opts["grid"]
+    pred, feats = judge_outputs(gc.judge, x)
+    if gc.factors is None:
+        metrics, details = generation_metrics(pred, feats, labels, gc.real_feats, gc.forget, k)
+        metrics["judge_acc_real"] = gc.judge_acc
+        grid = x.view(k, n, *x.shape[1:])[:, :min(g, n)].reshape(-1, *x.shape[1:])
+        return metrics, details, grid, k
+    style_pred, _ = judge_outputs(gc.style_judge[0], x)
+    f = gc.factors
+    metrics, details = canvas_metrics(pred, style_pred, labels, f.n_objects, f.n_styles, gc.forget)
+    fds, details["per_condition_fd"] = class_fd(feats, labels, gc.real_feats, gc.forget, k)
+    metrics.update(fds, judge_acc_real_object=gc.judge_acc, judge_acc_real_style=gc.style_judge[1])
+    details.update(factors=f.to_dict(), fd_note="Frechet distance in the object judge CNN's penultimate features, "
+                   "per condition, not Inception FID")
+    per = max(1, g // 4)  # a quarter of `grid` per digit (grid 8: 2 each, 20 columns) keeps the rows readable
+    details["grid_layout"] = (f"one row per style ({', '.join(f.styles)}); objects {f.objects[0]}..{f.objects[-1]} "
+                              f"left to right, {min(per, n)} sample(s) each")
+    grid, rows = canvas_grid(x, f, n, per)
+    return metrics, details, grid, rows
 
 
 class DiffusionTask:
@@ -100,7 +174,7 @@ class DiffusionTask:
         from ..models.ddpm import parse_ddpm, require_diffusers
 
         require_diffusers()
-        parse_ddpm(spec.model_spec())
+        arch = parse_ddpm(spec.model_spec())
         if spec.original:
             raise ConfigError("--original is not supported for diffusion runs yet; the original DDPM is trained "
                               "(and cached) by the engine.")
@@ -110,8 +184,11 @@ class DiffusionTask:
         opts = gen_options(spec)
         plan = Plan(methods=["original", "retrain", *(n for n in names if n != "retrain")])
         for seed in spec.seeds:
-            bundle, data = _data(spec)
-            forget_classes(spec, bundle.num_classes)
+            bundle, data, _ = _data(spec)
+            _check_factors(arch, bundle, spec.model_spec())
+            if opts["attack"] and getattr(bundle, "factors", None) is not None:
+                raise ConfigError("the prompt attack (option attack) targets one forgotten class; it does not run on "
+                                  "two-factor (style / object) forgetting yet: drop the option for this dataset.")
             base = _base(spec, bundle, seed)
             plan.model_keys[("original", seed)] = _key("original", base, bundle.train.fingerprint())
             plan.model_keys[("oracle", seed)] = _key("retrain", base, data.fingerprint())
@@ -129,7 +206,7 @@ class DiffusionTask:
         from ..train import resolve_device, train
 
         if data is None:
-            bundle, data = _data(spec)
+            bundle, data, _ = _data(spec)
         device = resolve_device(spec.device)
         base = _base(spec, bundle, seed)
         fp = bundle.train.fingerprint() if role == "original" else data.fingerprint()
@@ -160,26 +237,28 @@ class DiffusionTask:
         ckey = _key(spec.to_dict(), seed)
         if ckey in self._contexts:
             return self._contexts[ckey]
-        bundle, data = _data(spec)
+        bundle, data, forget = _data(spec)
         opts, device = gen_options(spec), resolve_device(spec.device)
         original, _ = self._model(spec, seed, "original", store, bundle, data)
         oracle, retrain_s = self._model(spec, seed, "oracle", store, bundle, data)
-        judge, judge_acc = judge_for(bundle, device, store)
-        pred, feats = judge_outputs(judge, bundle.train.x)
+        factors = getattr(bundle, "factors", None)
+        judge, judge_acc = judge_for(bundle, device, store, factor="object" if factors else None)
+        style_judge = judge_for(bundle, device, store, factor="style") if factors else None
+        _, feats = judge_outputs(judge, bundle.train.x)
         labels = bundle.train.y.numpy()
         real = {c: feats[labels == c] for c in range(bundle.num_classes)}
         task = DiffusionModelTask(bundle.num_classes, device, seed=seed, sample_steps=opts["sample_steps"],
                                   guidance=opts["guidance"])
-        gc = GenContext(data, task, original, oracle, judge, judge_acc, real, forget_classes(spec, bundle.num_classes),
-                        opts, retrain_s, seed)
+        gc = GenContext(data, task, original, oracle, judge, judge_acc, real, forget, opts, retrain_s, seed, factors,
+                        style_judge)
         self._contexts[ckey] = gc
         while len(self._contexts) > 2:
             self._contexts.popitem(last=False)
         return gc
 
-    def evaluate(self, gc: GenContext, model: torch.nn.Module, name: str) -> tuple[dict, dict, torch.Tensor]:
-        """(metrics, details, grid images) of `model`'s samples: the same noise for every model of the seed."""
-        from ..eval.gen_metrics import generation_metrics, judge_outputs
+    def evaluate(self, gc: GenContext, model: torch.nn.Module, name: str) -> tuple[dict, dict, torch.Tensor, int]:
+        """(metrics, details, grid images, grid rows) of `model`'s samples: the same noise for every model of the
+        seed, `samples` per condition label."""
         from ..models.ddpm import sample
         from ..seeding import torch_generator
 
@@ -189,14 +268,9 @@ class DiffusionTask:
         labels = torch.arange(k).repeat_interleave(n)
         x = sample(model, labels, steps=gc.opts["sample_steps"], scale=gc.opts["guidance"],
                    gen=torch_generator(gc.seed, "diffusion-eval-noise")).cpu()
-        pred, feats = judge_outputs(gc.judge, x)
-        metrics, details = generation_metrics(pred, feats, labels.numpy(), gc.real_feats, gc.forget, k)
-        metrics["judge_acc_real"] = gc.judge_acc
+        out = _score(gc, x, labels.numpy())
         if gc.opts["attack"]:
-            metrics.update(self._attack(gc, model))
-        g = min(gc.opts["grid"], n)
-        grid = x.view(k, n, *x.shape[1:])[:, :g].reshape(k * g, *x.shape[1:])
-        out = (metrics, details, grid)
+            out[0].update(self._attack(gc, model))
         if name in ("original", "retrain"):
             gc.evals[name] = out
         return out
@@ -219,17 +293,17 @@ class DiffusionTask:
         from ..eval.gen_metrics import gap_metrics
         from .diffusion_data import grid_png
 
-        metrics, details, grid = self.evaluate(gc, model, method)
-        ref, _, _ = self.evaluate(gc, gc.oracle, "retrain")
+        metrics, details, grid, rows = self.evaluate(gc, model, method)
+        ref = self.evaluate(gc, gc.oracle, "retrain")[0]
         metrics = {**metrics, **gap_metrics(metrics, ref), "RTE": t["wall_s"],
                    "RTE/retrain": t["wall_s"] / gc.retrain_s if gc.retrain_s > 0 else float("nan")}
         artifacts = {}
         if store is not None and hasattr(store, "put_bytes"):
             try:
-                artifacts["samples_png"] = store.put_bytes(grid_png(grid, gc.data.num_classes))
+                artifacts["samples_png"] = store.put_bytes(grid_png(grid, rows))
             except ConfigError as e:  # Pillow missing: the record stands without its grid
                 emit("warning", text=str(e))
-        shown = ", ".join(f"{k} {metrics[k]:.1f}" for k in ("UA", "RA", "FD") if k in metrics)
+        shown = ", ".join(f"{k} {metrics[k]:.1f}" for k in ("UA", "RA", "IRA", "CRA", "FD") if k in metrics)
         emit("message", text=f"{method} (seed {gc.seed}): {shown}")
         return make_record(rspec, metrics, t, gc.task.device, details=details,
                            **({"artifacts": artifacts} if artifacts else {}), **extra)

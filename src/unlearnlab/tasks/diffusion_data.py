@@ -16,12 +16,17 @@ DEFAULT_SIZE = 16
 
 
 def gen_bundle(name: str, size: int = DEFAULT_SIZE):
-    """The classifier bundle of `name`'s source dataset with its images mapped to [-1, 1] at `size` x `size`."""
+    """The classifier bundle of `name`'s source dataset with its images mapped to [-1, 1] at `size` x `size`
+    (a two-factor canvas dataset: `diffusion_canvas.canvas_bundle`)."""
     from ..data import load_dataset
     from ..data.datasets import Bundle
+    from .diffusion_canvas import CANVAS_DATASETS, canvas_bundle
 
+    if name in CANVAS_DATASETS:
+        return canvas_bundle(name, size)
     if name not in GEN_DATASETS:
-        raise ConfigError(f"unknown diffusion dataset {name!r}; choose from {', '.join(GEN_DATASETS)}.")
+        raise ConfigError(f"unknown diffusion dataset {name!r}; choose from "
+                          f"{', '.join([*GEN_DATASETS, *CANVAS_DATASETS])}.")
     src = load_dataset(GEN_DATASETS[name])
     (mean,), (std,) = src.pixel_norm
 
