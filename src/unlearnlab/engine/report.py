@@ -32,8 +32,7 @@ KINDS: dict[str, dict[str, Any]] = {
     "qa": {"primary": "Forget Quality", "higher": True, "metrics": ("Model Utility", "forget_ROUGE", "retain_ROUGE"),
            "extra": ("PrivLeak",), "same": ("Forget Quality", "Model Utility", "forget_ROUGE", "retain_ROUGE"),
            "forget": "forget_ROUGE"},
-    # a two-factor (canvas) diffusion run reports IRA / CRA instead of RA (UnlearnCanvas's metrics)
-    "diffusion": {"primary": "Avg.Gap", "higher": False, "metrics": ("UA", "RA", "IRA", "CRA", "FD"),
+    "diffusion": {"primary": "Avg.Gap", "higher": False, "metrics": ("UA", "RA", "IRA", "CRA", "FD"),  # canvas: IRA/CRA
                   "extra": ("FD_forget",), "same": ("UA", "RA", "IRA", "CRA", "FD"), "forget": "UA"},
 }
 NOOP_TOL = 1e-9
