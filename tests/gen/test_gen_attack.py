@@ -85,3 +85,16 @@ def test_token_sequence_tables_are_refused():
 
     with pytest.raises(ConfigError, match="one vector per class"):
         check_vector_table(SeqTable())
+
+
+def test_wrapped_generators_expose_their_table_to_the_attack(trained_ddpm, data3, judge8):
+    """SFD's one-step generator (and UnGuide's wrapper, which delegates the same way) are attacked through the
+    table of the model they wrap: with no attack step, c' = c_f and both ASRs come from the same one-step samples."""
+    import copy
+
+    from unlearnlab.models.ddpm import OneStepGenerator
+
+    gen = OneStepGenerator(copy.deepcopy(trained_ddpm), t_init=88).eval()
+    assert gen.cond is gen.net.cond
+    out = api.gen_attack(gen, data3, judge8[0], steps=0, samples=10, sample_steps=5)
+    assert out["ASR_post"] == out["ASR_pre"] and out["attack_shift"] < 1e-5

@@ -1,6 +1,5 @@
 """Reports of stored runs: per-scenario leaderboards with seed intervals and the two-oracle noise floor, written
 as report.md, a self-contained report.html and figures (PNG + SVG); and runs_frame(), the store as a DataFrame.
-
 A scenario is every run sharing (task, dataset, forget, model, split_seed, name). Each method setting in it is a
 leaderboard row: mean and 95% t-interval across seeds of the ranking metric (Avg.Gap, lower is better; QA runs:
 Forget Quality, higher is better) and of each metric, a paired interval of its difference to the best row over the
@@ -383,9 +382,10 @@ def report_blocks(boards: list[dict], title: str, command: str, when: str) -> li
         ("p", f"Produced by `{command}` on {when} from {n} runs in {len(boards)} scenario(s)."),
         ("p", "One row per method setting; `original` (before unlearning) and `retrain` (the retrained oracle, the "
               "gold standard) are reference rows. Classifiers rank by Avg.Gap, the mean |metric − oracle's| over "
-              "UA, RA, TA and MIA-Eff (lower is better); QA models by Forget Quality (higher is better). Intervals "
-              "are 95% Student-t intervals across seeds; Δ to best is paired by seed over the seeds both rows share. "
-              "Cost is RTE/retrain, the fraction of the retraining time, and the optimiser steps taken.")]
+              "UA, RA, TA and MIA-Eff, diffusion models over UA and RA (UA, IRA, CRA on a two-factor set; lower is "
+              "better); QA models by Forget Quality (higher is better). Intervals are 95% Student-t intervals across "
+              "seeds; Δ to best is paired by seed over the seeds both rows share. Cost is RTE/retrain, the fraction "
+              "of the retraining time, and the optimiser steps taken.")]
     for i, b in enumerate(boards, 1):
         blocks += [("h2", f"{i}. {b['title']}"), ("p", f"**Reading.** {reading(b)}"), _table(b), *_notes(b)]
         blocks += [("fig", f["caption"], f["png"], f["svg"]) for f in b["figures"]]

@@ -146,6 +146,11 @@ class UnGuided(Denoiser):
             for p, g in zip(self.net.parameters(), grads):
                 p.requires_grad_(g)
 
+    @property
+    def cond(self) -> torch.nn.Module:
+        """The wrapped model's condition table (the prompt attack and AdvUnlearn act on it)."""
+        return self.net.cond
+
     def condition(self, y: torch.Tensor) -> torch.Tensor:
         return self.net.condition(y)
 

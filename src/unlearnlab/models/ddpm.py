@@ -246,6 +246,11 @@ class OneStepGenerator(Denoiser):
         self.timesteps = net.timesteps
         self.scheduler_config = dict(getattr(net, "scheduler_config", {}))
 
+    @property
+    def cond(self) -> nn.Module:
+        """The wrapped model's condition table (the prompt attack and AdvUnlearn act on it)."""
+        return self.net.cond
+
     def condition(self, y: torch.Tensor) -> torch.Tensor:
         return self.net.condition(y)
 
