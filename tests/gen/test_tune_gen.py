@@ -6,7 +6,6 @@ import pytest
 
 from unlearnlab import api
 from unlearnlab.errors import ConfigError
-from unlearnlab.spec import from_dict
 
 pytest.importorskip("optuna")
 
@@ -20,8 +19,8 @@ def test_validation_scenario_forgets_the_next_class():
     from unlearnlab.tasks.diffusion import forget_classes
     from unlearnlab.tasks.diffusion_data import gen_bundle
 
-    assert forget_classes(from_dict({**SPEC, "forget": "val:class:3"}), 10) == [4]
-    assert forget_classes(from_dict({**SPEC, "forget": "val:class:9"}), 10) == [0]
+    assert forget_classes("val:class:3", 10) == [4]
+    assert forget_classes("val:class:9", 10) == [0]
     b = gen_bundle("digits-gen", 8)
     val = make_split(b.train, b.test, "val:class:3", 0, num_classes=10)
     assert set(val.forget.y.tolist()) == {4} and 3 in set(val.retain.y.tolist())
