@@ -115,8 +115,8 @@ def _cell(recs: dict[int, dict], key: str) -> str:
     vals = [r["metrics"][key] for r in recs.values() if _fin(r["metrics"].get(key))]
     if not vals:
         return "–"
-    st = interval(vals)
-    return f"{st['mean']:.1f}" + (f" ± {(st['hi'] - st['lo']) / 2:.1f}" if st["n"] > 1 else "")
+    st, fmt = interval(vals), ".3f" if key == "RTE/retrain" else ".1f"
+    return f"{st['mean']:{fmt}}" + (f" ± {(st['hi'] - st['lo']) / 2:{fmt}}" if st["n"] > 1 else "")
 
 
 def _fin(v) -> bool:
@@ -263,8 +263,9 @@ def main() -> None:
     store = Store(args.results)
     log_path = Path(args.results) / f"diffusion_log_{args.name}.json"
     log = json.loads(log_path.read_text()) if log_path.is_file() else {"phases": {}}
-    log.update({"command": "python " + " ".join(sys.argv), "cores": len(__import__("os").sched_getaffinity(0)),
-                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+    if not args.report_only or "command" not in log:  # --report-only keeps the producing run's command and date
+        log.update({"command": "python " + " ".join(sys.argv), "cores": len(__import__("os").sched_getaffinity(0)),
+                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
     if not args.report_only:
         chosen = {}
         if args.budget > 0:
