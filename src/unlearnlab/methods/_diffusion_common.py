@@ -69,6 +69,14 @@ def subset(model: nn.Module, which: str) -> list[nn.Parameter]:
     return [p for name, p in named if which == "full" or (which == "esd-x") == condition_layers(name, cross)]
 
 
+def train_only(model: nn.Module, params: list[nn.Parameter]) -> list[nn.Parameter]:
+    """Freeze every weight of `model` but `params` (a method's parameter subset); returns `params`."""
+    model.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
 def step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter], clip: float,
          masks: list[torch.Tensor] | None = None) -> None:
     """zero_grad, backward, clip the gradient norm (0 = off), multiply by the saliency masks, step."""

@@ -9,7 +9,7 @@ import torch
 
 from ..config import param
 from ..seeding import torch_generator
-from ._diffusion_common import step, subset
+from ._diffusion_common import step, subset, train_only
 from .base import MethodContext, register
 from .esd import esd_target
 
@@ -121,9 +121,7 @@ def advunlearn(model, data, cfg: AdvUnlearnConfig, task, ctx: MethodContext):
     cls = int(torch.unique(data.forget.y)[0])
     kept = torch.tensor([c for c in range(model.num_classes) if c != cls])
     params = _trainable(model, cfg.train_method)
-    model.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
+    train_only(model, params)
     opt = torch.optim.Adam(params, lr=cfg.lr)
     gen = torch_generator(ctx.seed, "advunlearn")
     times = ddim_timesteps(model, cfg.ddim_steps)

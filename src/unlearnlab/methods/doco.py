@@ -13,7 +13,7 @@ from torch import nn
 from ..config import param
 from ..errors import ConfigError
 from ..seeding import torch_generator
-from ._diffusion_common import cycle, noisy, predict_x0, preserve_gradient, subset
+from ._diffusion_common import cycle, noisy, predict_x0, preserve_gradient, subset, train_only
 from .base import MethodContext, register
 
 
@@ -158,9 +158,7 @@ def doco(model, data, cfg: DoCoConfig, task, ctx: MethodContext):
     frozen = copy.deepcopy(model).eval().requires_grad_(False)
     pool_x, pool_a, pool_f = anchor_pool(frozen, sorted(int(c) for c in torch.unique(data.forget.y)), cfg, task, gen)
     params = subset(model, "esd-x" if cfg.parameter_group == "cross-attn" else "full")
-    model.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
+    train_only(model, params)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(0, 2 ** 31, (1,), generator=gen)))

@@ -9,7 +9,7 @@ import torch
 
 from ..config import param
 from ..seeding import torch_generator
-from ._diffusion_common import step, subset
+from ._diffusion_common import step, subset, train_only
 from .base import MethodContext, register
 
 
@@ -60,9 +60,7 @@ def esd(model, data, cfg: ESDConfig, task, ctx: MethodContext):
     frozen = copy.deepcopy(model).eval().requires_grad_(False)
     concepts = torch.unique(data.forget.y)
     params = subset(model, cfg.train_method)
-    model.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
+    train_only(model, params)
     opt = torch.optim.Adam(params, lr=cfg.lr)
     gen = torch_generator(ctx.seed, "esd")
     times = ddim_timesteps(model, cfg.ddim_steps)
