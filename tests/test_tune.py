@@ -231,3 +231,22 @@ def test_cli_tune(store):
     assert "ga: 2 trials on val:random:10%" in r.stdout and "reported Avg.Gap" in r.stdout
     r = runner.invoke(app, ["tune", "--method", "retrain", "--budget", "2", "--results", str(store.root)])
     assert r.exit_code == 2 and "oracle" in r.output
+
+
+def test_cli_tune_from_a_spec_file(store, tmp_path):
+    """--config takes every RunSpec key from a YAML file (what a diffusion run needs for its size / samples); its
+    methods are replaced by --method."""
+    from typer.testing import CliRunner
+
+    from unlearnlab.cli import app
+
+    cfg = tmp_path / "spec.yaml"
+    cfg.write_text("dataset: blobs\nmodel: mlp\nforget: random:10%\nmethods: [ft]\nrecipe: {epochs: 3}\n")
+    r = CliRunner().invoke(app, ["tune", "--method", "ga", "--budget", "2", "--config", str(cfg), "--results",
+                                 str(store.root), "--json", "--backend", "serial"])
+    assert r.exit_code == 0, r.output
+    payload = json.loads(r.stdout)
+    assert payload["spec"]["dataset"] == "blobs" and payload["spec"]["recipe"]["epochs"] == 3
+    assert list(payload["methods"]) == ["ga"] and len(payload["methods"]["ga"]["trials"]) == 2
+    r = CliRunner().invoke(app, ["tune", "--method", "ga", "--budget", "2", "--config", str(tmp_path / "no.yaml")])
+    assert r.exit_code == 2

@@ -51,6 +51,9 @@ def tune_cmd(
     workers: int | None = typer.Option(None, min=1, help="parallel jobs per trial (with --backend local/ray)"),
     results: Path | None = typer.Option(None, help=RESULTS_HELP),
     as_json: bool = typer.Option(False, "--json", help="print the tuning summary + final records as JSON on stdout"),
+    config: Path | None = typer.Option(None, help="YAML spec file (keys of RunSpec: dataset, forget, model, recipe, "
+                                       "options such as a diffusion run's size / samples, overrides ...); its "
+                                       "methods are replaced by --method and the data / model options here ignored"),
 ) -> None:
     """Tune methods' declared search spaces with a fixed trial budget on a validation forget set disjoint from the
     reported one; run each best setting on the reported forget set; show how sensitive each method was.
@@ -58,6 +61,8 @@ def tune_cmd(
     Exit codes: 0 ok, 1 some method had no feasible trial, 2 usage/config/data errors or a failed final run.
 
     Example: unlearnlab tune --method ft,ga --budget 20 --dataset digits --forget random:10% --seeds 3
+    From a spec file (e.g. a diffusion run's size and samples): unlearnlab tune --method esd --budget 4 --config
+    examples/diffusion-digits.yaml
     Language models: unlearnlab tune --task qa --model tiny --dataset qa:authors=8,facts=4 --method ga,npo --budget 4
     --set ga.epochs=2 --set npo.epochs=2
     """
@@ -65,6 +70,8 @@ def tune_cmd(
         recipe = {"epochs": epochs} if epochs is not None else {}
         spec = {"dataset": dataset, "forget": forget, "model": model, "seeds": seeds, "recipe": recipe,
                 "overrides": _parse_overrides(set_), "device": device, "task": task}
+        if config is not None:
+            spec = api.as_spec(config).to_dict()
         store = _store(results)
         run_kwargs = {k: v for k, v in {"backend": backend, "workers": workers}.items() if v is not None}
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
