@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from report_doc import leaderboard_lines
 
 from unlearnlab.engine.events import LineRenderer
 from unlearnlab.engine.report import build_report, interval, reading
@@ -234,9 +235,7 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
         lines += ["Settings: fixed CPU-sized settings per method (`STEPS` in the script; `--budget 0`), not tuned.",
                   ""]
     lines += ["## The papers' directions", "", *checks(by, floor), ""]
-    md = rep["markdown"].read_text(encoding="utf-8").replace("](figures/", f"]({rep_dir.name}/figures/")
-    lines += ["## Leaderboards (engine report)", "", f"Also as HTML: `{rep_dir.name}/report.html`.", "",
-              md.split("\n", 1)[1] if "\n" in md else md]
+    lines += leaderboard_lines(rep, rep_dir, "## Leaderboards (engine report)")
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
