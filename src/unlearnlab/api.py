@@ -127,12 +127,32 @@ def audit(run_id: str, *, store=None, attacks: str | list[str] | None = None, po
     probe, relearn, head) on the run's models; each with floor (oracle) and ceiling (original) rows. The result joins
     the run's record as `audit`; returns it with `rows` (one summary row per quantity)."""
     from .audit import audit as _audit
-    from .audit.render import summary_rows
     from .store import Store
 
     store = store if store is not None else Store()
     res = _audit(run_id, store=store, attacks=attacks, population=population, canaries=canaries, backend=backend,
                  workers=workers, sink=events, save=save)
+    return _with_rows(res)
+
+
+def audit_checkpoint(path: str | Path, *, forget: str, dataset: str = "", original: str | Path = "", seed: int = 0,
+                     split_seed: int = 0, attacks: str | list[str] | None = None, store=None,
+                     events: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Representation and recovery audits (cka, probe, relearn, head) of a model unlearned outside unlearnlab and
+    saved as a checkpoint, against the original (`original`, else the one unlearnlab trains for `seed`) and the
+    oracle retrained without `forget`; returns the result with `rows`, like `audit` (nothing is stored)."""
+    from .audit import audit_checkpoint as _audit_ckpt
+    from .store import Store
+
+    store = store if store is not None else Store()
+    res = _audit_ckpt(str(path), store=store, forget=forget, dataset=dataset, original=str(original or ""),
+                      seed=seed, split_seed=split_seed, attacks=attacks, sink=events)
+    return _with_rows(res)
+
+
+def _with_rows(res: dict[str, Any]) -> dict[str, Any]:
+    from .audit.render import summary_rows
+
     res["rows"] = [dict(zip(("attack", "quantity", "method", "floor", "ceiling", "reading"), r))
                    for r in summary_rows(res)]
     return res

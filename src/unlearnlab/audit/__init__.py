@@ -2,6 +2,8 @@
 
 `audit(run_id, attacks=...)` trains (or reuses) the populations the attacks need as ordinary engine runs, computes
 each attack with its floor and ceiling rows, and stores the result in the run's record under `audit`.
+`audit_checkpoint(path, forget=...)` audits a model unlearned elsewhere (a checkpoint file) with the model attacks
+against the original and the oracle of the same data and forget set.
 
 Attacks (names as in `unlearnlab audit --attacks`):
     klom     KLoM per split at upper quantiles (fixed-forget-set population)
@@ -100,6 +102,63 @@ def audit(run_id: str, *, store: Any, attacks: str | Sequence[str] | None = None
     return result
 
 
+def audit_checkpoint(path: str, *, store: Any, forget: str, dataset: str = "", original: str = "", seed: int = 0,
+                     split_seed: int = 0, attacks: str | Sequence[str] | None = None,
+                     sink: Callable[[dict], None] | None = None) -> dict:
+    """Audit a model unlearned outside unlearnlab, saved as a checkpoint (PATH.safetensors + PATH.json with at least
+    `arch`, as `unlearnlab train` / `models.save_checkpoint` write), with the model attacks (cka, probe, relearn,
+    head). Floor and ceiling come from the oracle retrained on the retain set of `forget` and from the original:
+    `original` (the user's checkpoint the model was unlearned from) or the one unlearnlab trains with the dataset's
+    recipe and `seed`. Population attacks re-run a method over seeds, which a checkpoint does not carry: they are
+    refused. The checkpoint is read afresh every time (nothing is answered from a cache); the result is returned,
+    not stored, and names the file's SHA-256."""
+    import hashlib
+    from pathlib import Path
+
+    from ..eval import model_audits as M
+    from ..eval.model_audits import Models
+    from ..models import build_model
+    from ..models.checkpoint import load_checkpoint, read_meta
+    from ..spec import from_dict
+    from ..tasks.classifier import ClassifierTask
+
+    names = parse_attacks(attacks) if attacks else MODEL
+    bad = [a for a in names if a not in MODEL]
+    if bad:
+        raise ConfigError(f"{', '.join(bad)} re-run the unlearning method over seeds and shadow models; a checkpoint "
+                          f"carries no method to re-run. Audit a checkpoint with {', '.join(MODEL)}, or run the "
+                          "method through unlearnlab (`unlearnlab run`) and audit that run's id.")
+    if not forget:
+        raise ConfigError("Auditing a checkpoint needs the forget set it was unlearned on, e.g. --forget class:3 or "
+                          "--forget random:10% (with --split-seed as when it was made).")
+    meta = read_meta(path)
+    dataset = dataset or meta.get("dataset", "")
+    if not dataset:
+        raise ConfigError(f"Checkpoint {path} does not say its dataset; pass --dataset (e.g. digits, cifar10-dev).")
+    spec = from_dict({"dataset": dataset, "forget": forget, "model": meta.get("arch", ""), "methods": [],
+                      "seeds": [seed], "split_seed": split_seed, "original": original})
+    say = sink or (lambda ev: None)
+    say({"kind": "message", "t": time.time(), "text": "original and oracle (trained or from the store's cache)"})
+    t0 = time.time()
+    task = ClassifierTask()
+    sc = task.context(spec, seed, store)
+    other, _ = task._model(spec, seed + 1, "oracle", store)
+    arch = spec.model_spec()
+    model = build_model(arch, sc.data.input_shape, sc.data.num_classes, seed=seed).to(sc.task.device)
+    load_checkpoint(path, model, expect={"arch": arch, "dataset": sc.bundle.name})
+    m = Models(model.eval(), sc.original, sc.oracle, other, sc.data, sc.task, sc.recipe, seed)
+    digest = hashlib.sha256(Path(path).with_suffix(".safetensors").read_bytes()).hexdigest()
+    result: dict = {"run": str(path), "method": "checkpoint", "checkpoint_sha256": digest, "spec": spec.to_dict(),
+                    "attacks": {}, "population": {"models_per_role": 1}}
+    say({"kind": "message", "t": time.time(), "text": "representation and recovery attacks"})
+    for a, fn in (("cka", M.cka_audit), ("probe", M.decodability_audit), ("relearn", M.relearn_audit),
+                  ("head", M.head_recovery_audit)):
+        if a in names:
+            result["attacks"][a] = fn(m)
+    result["wall_s"] = time.time() - t0
+    return result
+
+
 def rebuild(record: dict, spec: Any, store: Any) -> Any:
     """The run's models (tasks.rebuild) plus the oracle of the next seed (the CKA floor)."""
     from ..eval.model_audits import Models
@@ -112,4 +171,4 @@ def rebuild(record: dict, spec: Any, store: Any) -> Any:
     return Models(rm.model, rm.original, rm.oracle, other, rm.data, rm.task, spec.train_config(), seed)
 
 
-__all__ = ["ATTACKS", "DEFAULT_ATTACKS", "audit", "parse_attacks", "rebuild"]
+__all__ = ["ATTACKS", "DEFAULT_ATTACKS", "audit", "audit_checkpoint", "parse_attacks", "rebuild"]

@@ -114,11 +114,19 @@ def cka_audit(m: Models) -> dict:
     return out
 
 
+def _halves(rows: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two random halves of `rows` (sorted). Alternate rows are not random halves where labels cycle through the
+    classes (blobs: every other row is every other class, so the probe was fit on half the classes)."""
+    from ..seeding import numpy_rng
+
+    perm = numpy_rng(seed, "audit-probe-halves").permutation(len(rows))
+    return np.sort(rows[perm[::2]]), np.sort(rows[perm[1::2]])
+
+
 def decodability_audit(m: Models) -> dict:
     """Linear-probe and k-NN accuracy of frozen penultimate features on the forget set and held-out test data."""
     test = m.data.test
-    rows = _rows(test, 2 * MAX_EXAMPLES, m.seed)
-    fit, held = rows[::2], rows[1::2]
+    fit, held = _halves(_rows(test, 2 * MAX_EXAMPLES, m.seed), m.seed)
     fx, fy = _batch(test, fit)
     hx, hy = _batch(test, held)
     gx, gy = _batch(m.data.forget, _rows(m.data.forget, MAX_EXAMPLES, m.seed))
