@@ -140,6 +140,14 @@ def _file_hash(path: str) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()[:16] if p.is_file() else "missing"
 
 
+def _context_key(spec: RunSpec, seed: int) -> str:
+    """What a seed's data, original and oracle depend on: not the methods, their overrides or the run's name, so
+    tuning trials and sweeps that differ only in those share one context (one load of the models, one forward pass
+    of the original and the oracle per split); a user's original by its content, so an edited file is reloaded."""
+    d = {k: v for k, v in spec.to_dict().items() if k not in ("methods", "seeds", "overrides", "name", "attacks")}
+    return _key(d, seed, _file_hash(spec.original) if spec.original else "")
+
+
 def record_spec(spec: RunSpec, method: str, seed: int, overrides: dict, data_hash: str = "") -> dict[str, Any]:
     """The stored spec of one (method, seed) run: enough to reproduce and to resume (`data_hash`: the content of
     the train/test data and of the split, so an edited data or indices file is never matched to an old run)."""
@@ -278,7 +286,7 @@ class ClassifierTask:
         from ..models import ClassifierTask as Cls
         from ..train import resolve_device
 
-        ckey = _key(spec.to_dict(), seed)
+        ckey = _context_key(spec, seed)
         if ckey in self._contexts:
             self._contexts.move_to_end(ckey)
             return self._contexts[ckey]
