@@ -126,3 +126,32 @@ def test_cifar10_dev_gen_run_plans_with_a_3_channel_default_ddpm(cifar16):
     assert model.unet.config.in_channels == 3 and model.unet.config.out_channels == 3
     eps = model.eps(cifar16.train.x[:2], torch.tensor([5, 7]), torch.tensor([3, 3]))
     assert eps.shape == (2, 3, 16, 16)
+
+
+def test_cifar_judge_is_fastcnn_at_16_pixels_and_the_default_judge_below():
+    from types import SimpleNamespace
+
+    from unlearnlab.eval.gen_metrics import JUDGE_ARCH, JUDGE_RECIPE
+    from unlearnlab.spec import FAST_CIFAR
+    from unlearnlab.tasks.diffusion_judge import judge_setup
+
+    def fake(name: str, size: int):
+        return SimpleNamespace(name=name, train=SimpleNamespace(x=torch.zeros(1, 3, size, size)))
+
+    assert judge_setup(fake("cifar10-dev-gen", 16)) == ("fastcnn", FAST_CIFAR)
+    assert judge_setup(fake("cifar10-dev-gen32", 32)) == ("fastcnn", FAST_CIFAR)
+    assert judge_setup(fake("cifar10-dev-gen8", 8)) == (JUDGE_ARCH, JUDGE_RECIPE)  # fastcnn needs >= 16x16
+    assert judge_setup(fake("digits-gen", 16)) == (JUDGE_ARCH, JUDGE_RECIPE)
+
+
+def test_fastcnn_judge_gets_its_whitening_stem_and_learns(rgb_gen, monkeypatch):
+    """judge_for trains the dataset's own judge (here the synthetic set under the cifar judge's entry, 16x16):
+    FastCNN's data-dependent stem is initialised before training and the judge separates the colours."""
+    from unlearnlab.eval import gen_metrics
+    from unlearnlab.models.zoo import FastCNN
+    from unlearnlab.tasks.diffusion_judge import judge_for
+
+    monkeypatch.setitem(gen_metrics.DATASET_JUDGES, "rgb-test-gen", gen_metrics.DATASET_JUDGES["cifar10-dev-gen"])
+    judge, acc = judge_for(gen_bundle(rgb_gen, 16), torch.device("cpu"))
+    assert isinstance(judge, FastCNN) and judge.whiten.abs().sum() > 0
+    assert acc >= 50, acc  # chance is 10%
