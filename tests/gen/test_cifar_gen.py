@@ -114,14 +114,19 @@ def test_cifar10_dev_gen_loads_at_16x16_rgb(cifar16):
 
 
 def test_cifar10_dev_gen_run_plans_with_a_3_channel_default_ddpm(cifar16):
+    from pathlib import Path
+
     from unlearnlab.models.ddpm import build_ddpm
+    from unlearnlab.spec import load_yaml
     from unlearnlab.tasks.diffusion import DiffusionTask
 
     spec = from_dict({"dataset": "cifar10-dev-gen", "forget": "class:3", "methods": ["ga_gen", "salun_gen"]})
     assert spec.task == "diffusion" and spec.model_spec() == "ddpm" and spec.train_config().epochs == 15
-    plan = DiffusionTask().plan(spec)
-    assert plan.methods == ["original", "retrain", "ga_gen", "salun_gen"]
-    assert set(plan.model_keys) == {("original", 0), ("oracle", 0)}
+    example = load_yaml(Path(__file__).parents[2] / "examples" / "diffusion-cifar.yaml")  # the run docs quote
+    for s in (spec, example):
+        plan = DiffusionTask().plan(s)
+        assert plan.methods == ["original", "retrain", "ga_gen", "salun_gen"]
+        assert set(plan.model_keys) == {("original", 0), ("oracle", 0)}
     model = build_ddpm(spec.model_spec(), cifar16.num_classes, 16, channels=cifar16.train.x.shape[1])
     assert model.unet.config.in_channels == 3 and model.unet.config.out_channels == 3
     eps = model.eps(cifar16.train.x[:2], torch.tensor([5, 7]), torch.tensor([3, 3]))
