@@ -67,9 +67,10 @@ def _parse_overrides(items: list[str]) -> dict[str, dict]:
 
 @app.command("run")
 def run_cmd(
-    dataset: str = typer.Option("digits", help="digits, blobs, cifar10-dev, cifar10:PATH, imagefolder:PATH; with "
-                                "--task qa: qa[:authors=20,facts=10], tofu (locuslab/TOFU from the hub; "
-                                "tofu:forget01|05|10), tofu:DIR, tofu:train=PATH,forget=PATH, corpus:DIR"),
+    dataset: str = typer.Option("digits", help="digits, blobs, cifar10-dev, cifar10:PATH, imagefolder:PATH; "
+                                "diffusion: digits-gen, cifar10-dev-gen, digits-canvas-gen; with --task qa: "
+                                "qa[:authors=20,facts=10], tofu (locuslab/TOFU from the hub; tofu:forget01|05|10), "
+                                "tofu:DIR, tofu:train=PATH,forget=PATH, corpus:DIR"),
     forget: str = typer.Option("random:10%", help="random:10%, class:3, subclass:3:50%, indices:FILE; audit "
                                "scenarios (docs/scenarios.md): hard:10%, easy:10%, worst:10%:ft|rl|ga, "
                                "poison:patch:100:known=10%, poison:swap:500:known=10%, seq:random:5%x4; --task qa: "

@@ -211,7 +211,8 @@ class DiffusionTask:
         base = _base(spec, bundle, seed)
         fp = bundle.train.fingerprint() if role == "original" else data.fingerprint()
         key = _key("original" if role == "original" else "retrain", base, fp)
-        model = build_ddpm(spec.model_spec(), bundle.num_classes, gen_options(spec)["size"], seed=seed).to(device)
+        model = build_ddpm(spec.model_spec(), bundle.num_classes, gen_options(spec)["size"],
+                           channels=bundle.train.x.shape[1], seed=seed).to(device)
         if store is not None and (got := store.load_model(key, model)) is not None:
             return model.eval(), float(got.get("train_s", 0.0))
         train_set = bundle.train if role == "original" else data.retain

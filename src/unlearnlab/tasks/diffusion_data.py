@@ -1,5 +1,6 @@
-"""Image data for the diffusion task: the scikit-learn digits as [-1, 1] images (upsampled), split like the
-classifier task's digits, and a sample-grid PNG writer."""
+"""Image data for the diffusion task: the scikit-learn digits (1 channel, upsampled from 8x8) and the CIFAR-10 dev
+subset (3 channels, downsampled from 32x32) as [-1, 1] images at `size` x `size`, split like the classifier task's
+datasets, and a sample-grid PNG writer (grey or RGB)."""
 from __future__ import annotations
 
 import io
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from ..data.core import ArrayDataset
 from ..errors import ConfigError
 
-GEN_DATASETS = {"digits-gen": "digits"}
+GEN_DATASETS = {"digits-gen": "digits", "cifar10-dev-gen": "cifar10-dev"}
 DEFAULT_SIZE = 16
 
 
@@ -28,16 +29,25 @@ def gen_bundle(name: str, size: int = DEFAULT_SIZE):
         raise ConfigError(f"unknown diffusion dataset {name!r}; choose from "
                           f"{', '.join([*GEN_DATASETS, *CANVAS_DATASETS])}.")
     src = load_dataset(GEN_DATASETS[name])
-    (mean,), (std,) = src.pixel_norm
+    shape = (1, -1, 1, 1)  # per-channel (mean, std) of the classifier bundle's standardisation
+    mean, std = (torch.tensor(v, dtype=torch.float32).view(shape) for v in src.pixel_norm)
 
     def convert(ds: ArrayDataset) -> ArrayDataset:
-        x01 = (ds.x * std + mean).clamp(0, 1)
-        if x01.shape[-1] != size:
-            x01 = F.interpolate(x01, size=(size, size), mode="bilinear", align_corners=False)
-        return ArrayDataset((x01 * 2 - 1).contiguous(), ds.y, classes=src.classes)
+        return ArrayDataset((resize(ds.x * std + mean, size) * 2 - 1).contiguous(), ds.y, classes=src.classes)
 
     return Bundle(f"{name}{size}" if size != DEFAULT_SIZE else name, convert(src.train), convert(src.test),
                   list(src.classes))
+
+
+def resize(x01: torch.Tensor, size: int) -> torch.Tensor:
+    """[0, 1] images (N x C x H x W) at `size` x `size`, clamped to [0, 1]: bilinear when enlarging (the digits),
+    area averaging when shrinking (CIFAR-10 32 -> 16 averages each 2x2 block), unchanged at the same size."""
+    x01 = x01.clamp(0, 1)
+    if x01.shape[-1] == size:
+        return x01
+    if size > x01.shape[-1]:
+        return F.interpolate(x01, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+    return F.interpolate(x01, size=(size, size), mode="area")
 
 
 def grid_png(images: torch.Tensor, rows: int) -> bytes:
@@ -60,4 +70,4 @@ def grid_png(images: torch.Tensor, rows: int) -> bytes:
     return buf.getvalue()
 
 
-__all__ = ["DEFAULT_SIZE", "GEN_DATASETS", "gen_bundle", "grid_png"]
+__all__ = ["DEFAULT_SIZE", "GEN_DATASETS", "gen_bundle", "grid_png", "resize"]
