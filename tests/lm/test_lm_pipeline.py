@@ -63,9 +63,12 @@ def test_method_overrides_layering():
 def test_trajectory_scores_every_epoch_without_changing_the_method(tmp_path):
     """trajectory: true evaluates after each unlearning epoch; the method's weights and final metrics are those of
     the same run without it, and the evaluation seconds are not counted as the method's."""
+    from unlearnlab.store import Store
+
     spec = {**SPEC, "methods": ["ga"], "epochs": 3, "baselines": False}
-    plain = run_lm(spec)
-    traced = run_lm({**spec, "trajectory": True})
+    store = Store(tmp_path / "r")  # the second run reuses the fine-tuned target and oracle (not the run: new spec)
+    plain = run_lm(spec, store=store)
+    traced = run_lm({**spec, "trajectory": True}, store=store)
     same = {k: v for k, v in plain[0]["metrics"].items() if k != "RTE"}  # RTE: wall seconds
     assert same == pytest.approx({k: traced[0]["metrics"][k] for k in same}, nan_ok=True)
     points = traced[0]["trajectory"]
