@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from report_doc import leaderboard_lines
+from report_doc import leaderboard_lines, run_log
 
 from unlearnlab.engine.events import LineRenderer
 from unlearnlab.engine.report import build_report, interval, reading
@@ -254,9 +254,7 @@ def main() -> None:
     store = Store(args.results)
     methods = method_names(_spec(args, args.scenarios[0], [m.strip() for m in args.methods.split(",")], [0]))
     log_path = Path(args.results) / "benchmark_log.json"
-    log = json.loads(log_path.read_text()) if log_path.is_file() else {"phases": {}, "tuning": {}}
-    log.update({"command": "python " + " ".join(sys.argv), "cores": len(__import__("os").sched_getaffinity(0)),
-                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+    log = run_log(log_path, {"phases": {}, "tuning": {}}, args.report_only)
     if not args.report_only:
         chosen = {}
         if args.budget > 0:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from report_doc import leaderboard_lines
+from report_doc import leaderboard_lines, run_log
 
 from unlearnlab.engine.events import LineRenderer
 from unlearnlab.engine.report import build_report, interval, reading
@@ -261,10 +261,7 @@ def main() -> None:
     args.seeds, args.tune_seeds = list(range(args.seeds)), list(range(args.tune_seeds))
     store = Store(args.results)
     log_path = Path(args.results) / f"diffusion_log_{args.name}.json"
-    log = json.loads(log_path.read_text()) if log_path.is_file() else {"phases": {}}
-    if not args.report_only or "command" not in log:  # --report-only keeps the producing run's command and date
-        log.update({"command": "python " + " ".join(sys.argv), "cores": len(__import__("os").sched_getaffinity(0)),
-                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+    log = run_log(log_path, {"phases": {}}, args.report_only)
     if not args.report_only:
         chosen = {}
         if args.budget > 0:
