@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal, Self
 
-from .artifacts import ArtifactStore, StoreWarning, dumps, jsonable
+from .artifacts import ArtifactStore, StoreWarning, dumps, file_lock, jsonable
 from .errors import ConfigError, StoreError
 
 SCHEMA_VERSION: int = 1
@@ -122,13 +122,14 @@ class Store(ArtifactStore):
         except sqlite3.Error as e:
             raise StoreError(f"Cannot open the results database {self.db_path} ({e}). Check that the "
                              "directory is writable, or choose another with $UNLEARNLAB_HOME.") from None
-        try:
+        try:  # set-up under a file lock: switching to WAL can return "locked" without waiting
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
-            if self._schema_version(conn) != SCHEMA_VERSION:
-                self._create_schema(conn)
+            with file_lock(self.root / ".runs.lock"):
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+                if self._schema_version(conn) != SCHEMA_VERSION:
+                    self._create_schema(conn)
         except sqlite3.Error as e:
             conn.close()
             raise self._db_error(e) from None

@@ -25,14 +25,14 @@ still derive from the deleted records) are then purged and listed in the evidenc
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import file_lock
 from ..exact.base import DeletionScheme, load_scheme
 from .certificates import load_or_create_signing_key
 from .chain import Ledger, to_jsonable
@@ -185,15 +185,9 @@ class Deployment:
                 shutil.rmtree(d)
         return files
 
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self) -> contextlib.AbstractContextManager[None]:
         """Exclusive inter-process lock held while deletions are applied."""
-        with open(self.root / "service.lock", "a+") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        return file_lock(self.root / "service.lock")
 
 
 def create_deployment(directory: str | os.PathLike, scheme: Any, *, database: str | None = None,
