@@ -41,7 +41,7 @@ STEPS = {
     "esd": {"iterations": 40, "ddim_steps": 10, "lr": 3e-4, "batch_size": 8},
     "ga_gen": {"iterations": 8, "lr": 1e-4, "batch_size": 64},
     "salun_gen": {"iterations": 40, "lr": 2e-4, "batch_size": 64},
-    "sfd": {"iterations": 50, "batch_size": 16, "lr": 1e-3, "g_forget_coef": 0.1, "sg_forget_coef": 0.1},
+    "sfd": {"iterations": 50, "batch_size": 16, "lr": 1e-3, "g_forget_coef": 0.1, "sg_forget_coef": 0.1, "ema": 0},
     "unguide": {"iterations": 40, "lr": 3e-4, "ddim_steps": 10, "batch_size": 8, "t_enc": 5, "repeats": 8},
     "doco": {"iterations": 60, "warm_up": 20, "batch_size": 16, "lr": 3e-4, "dlr": 1e-3, "anchor_images": 64},
     # the UNet (ESD-u's subset): training only the condition table gives no robustness here (docs/diffusion.md)

@@ -49,8 +49,8 @@ def test_run_records_and_cache(tmp_path):
     assert recs["esd"]["timings"]["opt_steps"] == 2
     assert recs["original"]["spec"]["eval"]["samples"] == 3
     again = api.run({**SPEC, "methods": ["esd", "ga_gen", "sfd"], "overrides": {**SPEC["overrides"], "ga_gen": {
-        "iterations": 1, "batch_size": 8}, "sfd": {"iterations": 2, "batch_size": 4, "lr": 1e-3}}}, store=store,
-        backend="serial")
+        "iterations": 1, "batch_size": 8}, "sfd": {"iterations": 2, "batch_size": 4, "lr": 1e-3, "ema": 0}}},
+        store=store, backend="serial")
     built = {r["spec"]["method"]: r for r in again["records"] if r["spec"]["method"] in ("ga_gen", "sfd")}
     assert len(built) == 2 and not again["errors"], again["errors"]
     assert store.count_runs() == 5  # original, retrain, esd reused; only ga_gen and sfd ran

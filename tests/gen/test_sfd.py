@@ -12,8 +12,8 @@ from unlearnlab.methods import MethodContext, run_method
 
 FORGET, KEPT = 3, [0, 4, 6]
 # CPU-sized: 50 update pairs at batch 16 and lr 1e-3 instead of the code's 50k at batch 128 and lr 1e-5; the forget
-# weights raised from 0.01 to 0.1 so that the forget term acts within 50 steps (docs/diffusion.md)
-CPU = {"iterations": 50, "batch_size": 16, "lr": 1e-3, "g_forget_coef": 0.1, "sg_forget_coef": 0.1}
+# weights raised from 0.01 to 0.1 so that the forget term acts within 50 steps, no EMA (docs/diffusion.md)
+CPU = {"iterations": 50, "batch_size": 16, "lr": 1e-3, "g_forget_coef": 0.1, "sg_forget_coef": 0.1, "ema": 0}
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +95,52 @@ def test_override_variants_run_and_are_deterministic(override, trained_ddpm, dat
     b = run_method("sfd", trained_ddpm, data3, gen_task, over, MethodContext(seed=5))
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert any(not torch.equal(p, q) for p, q in zip(a.net.parameters(), trained_ddpm.parameters()))
+
+
+def _params(m) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in m.parameters()]
+
+
+def test_the_returned_model_is_the_generators_ema(trained_ddpm, data3, gen_task):
+    """The code's FixedEMAHelper: shadow = mu * shadow + (1 - mu) * param after each update pair, starting from the
+    undistilled generator; with the same seed the trained generator is the ema-0 run's."""
+    from unlearnlab.methods.sfd import scaled
+    from unlearnlab.models.ddpm import OneStepGenerator
+
+    over = {**CPU, "iterations": 1, "batch_size": 4}
+    trained = _params(run_method("sfd", trained_ddpm, data3, gen_task, over, MethodContext(seed=2)))
+    ema = _params(run_method("sfd", trained_ddpm, data3, gen_task, {**over, "ema": 0.75}, MethodContext(seed=2)))
+    start = _params(OneStepGenerator(copy.deepcopy(trained_ddpm), scaled(440, trained_ddpm.timesteps)))
+    assert any(not torch.equal(a, b) for a, b in zip(trained, start))
+    for e, s0, t in zip(ema, start, trained, strict=True):
+        assert torch.allclose(e, 0.75 * s0 + 0.25 * t, atol=1e-6)
+
+
+def test_two_stage_starts_stage_two_from_stage_one(trained_ddpm, data3, gen_task):
+    """Stage 1 is plain SiD over every class (the same draws as a one-stage `override: none` run); stage 2 goes on
+    from its generator, with stage 1's fake-score net as the teacher."""
+    over = {**CPU, "batch_size": 4}
+    ctx = MethodContext(seed=4)
+    stage1_only = run_method("sfd", trained_ddpm, data3, gen_task, {**over, "iterations": 0, "stage1_iterations": 2},
+                             ctx)
+    none = run_method("sfd", trained_ddpm, data3, gen_task, {**over, "iterations": 2, "override": "none"},
+                      MethodContext(seed=4))
+    assert all(torch.equal(a, b) for a, b in zip(_params(stage1_only), _params(none)))
+    assert ctx.info["sfd_stages"] == 2 and "stage1" in ctx.info["sfd_final_losses"]
+    two = run_method("sfd", trained_ddpm, data3, gen_task, {**over, "iterations": 2, "stage1_iterations": 2},
+                     MethodContext(seed=4))
+    one = run_method("sfd", trained_ddpm, data3, gen_task, {**over, "iterations": 2}, MethodContext(seed=4))
+    assert any(not torch.equal(a, b) for a, b in zip(_params(two), _params(one)))
+    assert any(not torch.equal(a, b) for a, b in zip(_params(two), _params(stage1_only)))
+
+
+def test_diffusion_methods_report_progress(trained_ddpm, data3, gen_task):
+    """Long distillations show steps as training does: the last step of each stage is always reported."""
+    from unlearnlab.engine.events import reporting
+
+    events = []
+    with reporting(events.append, "job-sfd"):
+        run_method("sfd", trained_ddpm, data3, gen_task, {**CPU, "iterations": 2, "stage1_iterations": 1,
+                                                           "batch_size": 4}, MethodContext(seed=0))
+    done = [(e["what"], e["step"], e["steps"]) for e in events if e["kind"] == "progress" and e["step"] == e["steps"]]
+    assert done == [("sfd stage 1", 1, 1), ("sfd", 2, 2)], events

@@ -1,5 +1,6 @@
-"""Shared pieces of the diffusion methods (esd, ga_gen, salun_gen, doco): batches, antithetic timesteps, the SalUn-code
-loss scale, x0-predictions, parameter subsets of the UNet, the optimisation step and conflicting-gradient surgery."""
+"""Shared pieces of the diffusion methods (esd, ga_gen, salun_gen, doco, ...): progress, batches, antithetic
+timesteps, the SalUn-code loss scale, x0-predictions, parameter subsets of the UNet, the optimisation step and
+conflicting-gradient surgery."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -8,6 +9,15 @@ import torch
 from torch import nn
 
 from ..data.core import batches
+from ..engine.events import training_step
+
+
+def iterate(n: int, what: str) -> Iterator[int]:
+    """range(n), reporting each finished iteration to the engine's progress stream (throttled there), so that long
+    diffusion unlearning runs show steps and an ETA as training does."""
+    for i in range(n):
+        yield i
+        training_step(what, 1, 1, i + 1, n)
 
 
 def cycle(ds, batch_size: int, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

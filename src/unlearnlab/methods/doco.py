@@ -13,7 +13,7 @@ from torch import nn
 from ..config import param
 from ..errors import ConfigError
 from ..seeding import torch_generator
-from ._diffusion_common import cycle, noisy, predict_x0, preserve_gradient, subset, train_only
+from ._diffusion_common import cycle, iterate, noisy, predict_x0, preserve_gradient, subset, train_only
 from .base import MethodContext, register
 
 
@@ -167,7 +167,7 @@ def doco(model, data, cfg: DoCoConfig, task, ctx: MethodContext):
     stats = {"conflicts": 0, "tensors": 0, "d_acc": 0.0}
     retain = cycle(data.retain, cfg.batch_size, gen) if cfg.preserve == "retain" else None
     model.train()
-    for i in range(cfg.iterations):
+    for i in iterate(cfg.iterations, "doco"):
         idx = torch.randint(0, len(pool_x), (cfg.batch_size,), generator=gen).to(task.device)
         xt, t, _ = noisy(model, pool_x[idx], gen)
         fake = predict_x0(model, xt, t, model.eps(xt, t, pool_f[idx]))

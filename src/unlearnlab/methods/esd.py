@@ -9,7 +9,7 @@ import torch
 
 from ..config import param
 from ..seeding import torch_generator
-from ._diffusion_common import step, subset, train_only
+from ._diffusion_common import iterate, step, subset, train_only
 from .base import MethodContext, register
 
 
@@ -64,7 +64,7 @@ def esd(model, data, cfg: ESDConfig, task, ctx: MethodContext):
     opt = torch.optim.Adam(params, lr=cfg.lr)
     gen = torch_generator(ctx.seed, "esd")
     times = ddim_timesteps(model, cfg.ddim_steps)
-    for _ in range(cfg.iterations):
+    for _ in iterate(cfg.iterations, "esd"):
         y = concepts[torch.randint(0, len(concepts), (cfg.batch_size,), generator=gen)].to(task.device)
         k = int(torch.randint(0, cfg.ddim_steps, (1,), generator=gen))
         model.eval()

@@ -7,7 +7,7 @@ import torch
 
 from ..config import param
 from ..seeding import torch_generator
-from ._diffusion_common import cycle, ddpm_sum_loss, step
+from ._diffusion_common import cycle, ddpm_sum_loss, iterate, step
 from .base import MethodContext, register
 
 
@@ -37,7 +37,7 @@ def ga_gen(model, data, cfg: GAGenConfig, task, ctx: MethodContext):
     opt = torch.optim.Adam(params, lr=cfg.lr)
     gen = torch_generator(ctx.seed, "ga_gen")
     retain, forget = cycle(data.retain, cfg.batch_size, gen), cycle(data.forget, cfg.batch_size, gen)
-    for _ in range(cfg.iterations):
+    for _ in iterate(cfg.iterations, "ga_gen"):
         xr, yr = task.to_device(next(retain))
         xf, yf = task.to_device(next(forget))
         loss = -ddpm_sum_loss(model, xf, yf, gen) + cfg.alpha * ddpm_sum_loss(model, xr, yr, gen)

@@ -8,7 +8,7 @@ import torch
 
 from ..config import param
 from ..seeding import torch_generator
-from ._diffusion_common import cycle, ddpm_sum_loss, noisy, step
+from ._diffusion_common import cycle, ddpm_sum_loss, iterate, noisy, step
 from .base import MethodContext, register
 
 
@@ -98,7 +98,7 @@ def salun_gen(model, data, cfg: SalUnGenConfig, task, ctx: MethodContext):
     alpha = cfg.alpha * (3072 / (model.channels * model.size ** 2) if cfg.scale_alpha else 1.0)
     ctx.info["effective_alpha"] = alpha
     model.train()
-    for _ in range(cfg.iterations):
+    for _ in iterate(cfg.iterations, "salun_gen"):
         xr, yr = task.to_device(next(retain))
         xf, yf = task.to_device(next(forget))
         xt, t, _ = noisy(model, xf, gen)

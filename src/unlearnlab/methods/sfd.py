@@ -10,6 +10,7 @@ import torch
 
 from ..config import param
 from ..seeding import torch_generator
+from ._diffusion_common import iterate
 from .base import MethodContext, register
 
 CODE_T = 1000  # the SFD code's schedule length; t_init / t_min / t_max are given on it and scaled to the model's
@@ -27,10 +28,12 @@ class SFDConfig:
     and f_psi on the forgotten class. Defaults from cifar10_sfd.yml (Adam lr 1e-5 with betas (0, 0.999) for both
     nets, batch 128, alpha 1.2, t_init 440, t in [38, 712) of T = 1000, coefficients 1 / 0.01, gradient values
     clipped at 1.0, 50k iterations). Deviations: t_init / t_min / t_max are scaled by T / 1000 to the model's
-    schedule; the override is (c_f + 1) mod K (the code's fixed label_to_override 1 for its forget class 0);
-    no EMA of the generator (the code samples an EMA 0.9999 copy: over a CPU run of 50 steps such an EMA would
-    still be the initial generator); the CPU runs in docs/diffusion.md and the tests use 50 update pairs
-    at batch 16, lr 1e-3 and forget weights 0.1."""
+    schedule; the override is (c_f + 1) mod K (the code's fixed label_to_override 1 for its forget class 0); the
+    remain and forget terms share one forward pass (the code runs two; the gradient is the same sum). The returned
+    model is the generator's EMA (rate 0.9999 as the code, which samples and checkpoints the EMA); the CPU runs in
+    docs/diffusion.md and the tests set ema 0 (over 50 steps a 0.9999 EMA is still the initial generator) and
+    use 50 update pairs at batch 16, lr 1e-3 and forget weights 0.1. SFD-Two Stage (stage1_iterations > 0)
+    follows the code's loading of a distilled checkpoint: stage 2's teacher is stage 1's fake-score net."""
 
     iterations: int = param(50000, "alternating (fake score, generator) update pairs (code: n_iters 50000 at batch "
                                    "128 on CIFAR-10; the CPU runs of the 8x8 digits in the docs: 50)", low=0)
@@ -56,6 +59,19 @@ class SFDConfig:
                                   "variant)", choices=("next", "rand", "none"))
     grad_clip: float = param(1.0, "clip every gradient value to [-clip, clip] (code: clip_grad_value_ 1.0; 0 = off)",
                              low=0.0)
+    fake_lr: float = param(0.0, "Adam learning rate of the fake-score net; 0 = lr (code: 1e-5 as the generator's in "
+                                "cifar10_sfd.yml, 3e-5 in cifar10_sid.yml and cifar10_sfd_2stage.yml)", low=0.0)
+    ema: float = param(0.9999, "EMA rate of the generator's weights; the EMA is the returned model (code: ema_rate "
+                               "0.9999, samples taken from the EMA). 0 = return the trained generator itself (the "
+                               "CPU runs: after 50 steps a 0.9999 EMA is still the initial generator)",
+                       low=0.0, high=0.999999)
+    stage1_iterations: int = param(0, "SFD-Two Stage (the paper's variant; code README step 2, cifar10_sid.yml then "
+                                      "cifar10_sfd_2stage.yml): first this many update pairs distilling every class "
+                                      "with no forgetting (--label_to_forget -1), then `iterations` pairs of "
+                                      "forgetting started from that checkpoint as the code loads it: stage 1's "
+                                      "fake-score net becomes the teacher and the fake net's start, stage 1's "
+                                      "generator (its EMA) the generator's start, fresh Adam states. 0 = one stage",
+                                   low=0)
 
 
 def scaled(step: int, timesteps: int) -> int:
@@ -119,24 +135,47 @@ class _Run:
     """One distillation: the frozen teacher, the fake-score net, the generator, their optimisers and the label,
     noise and timestep draws (remain labels from D_r's label multiset, forget labels from D_f's)."""
 
-    def __init__(self, model, data, cfg: SFDConfig, device, seed: int):
+    def __init__(self, model, data, cfg: SFDConfig, device, gen: torch.Generator, forgetting: bool, start=None):
+        """`start`: (fake-score net, generator) of a finished stage 1, which this stage continues from."""
         from ..models.ddpm import OneStepGenerator
 
         self.cfg, self.device, self.k = cfg, device, model.num_classes
-        self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
-        self.fake = copy.deepcopy(model).train().requires_grad_(True)
-        self.g = OneStepGenerator(copy.deepcopy(model), scaled(cfg.t_init, model.timesteps)).train()
+        score = model if start is None else start[0]
+        self.teacher = copy.deepcopy(score).eval().requires_grad_(False)
+        self.fake = copy.deepcopy(score).train().requires_grad_(True)
+        self.g = (OneStepGenerator(copy.deepcopy(model), scaled(cfg.t_init, model.timesteps)) if start is None
+                  else copy.deepcopy(start[1])).train().requires_grad_(True)
+        self.ema = copy.deepcopy(self.g).eval().requires_grad_(False) if cfg.ema > 0 else None
         self.t_lo = scaled(cfg.t_min, model.timesteps)
         self.t_hi = max(scaled(cfg.t_max, model.timesteps), self.t_lo + 1)
-        self.gen = torch_generator(seed, "sfd")
-        self.forgetting = cfg.override != "none"
+        self.gen, self.forgetting = gen, forgetting
         self.forget = sorted(int(c) for c in torch.unique(data.forget.y))
         self.remain = (data.retain.y if self.forgetting else torch.cat([data.retain.y, data.forget.y])).long()
         self.forget_y = data.forget.y.long()
         self.shape = (model.channels, model.size, model.size)
         adam = {"lr": cfg.lr, "betas": (0.0, 0.999), "eps": 1e-8}
-        self.f_opt = torch.optim.Adam(self.fake.parameters(), **adam)
+        self.f_opt = torch.optim.Adam(self.fake.parameters(), **{**adam, "lr": cfg.fake_lr or cfg.lr})
         self.g_opt = torch.optim.Adam(self.g.parameters(), **adam)
+
+    def distil(self, iterations: int, what: str) -> dict[str, float]:
+        """Alternate fake-score and generator updates (then the EMA update, as the code); the last losses."""
+        losses = {}
+        for i in iterate(iterations, what):
+            losses["fake"] = self.fake_step(i)
+            losses["generator"] = self.generator_step(i)
+            if self.ema is not None:  # the code's FixedEMAHelper: shadow = mu * shadow + (1 - mu) * param
+                with torch.no_grad():
+                    for e, p in zip(self.ema.parameters(), self.g.parameters(), strict=True):
+                        e.lerp_(p, 1 - self.cfg.ema)
+        return losses
+
+    def result(self):
+        """The generator to sample: its EMA when kept (buffers from the trained one, as the code's ema_copy)."""
+        if self.ema is None:
+            return self.g.eval()
+        for e, b in zip(self.ema.buffers(), self.g.buffers(), strict=True):
+            e.copy_(b)
+        return self.ema.eval()
 
     def draw(self, pool: torch.Tensor) -> torch.Tensor:
         return pool[torch.randint(0, len(pool), (self.cfg.batch_size,), generator=self.gen)].to(self.device)
@@ -184,16 +223,19 @@ class _Run:
           "score replaced by an override class's", "Chen, Zhang & Zhou 2025, 'Score Forgetting Distillation: A "
           "Swift, Data-Free Method for Machine Unlearning in Diffusion Models', ICLR", kinds=("diffusion",))
 def sfd(model, data, cfg: SFDConfig, task, ctx: MethodContext):
-    """Alternate fake-score and generator updates; returns the one-step generator (sampled in one step)."""
+    """Optionally a no-forgetting stage 1, then the forgetting distillation; returns the one-step generator."""
     model.to(task.device)
-    run = _Run(model, data, cfg, task.device, ctx.seed)
-    losses = {}
-    for i in range(cfg.iterations):
-        losses["fake"] = run.fake_step(i)
-        losses["generator"] = run.generator_step(i)
+    gen = torch_generator(ctx.seed, "sfd")
+    start, losses = None, {}
+    if cfg.stage1_iterations > 0:
+        stage1 = _Run(model, data, cfg, task.device, gen, forgetting=False)
+        losses["stage1"] = stage1.distil(cfg.stage1_iterations, "sfd stage 1")
+        start = (stage1.fake, stage1.result())
+    run = _Run(model, data, cfg, task.device, gen, forgetting=cfg.override != "none", start=start)
+    losses.update(run.distil(cfg.iterations, "sfd"))
     ctx.info.update({"sfd_t_init": run.g.t_init, "sfd_t_range": [run.t_lo, run.t_hi], "sfd_final_losses": losses,
-                     "sfd_override": cfg.override})
+                     "sfd_override": cfg.override, "sfd_ema": cfg.ema, "sfd_stages": 1 + (start is not None)})
     if cfg.override == "next":
-        nxt = override_labels(torch.tensor(run.forget), run.forget, model.num_classes, "next", run.gen)
+        nxt = override_labels(torch.tensor(run.forget), run.forget, model.num_classes, "next", gen)
         ctx.info["sfd_override_labels"] = {str(c): o for c, o in zip(run.forget, nxt.tolist())}  # JSON keys
-    return run.g.eval()
+    return run.result()

@@ -13,7 +13,7 @@ from ..config import param
 from ..errors import ConfigError
 from ..models.ddpm import Denoiser
 from ..seeding import torch_generator
-from ._diffusion_common import condition_layers, step
+from ._diffusion_common import condition_layers, iterate, step
 from .base import MethodContext, register
 from .esd import esd_target
 
@@ -221,7 +221,7 @@ def train_adapter(net: Denoiser, frozen: Denoiser, params, concepts: torch.Tenso
 
     opt = torch.optim.Adam(params, lr=cfg.lr)
     times = ddim_timesteps(net, cfg.ddim_steps)
-    for _ in range(cfg.iterations):
+    for _ in iterate(cfg.iterations, "unguide"):
         y = concepts[torch.randint(0, len(concepts), (cfg.batch_size,), generator=gen)].to(device)
         k = int(torch.randint(0, cfg.ddim_steps, (1,), generator=gen))
         net.eval()
