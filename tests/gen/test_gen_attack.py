@@ -77,14 +77,28 @@ def test_records_carry_asr(tmp_path):
         assert r["spec"]["eval"]["attack_k"] == 2
 
 
-def test_token_sequence_tables_are_refused():
-    from unlearnlab.eval.gen_attack import check_vector_table
+def test_condition_tables_and_token_sequence_prefixes():
+    from unlearnlab.eval.gen_attack import check_prefix, combine, condition_table
 
     class SeqTable(torch.nn.Module):  # Stable Diffusion's wrapper keeps (K + 1) x L x D prompt embeddings
         cond = torch.nn.Parameter(torch.zeros(3, 4, 5))
 
-    with pytest.raises(ConfigError, match="one vector per class"):
-        check_vector_table(SeqTable())
+    class Factorised(torch.nn.Module):
+        cond = torch.nn.Linear(2, 2)
+
+    assert condition_table(SeqTable()).shape == (3, 4, 5)
+    check_prefix(SeqTable(), "prefix", 3)
+    check_prefix(SeqTable(), "delta", 9)
+    with pytest.raises(ConfigError, match="do not fit a 4-token"):
+        check_prefix(SeqTable(), "prefix", 4)
+    with pytest.raises(ConfigError, match="condition table"):
+        condition_table(Factorised())
+    base = torch.arange(4.0)[:, None].expand(4, 5)  # token state i = i
+    out = combine(base, torch.full((2, 5), -1.0), "prefix")  # inserted after BOS, the last two states drop off
+    assert out.shape == (1, 4, 5) and out[0, :, 0].tolist() == [0, -1, -1, 1]
+    assert torch.equal(combine(base, torch.ones(1, 20), "delta")[0], base + 1)
+    vec = combine(torch.zeros(5), torch.full((4, 5), 5.0), "prefix")  # one-vector tables keep the mean
+    assert torch.allclose(vec, torch.full((1, 5), 4.0))
 
 
 def test_wrapped_generators_expose_their_table_to_the_attack(trained_ddpm, data3, judge8):

@@ -94,3 +94,45 @@ def test_sfd_and_unguide_on_stable_diffusion(sd, latents):
     assert lora and all("attn2.to_k" in n or "attn2.to_v" in n for n in lora)
     assert len(ctx.info["unguide_w"]) == 2
     assert sample(u, torch.tensor([0, 1]), steps=2, gen=torch.Generator().manual_seed(0)).shape == (2, 4, 8, 8)
+
+
+class _LatentJudge(torch.nn.Module):
+    """A stand-in judge on 4 x 8 x 8 latents (features + head, as the engine's judges)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.features, self.head = torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 2)
+
+
+def test_prompt_attack_on_token_sequences(sd, latents):
+    """UnlearnDiffAtk on Stable Diffusion's per-prompt token sequences: prefix states inserted after BOS (length
+    kept), an additive delta, projection to the nearest token states, and the ASR pipeline end to end."""
+    from unlearnlab.eval.gen_attack import GenAttackConfig, adversarial_condition, attack
+
+    x, base = latents.train.x[:4], sd.cond[0].detach()
+    emb, info = adversarial_condition(sd, x, 0, GenAttackConfig(k=2, steps=3, lr=0.05, batch_size=4), seed=0)
+    assert emb.shape == (1, *base.shape) and info["shift"] > 0
+    assert torch.equal(emb[0, 0], base[0]) and torch.equal(emb[0, 3:], base[1:-2])  # BOS, then the shifted prompt
+    emb, info = adversarial_condition(sd, x, 0, GenAttackConfig(mode="delta", steps=3, lr=0.05, batch_size=4))
+    assert emb.shape == (1, *base.shape) and info["shift"] > 0
+    _, info = adversarial_condition(sd, x, 0, GenAttackConfig(k=2, steps=1, project=True, batch_size=4))
+    assert len(info["tokens"]) == 2 and all(0 <= i < sd.cond.shape[0] * sd.cond.shape[1] for i in info["tokens"])
+    out = attack(sd, _LatentJudge(), x, 0, {"k": 2, "steps": 2, "batch_size": 4}, samples=4, sample_steps=2)
+    assert 0 <= out["ASR_pre"] <= 100 and 0 <= out["ASR_post"] <= 100 and out["attack_shift"] > 0
+
+
+def test_advunlearn_trains_the_prompt_table_of_stable_diffusion(sd, latents):
+    """AdvUnlearn's default (the code's text_encoder_full) trains the prompt-embedding table, the text encoder's
+    stand-in, with the token-sequence attack in the loop after the warm-up."""
+    import math
+
+    from unlearnlab.methods import MethodContext, run_method
+    from unlearnlab.models.ddpm import DiffusionModelTask
+
+    ctx = MethodContext(seed=0)
+    out = run_method("advunlearn", sd, latents, DiffusionModelTask(2), {
+        "iterations": 2, "warmup_iter": 1, "attack_step": 2, "ddim_steps": 2, "retain_batch": 1, "lr": 1e-2}, ctx)
+    changed = {n for (n, p), q in zip(out.named_parameters(), sd.parameters()) if not torch.equal(p, q)}
+    assert changed == {"cond"}
+    assert ctx.info["attack_rounds"] == 1 and math.isfinite(ctx.info["attack_loss_last"])

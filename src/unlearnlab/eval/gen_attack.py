@@ -8,13 +8,18 @@ class, E_{t, eps} || eps_theta(x_t, t | c') - eps ||^2, then samples from c'. At
 samples from the attacked condition that the judge classifies as the forgotten class; Pre-ASR = the same with the
 plain condition c_f and the same seeded noise.
 
-Our condition is ONE vector per class (the DDPM's table `cond`, added to the time embedding), not a sequence of
-token embeddings read by a text encoder, so the code's "k prefix tokens" need a combination rule:
+The digit DDPM's condition is ONE vector per class (its table `cond`, added to the time embedding), not a
+sequence of token embeddings read by a text encoder, so the code's "k prefix tokens" need a combination rule:
   * mode `prefix` (default, k = 5 as the code): c' = mean(c_f, p_1, ..., p_k). The mean keeps the vector's scale
     (a sum of k + 1 rows would be far outside what the UNet saw). Because the combination is linear, the k
     vectors act only through their mean: k sets the parameterisation (c_f keeps weight 1 / (k + 1)) and what
     weight decay pulls toward, not the attack's expressiveness.
   * mode `delta`: c' = c_f + delta (an additive perturbation, AdvUnlearn's `add` attack type).
+Stable Diffusion's condition (models/sd.py) is a token sequence per prompt (L x D text-encoder states, the
+cross-attention input). There `prefix` inserts the k vectors right after the first (BOS) state, as the code
+prepends k tokens to the prompt, and the sequence keeps its length L (the last k states, padding for a short
+prompt, drop off as the tokenizer truncates); `delta` adds an L x D perturbation. We optimise states after the
+text encoder (the table holds its outputs), the code token embeddings before it.
 Deviations from the code: the code optimises a distribution over CLIP's vocabulary per adversarial token (Adam,
 coupled weight decay 0.1, projection onto the simplex, straight-through sampling) and decodes discrete tokens;
 our table has no vocabulary beyond its K + 1 rows, so we optimise continuous vectors (AdamW, decoupled weight decay
@@ -53,19 +58,34 @@ class GenAttackConfig:
                                  "code's projection to discrete tokens; our vocabulary = the K + 1 rows)")
 
 
-def check_vector_table(model) -> None:
-    """The attack (and AdvUnlearn) act on a table with ONE condition vector per class (the digit DDPM's `cond`);
-    Stable Diffusion's per-prompt token sequences (models/sd.py) would need a token-level prefix: refused."""
-    if not isinstance(getattr(model, "cond", None), torch.nn.Embedding):
-        raise ConfigError("the prompt attack and AdvUnlearn need a model whose condition table holds one vector per "
-                          "class (the DDPM's nn.Embedding `cond`); token-sequence conditions (Stable Diffusion) are "
-                          "not supported yet.")
+def condition_table(model) -> torch.Tensor:
+    """The condition table the attack (and AdvUnlearn) act on: (K + 1) x D, one vector per class (the DDPM's
+    nn.Embedding `cond`), or (K + 1) x L x D, one token sequence per prompt (Stable Diffusion's `cond`)."""
+    cond = getattr(model, "cond", None)
+    if isinstance(cond, torch.nn.Embedding):
+        return cond.weight
+    if isinstance(cond, torch.nn.Parameter) and cond.dim() == 3:
+        return cond
+    raise ConfigError("the prompt attack and AdvUnlearn need a condition table: one vector per class (the DDPM's "
+                      "nn.Embedding `cond`) or one token sequence per prompt (Stable Diffusion's (K + 1) x L x D "
+                      "`cond`); this model has neither (a factorised two-factor table is not supported).")
+
+
+def check_prefix(model, mode: str, k: int) -> None:
+    """A token-sequence prefix must leave room for the prompt: k < L."""
+    table = condition_table(model)
+    if mode == "prefix" and table.dim() == 3 and k >= table.shape[1]:
+        raise ConfigError(f"{k} prefix vectors do not fit a {table.shape[1]}-token condition; use k < "
+                          f"{table.shape[1]}.")
 
 
 def combine(base: torch.Tensor, adv: torch.Tensor, mode: str) -> torch.Tensor:
-    """The attacked condition (1 x D) from c_f (`base`, D) and the adversarial parameters (k x D, or 1 x D)."""
+    """The attacked condition (1 x D, or 1 x L x D for a token sequence) from c_f (`base`, D or L x D) and the
+    adversarial parameters (k x D, or 1 x numel(c_f) for delta)."""
     if mode == "delta":
-        return (base + adv[0]).unsqueeze(0)
+        return (base + adv[0].view_as(base)).unsqueeze(0)
+    if base.dim() == 2:  # a token sequence: the k vectors right after the first state, length kept
+        return torch.cat([base[:1], adv, base[1:]])[:len(base)].unsqueeze(0)
     return torch.cat([base.unsqueeze(0), adv]).mean(0, keepdim=True)
 
 
@@ -76,16 +96,22 @@ def l2_loss(model, emb: torch.Tensor, x0: torch.Tensor, gen: torch.Generator) ->
     t = torch.randint(0, model.timesteps, (len(x0),), generator=gen).to(x0.device)
     eps = torch.randn(x0.shape, generator=gen).to(x0.device)
     xt = q_sample(_sched(model), x0, t, eps)
-    return (model.eps(xt, t, emb=emb.expand(len(x0), -1)) - eps).pow(2).mean()
+    return (model.eps(xt, t, emb=emb.expand(len(x0), *emb.shape[1:])) - eps).pow(2).mean()
 
 
 def initial_params(model, base: torch.Tensor, mode: str, k: int, init: str, gen: torch.Generator) -> torch.Tensor:
-    """Starting adversarial parameters: zeros (delta), k copies of c_f, or k random rows of the table."""
+    """Starting adversarial parameters: zeros (delta), k copies of c_f (for a token sequence: its states 2..k+1, the
+    prompt's opening repeated), or k random rows of the table (random token states of random prompts)."""
     if mode == "delta":
         return torch.zeros(1, base.numel(), device=base.device)
+    table = condition_table(model).detach()
     if init == "random":
-        rows = torch.randint(0, model.num_classes + 1, (k,), generator=gen)
-        return model.cond.weight.detach()[rows.to(base.device)].clone()
+        rows = torch.randint(0, len(table), (k,), generator=gen).to(base.device)
+        if table.dim() == 3:
+            return table[rows, torch.randint(0, table.shape[1], (k,), generator=gen).to(base.device)].clone()
+        return table[rows].clone()
+    if base.dim() == 2:
+        return base.detach()[1:k + 1].clone()
     return base.detach().expand(k, -1).clone()
 
 
@@ -116,8 +142,10 @@ def optimise_condition(model, base: torch.Tensor, loss_fn: Callable[[torch.Tenso
 
 
 def project_rows(model, adv: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
-    """Each row of `adv` replaced by its nearest (Euclidean) row of the model's condition table."""
-    table = model.cond.weight.detach()
+    """Each row of `adv` replaced by its nearest (Euclidean) row of the model's condition table (for token
+    sequences: its nearest token state, indexed prompt * L + position)."""
+    table = condition_table(model).detach()
+    table = table.reshape(-1, table.shape[-1])
     idx = torch.cdist(adv, table).argmin(1)
     return table[idx].clone(), idx.tolist()
 
@@ -132,7 +160,7 @@ def judged_rate(model, judge, cls: int, emb: torch.Tensor | None, *, samples: in
 
     device = next(model.parameters()).device
     y = torch.full((samples,), cls, dtype=torch.long)
-    e = None if emb is None else emb.to(device).expand(samples, -1)
+    e = None if emb is None else emb.to(device).expand(samples, *emb.shape[1:])
     x = sample(model, None if e is not None else y, steps=sample_steps, scale=guidance, emb=e,
                gen=torch_generator(seed, "gen-attack-noise", cls)).cpu()
     pred, _ = judge_outputs(judge, x)
@@ -141,8 +169,9 @@ def judged_rate(model, judge, cls: int, emb: torch.Tensor | None, *, samples: in
 
 def adversarial_condition(model, images: torch.Tensor, cls: int, cfg: GenAttackConfig, seed: int = 0
                           ) -> tuple[torch.Tensor, dict]:
-    """The attacked condition (1 x D) for class `cls` from real images of it, and what the search did."""
-    check_vector_table(model)
+    """The attacked condition (1 x D or 1 x L x D) for class `cls` from real images of it, and what the search
+    did."""
+    check_prefix(model, cfg.mode, cfg.k)
     if cfg.project and cfg.mode != "prefix":
         raise ConfigError("project applies to prefix mode (each p_i snaps to a table row); use mode: prefix.")
     device = next(model.parameters()).device
@@ -188,5 +217,6 @@ def attack(model, judge, images: torch.Tensor, cls: int, cfg: GenAttackConfig | 
     return out
 
 
-__all__ = ["GenAttackConfig", "adversarial_condition", "attack", "check_vector_table", "combine", "initial_params",
+__all__ = ["GenAttackConfig", "adversarial_condition", "attack", "check_prefix", "combine", "condition_table",
+           "initial_params",
            "judged_rate", "l2_loss", "optimise_condition", "project_rows"]

@@ -9,7 +9,7 @@ import torch
 
 from ..config import param
 from ..seeding import torch_generator
-from ._diffusion_common import step, subset, train_only
+from ._diffusion_common import iterate, step, subset, train_only
 from .base import MethodContext, register
 from .esd import esd_target
 
@@ -27,9 +27,11 @@ class AdvUnlearnConfig:
     `iter`, not offered): MSE between the trained model's and the frozen original's noise predictions for retained
     classes on x_t partially sampled for them (a utility-preserving distillation, not a diffusion loss on data);
     retained classes stand in for the code's COCO object prompts. Deviations: the attack's gradient is zeroed each
-    step (the code never zeroes it, so its Adam sees accumulated gradients); conditions are one vector, so the
-    prefix token is combined with c_f by the mean (see eval/gen_attack.py); x_t comes from the current UNet with
-    the original condition table (as the code samples with the original text encoder's embeddings)."""
+    step (the code never zeroes it, so its Adam sees accumulated gradients); on the digit DDPM conditions are one
+    vector, so the prefix token is combined with c_f by the mean; on Stable Diffusion the table holds the text
+    encoder's output states, which are what trains and where the prefix is inserted (see eval/gen_attack.py);
+    x_t comes from the current UNet with the original condition table (as the code samples with the original text
+    encoder's embeddings)."""
 
     train_method: str = param("cond", "what trains: cond = the condition table (the code's text_encoder_full, the "
                                       "paper's choice: the table is our text encoder); esd-x / esd-u / full = UNet "
@@ -62,7 +64,9 @@ class AdvUnlearnConfig:
 
 
 def _trainable(model, which: str) -> list[torch.nn.Parameter]:
-    return [model.cond.weight] if which == "cond" else subset(model, which)
+    from ..eval.gen_attack import condition_table
+
+    return [condition_table(model)] if which == "cond" else subset(model, which)
 
 
 class _Attacker:
@@ -112,10 +116,10 @@ class _Attacker:
           "for Robust Concept Erasure in Diffusion Models', NeurIPS", kinds=("diffusion",))
 def advunlearn(model, data, cfg: AdvUnlearnConfig, task, ctx: MethodContext):
     """AdvUnlearn on the forget set's class (data-free for the ESD term; the l2 attack reads D_f's images)."""
-    from ..eval.gen_attack import check_vector_table, combine
+    from ..eval.gen_attack import check_prefix, combine
     from ..models.ddpm import ddim_timesteps, sample
 
-    check_vector_table(model)
+    check_prefix(model, cfg.attack_mode, cfg.adv_prompt_num)
     model.to(task.device)
     frozen = copy.deepcopy(model).eval().requires_grad_(False)
     cls = int(torch.unique(data.forget.y)[0])
@@ -127,7 +131,7 @@ def advunlearn(model, data, cfg: AdvUnlearnConfig, task, ctx: MethodContext):
     times = ddim_timesteps(model, cfg.ddim_steps)
     sampler = frozen if cfg.train_method == "cond" else model  # current UNet + original table (see the docstring)
     attacker = _Attacker(model, frozen, sampler, cls, cfg, data.forget.x.to(task.device), gen)
-    for i in range(cfg.iterations):
+    for i in iterate(cfg.iterations, "advunlearn"):
         base = model.condition(torch.tensor([cls], device=task.device))[0]
         adv = attacker(base.detach(), times) if i >= cfg.warmup_iter else None
         y_r = kept[torch.randint(0, len(kept), (cfg.retain_batch,), generator=gen)].to(task.device)
