@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from importlib.util import find_spec
+from pathlib import Path
 
 import pytest
 import torch
@@ -51,7 +52,9 @@ def gen_task():
 @pytest.fixture(scope="session")
 def trained_ddpm(bundle8, request):
     """A tiny DDPM trained on all of the 8x8 train digits: trained once, then kept in pytest's cache directory
-    (keyed by spec, recipe, data and library versions) so later sessions load it in a second."""
+    (keyed by spec, recipe, data and library versions) so later sessions load it in a second. tests/gen/data holds
+    the checkpoint for the versions the project pins (torch 2.13.0; retraining it gave the same bytes), so a fresh
+    clone skips the ~2 min of training; other versions, or a changed recipe, train as before."""
     import json
 
     import diffusers
@@ -64,7 +67,8 @@ def trained_ddpm(bundle8, request):
     model = build_ddpm(TINY, 10, SIZE, seed=0)
     key = derive_seed(0, json.dumps([TINY, TINY_RECIPE, bundle8.train.fingerprint(), torch.__version__,
                                      diffusers.__version__]))
-    path = request.config.cache.mkdir("unlearnlab-gen") / f"ddpm-{key:x}.safetensors"
+    shipped = Path(__file__).parent / "data" / f"ddpm-{key:x}.safetensors"
+    path = shipped if shipped.is_file() else request.config.cache.mkdir("unlearnlab-gen") / f"ddpm-{key:x}.safetensors"
     if path.is_file():
         model.load_state_dict(load_file(str(path)))
         return model.eval()
