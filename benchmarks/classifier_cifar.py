@@ -194,6 +194,15 @@ def checks(board: dict, records: list[dict]) -> list[str]:
     return out
 
 
+def trial_cost(store: Store, name: str, forget: str) -> tuple[int, float]:
+    """(trial runs, their summed method wall seconds) on val:<forget>, from the stored trial records: the tuning's
+    compute whatever number of invocations (resumed runs) it took."""
+    rows = [r for r in store.list_runs() if r["spec"].get("forget") == f"val:{forget}"
+            and str(r["spec"].get("name", "")).startswith(f"{name}:") and r["spec"]["method"] not in
+            ("original", "retrain")]
+    return len(rows), sum(float((r.get("timings") or {}).get("wall_s") or 0.0) for r in rows)
+
+
 def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
     rep_dir = out.with_suffix("")
     rep = build_report(records, rep_dir, title="CIFAR-10 dev benchmark: leaderboards", command=log["command"])
@@ -217,9 +226,12 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
         lines += [f"### forget {forget}", "", f"Reading: {reading(board)}", "", *regime(records, forget), ""]
         tuned = log["tuning"].get(forget)
         if tuned:
+            n, secs = trial_cost(Store(args.results), args.name, forget)
             lines += [f"Tuning: {tuned['budget']} trials per method on val:{forget} (seeds {tuned['seeds']}), "
                       f"{tuned['objective']} to the validation oracle, utility floor {tuned['utility_floor']} points "
-                      f"of TA; {tuned['seconds'] / 60:.1f} min.", "",
+                      f"of TA. Cost: {n} trial runs, {secs / 60:.1f} worker-minutes of method time (summed from "
+                      f"their stored records, over every invocation that ran them); the last invocation's tuning "
+                      f"phase took {tuned['seconds'] / 60:.1f} min of wall time.", "",
                       "| method | chosen setting | val Avg.Gap | feasible trials | median | IQR |",
                       "|---|---|---|---|---|---|"]
             for m, e in tuned["methods"].items():
