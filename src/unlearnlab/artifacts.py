@@ -289,6 +289,24 @@ class ArtifactStore:
         return meta
 
 
+def write_text_atomic(dest: Path, text: str) -> None:
+    """Write `text` to `dest` atomically (temporary file beside it, fsync, rename); StoreError on failure."""
+    dest = dest.expanduser().resolve()
+    if not dest.parent.is_dir():
+        raise StoreError(f"Cannot export to {dest}: directory {dest.parent} does not exist.")
+    tmp = dest.parent / f".{dest.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
+    try:
+        with open(tmp, "x", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except OSError as e:
+        raise StoreError(f"Cannot write the export file {dest} ({e}).") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _write_all(f: IO[bytes], body: bytes) -> str:
     f.write(body)
     return ""

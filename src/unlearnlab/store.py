@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal, Self
 
-from .artifacts import ArtifactStore, StoreWarning, dumps, file_lock, jsonable
+from .artifacts import ArtifactStore, StoreWarning, dumps, file_lock, jsonable, write_text_atomic
 from .errors import ConfigError, StoreError
 
 SCHEMA_VERSION: int = 1
@@ -115,13 +115,16 @@ class Store(ArtifactStore):
                           f"unlearnlab store. Move it away (e.g. `mv {self.db_path} {self.db_path}.bad`, with its "
                           "-wal/-shm files) and run again: a new empty store will be created.")
 
+    def _unwritable(self, e: Exception) -> StoreError:
+        return StoreError(f"Cannot open the results database {self.db_path} ({e}). Check that the directory is "
+                          "writable, or choose another with $UNLEARNLAB_HOME.")
+
     def _connect(self) -> None:
         try:
             conn = sqlite3.connect(self.db_path, timeout=_BUSY_MS / 1000, isolation_level=None,
                                    check_same_thread=False)
         except sqlite3.Error as e:
-            raise StoreError(f"Cannot open the results database {self.db_path} ({e}). Check that the "
-                             "directory is writable, or choose another with $UNLEARNLAB_HOME.") from None
+            raise self._unwritable(e) from None
         try:  # set-up under a file lock: switching to WAL can return "locked" without waiting
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
             with file_lock(self.root / ".runs.lock"):
@@ -133,6 +136,9 @@ class Store(ArtifactStore):
         except sqlite3.Error as e:
             conn.close()
             raise self._db_error(e) from None
+        except OSError as e:  # the lock file
+            conn.close()
+            raise self._unwritable(e) from None
         except BaseException:
             conn.close()
             raise
@@ -360,24 +366,8 @@ class Store(ArtifactStore):
         if hasattr(path_or_stream, "write"):
             path_or_stream.write(text)  # type: ignore[union-attr]
         else:
-            self._write_text_atomic(Path(path_or_stream), text)
+            write_text_atomic(Path(path_or_stream), text)
         return len(records)
-
-    def _write_text_atomic(self, dest: Path, text: str) -> None:
-        dest = dest.expanduser().resolve()
-        if not dest.parent.is_dir():
-            raise StoreError(f"Cannot export to {dest}: directory {dest.parent} does not exist.")
-        tmp = dest.parent / f".{dest.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
-        try:
-            with open(tmp, "x", encoding="utf-8", newline="") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, dest)
-        except OSError as e:
-            raise StoreError(f"Cannot write the export file {dest} ({e}).") from None
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 def with_tx(conn: sqlite3.Connection, sql: str, args: tuple) -> None:
