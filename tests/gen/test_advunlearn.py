@@ -47,3 +47,21 @@ def test_options_run_and_train_what_they_say(over, trained_ddpm, data3, gen_task
     cond_moved = not torch.equal(a.cond.weight, trained_ddpm.cond.weight)
     in_unet = over.get("train_method", "cond") != "cond"
     assert (unet_moved, cond_moved) == (in_unet, not in_unet)
+
+
+def test_iter_retain_training_takes_retain_only_steps(trained_ddpm, data3, gen_task, monkeypatch):
+    """The code parser's default `--retain_train iter`: each unlearning step (ESD loss alone) is followed by
+    retain_step optimiser steps on the retain loss; `reg` takes one step with both terms."""
+    import unlearnlab.methods.advunlearn as adv
+
+    calls = []
+    real = adv.step
+    monkeypatch.setattr(adv, "step", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    cfg = {**TINY, "iterations": 3, "warmup_iter": 3, "ddim_steps": 4, "lr": 1e-3, "train_method": "esd-x",
+           "retain_train": "iter", "retain_step": 2}
+    it = run_method("advunlearn", trained_ddpm, data3, gen_task, cfg, MethodContext(seed=2))
+    assert len(calls) == 3 * (1 + 2)
+    reg = run_method("advunlearn", trained_ddpm, data3, gen_task, {**cfg, "retain_train": "reg"},
+                     MethodContext(seed=2))
+    assert len(calls) == 9 + 3
+    assert any(not torch.equal(p, q) for p, q in zip(it.parameters(), reg.parameters()))

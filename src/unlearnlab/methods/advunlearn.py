@@ -23,9 +23,10 @@ class AdvUnlearnConfig:
     c* from attack_step steps of the code's soft-prompt attack. Defaults from the code's argument parser
     (text_encoder_full, 1000 iterations, lr 1e-5, eta 1, start guidance 3, DDIM 50, 1 prefix token, attack_step 30,
     attack_lr 1e-3, warm-up 200, attack_init latest, adversarial prompt renewed every iteration, retain_loss_w 1,
-    retain_batch 5). Retain loss = the code's `--retain_train reg` (the README's setting; the parser's default is
-    `iter`, not offered): MSE between the trained model's and the frozen original's noise predictions for retained
-    classes on x_t partially sampled for them (a utility-preserving distillation, not a diffusion loss on data);
+    retain_batch 5). Retain loss = the code's `--retain_train reg` (the README's setting; the parser's default
+    `iter`, retain-only steps after each step, is `retain_train: iter`): MSE between the trained model's and the
+    frozen original's noise predictions for retained classes on x_t partially sampled for them (a
+    utility-preserving distillation, not a diffusion loss on data);
     retained classes stand in for the code's COCO object prompts. Deviations: the attack's gradient is zeroed each
     step (the code never zeroes it, so its Adam sees accumulated gradients); on the digit DDPM conditions are one
     vector, so the prefix token is combined with c_f by the mean; on Stable Diffusion the table holds the text
@@ -46,6 +47,11 @@ class AdvUnlearnConfig:
     retain_loss_w: float = param(1.0, "weight gamma of the retain regulariser (code: 1.0; README examples 0.3); 0 = "
                                       "none", low=0.0, search=("log", 0.01, 10.0))
     retain_batch: int = param(5, "retained-class x_t per iteration (code: 5 retain prompts)", low=1)
+    retain_train: str = param("reg", "reg = the retain loss added to each step's loss, weighted retain_loss_w (the "
+                                     "README's setting); iter = the code parser's default: after each unlearning step "
+                                     "(ESD loss alone), retain_step optimiser steps on the retain loss alone, "
+                                     "unweighted, each on fresh retained classes and x_t", choices=("reg", "iter"))
+    retain_step: int = param(1, "iter: retain-only optimiser steps after each unlearning step (code: 1)", low=0)
     adv_prompt_num: int = param(1, "adversarial prefix vectors (code: 1 token)", low=1)
     attack_mode: str = param("prefix", "prefix = c* = mean(c_f, p_1..p_k) (code: prefix_k); delta = c_f + delta "
                                        "(code: add)", choices=("prefix", "delta"))
@@ -61,6 +67,13 @@ class AdvUnlearnConfig:
                                      "forgotten-class images", choices=("orig", "l2"))
     warmup_iter: int = param(200, "first iterations trained on the plain condition, without attack (code: 200)",
                              low=0)
+
+
+def retain_loss(model, frozen, xt: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The code's retain term: MSE between the model's and the frozen original's predictions for retained y."""
+    with torch.no_grad():
+        keep = frozen.eps(xt, t, y)
+    return (model.eps(xt, t, y) - keep).pow(2).mean()
 
 
 def _trainable(model, which: str) -> list[torch.nn.Parameter]:
@@ -131,24 +144,34 @@ def advunlearn(model, data, cfg: AdvUnlearnConfig, task, ctx: MethodContext):
     times = ddim_timesteps(model, cfg.ddim_steps)
     sampler = frozen if cfg.train_method == "cond" else model  # current UNet + original table (see the docstring)
     attacker = _Attacker(model, frozen, sampler, cls, cfg, data.forget.x.to(task.device), gen)
-    for i in iterate(cfg.iterations, "advunlearn"):
-        base = model.condition(torch.tensor([cls], device=task.device))[0]
-        adv = attacker(base.detach(), times) if i >= cfg.warmup_iter else None
-        y_r = kept[torch.randint(0, len(kept), (cfg.retain_batch,), generator=gen)].to(task.device)
-        y = torch.cat([torch.tensor([cls], device=task.device), y_r])
+
+    def retained(n: int) -> torch.Tensor:
+        return kept[torch.randint(0, len(kept), (n,), generator=gen)].to(task.device)
+
+    def partial(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x_t partially sampled for labels y (stopped at a random DDIM step) and its timestep; the model is then
+        left in training mode (eval for the condition table, as the code's UNet when the text encoder trains)."""
         k = int(torch.randint(0, cfg.ddim_steps, (1,), generator=gen))
         model.eval()
         xt = sample(sampler, y, steps=cfg.ddim_steps, scale=cfg.start_guidance, gen=gen, stop_at=k)
-        t = times[k].expand(len(y)).to(task.device)
-        target = esd_target(frozen, xt[:1], t[:1], y[:1], cfg.negative_guidance, "null")
         model.train(cfg.train_method != "cond")
+        return xt, times[k].expand(len(y)).to(task.device)
+
+    for i in iterate(cfg.iterations, "advunlearn"):
+        base = model.condition(torch.tensor([cls], device=task.device))[0]
+        adv = attacker(base.detach(), times) if i >= cfg.warmup_iter else None
+        y_r = retained(cfg.retain_batch if cfg.retain_train == "reg" else 0)
+        y = torch.cat([torch.tensor([cls], device=task.device), y_r])
+        xt, t = partial(y)
+        target = esd_target(frozen, xt[:1], t[:1], y[:1], cfg.negative_guidance, "null")
         emb = base.unsqueeze(0) if adv is None else combine(base, adv, cfg.attack_mode)
         loss = (model.eps(xt[:1], t[:1], emb=emb) - target).pow(2).mean()
-        if cfg.retain_loss_w > 0:
-            with torch.no_grad():
-                keep = frozen.eps(xt[1:], t[1:], y_r)
-            loss = loss + cfg.retain_loss_w * (model.eps(xt[1:], t[1:], y_r) - keep).pow(2).mean()
+        if cfg.retain_train == "reg" and cfg.retain_loss_w > 0:
+            loss = loss + cfg.retain_loss_w * retain_loss(model, frozen, xt[1:], t[1:], y_r)
         step(opt, loss, params, 0.0)
+        for _ in range(cfg.retain_step if cfg.retain_train == "iter" else 0):
+            y_r = retained(cfg.retain_batch)
+            step(opt, retain_loss(model, frozen, *partial(y_r), y_r), params, 0.0)
     model.requires_grad_(True)
     ctx.info.update({"advunlearn_trained_params": sum(p.numel() for p in params),
                      "attack_rounds": max(0, cfg.iterations - cfg.warmup_iter), "attack_loss_last": attacker.last_loss})
