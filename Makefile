@@ -20,8 +20,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/unlearnlab run --dataset digits --forget class:3 --methods all --seeds 3
 
+# Tests run in one process per core (pytest-xdist); each test file stays on one worker, so a module's trained
+# fixtures are built once. Tests pin torch to 1 thread (tests/conftest.py), so the workers do not oversubscribe.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(BIN)/python -m pytest -q -m "not slow" -n auto --maxprocesses 4 --dist loadfile tests
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q tests

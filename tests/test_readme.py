@@ -2,6 +2,7 @@
 options exist, and every file it refers to is in the repository."""
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -31,7 +32,9 @@ def _cli_lines() -> list[list[str]]:
 
 def test_python_api_block_runs(tmp_path):
     (code,) = _blocks("python")
-    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one core, as each test worker (the code runs as printed)
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                       env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Avg.Gap" in r.stdout and (tmp_path / "report" / "report.html").is_file()
 
