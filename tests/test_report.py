@@ -279,3 +279,16 @@ def test_reading_nothing_to_forget_and_record_warnings():
     assert ga["warnings"] == ["ga predicts the same class as the original on every example"]
     assert ga["info"] == {"selected_fraction": 0.25}
     assert "ga" in reading(board).split("changed nothing or too little:")[1]
+
+
+def test_setting_labels_round_floats_unless_that_merges_two():
+    import json
+
+    from unlearnlab.engine.report import _setting_diff
+
+    def setting(lr: float) -> str:
+        return json.dumps({"config": {"lr": lr}, "recipe": {}}, sort_keys=True)
+
+    a, b, c = setting(0.0026054256939914973), setting(1e-4), setting(0.00260549)
+    assert _setting_diff(a, [a, b]) == "lr=0.00261" and _setting_diff(b, [a, b]) == "lr=0.0001"
+    assert _setting_diff(a, [a, b, c]) == "lr=0.0026054256939914973"  # 3 digits would give a and c one label

@@ -1,11 +1,10 @@
-"""Reports of stored runs: per-scenario leaderboards with seed intervals and the two-oracle noise floor, written
-as report.md, a self-contained report.html and figures (PNG + SVG); and runs_frame(), the store as a DataFrame.
-A scenario is every run sharing (task, dataset, forget, model, split_seed, name). Each method setting in it is a
-leaderboard row: mean and 95% t-interval across seeds of the ranking metric (Avg.Gap, lower is better; QA runs:
-Forget Quality, higher is better) and of each metric, a paired interval of its difference to the best row over the
-seeds both share, and its cost (RTE/retrain, optimiser steps). `oracle-floor` runs (a second retrained oracle scored
-against the first) give the noise floor: differences below it are not rankings.
-"""
+"""Reports of stored runs: per-scenario leaderboards with seed intervals and the two-oracle noise floor (report.md,
+a self-contained report.html, PNG + SVG figures); runs_frame(), the store as a DataFrame. A scenario is every run
+sharing (task, dataset, forget, model, split_seed, name); each method setting in it is a row: mean and 95%
+t-interval across seeds of the ranking metric (Avg.Gap, lower is better; QA: Forget Quality, higher is better) and
+each metric, a paired interval of its difference to the best row over shared seeds, and its cost (RTE/retrain,
+optimiser steps). `oracle-floor` runs (a second oracle scored against the first) give the noise floor: differences
+below it are not rankings."""
 from __future__ import annotations
 
 import json
@@ -123,7 +122,11 @@ def _setting_diff(setting: str, all_settings: list[str]) -> str:
 
     mine, others = leaves(json.loads(setting)), [leaves(json.loads(s)) for s in all_settings]
     keys = [k for k in dict.fromkeys(k for o in others for k in o) if len({o.get(k) for o in others}) > 1]
-    return ", ".join(f"{k}={json.loads(mine[k]) if k in mine else '-'}" for k in keys) or "duplicate"
+
+    def text(leaf: dict[str, str], short: bool) -> str:  # floats to 3 significant digits if labels stay apart
+        vals = {k: json.loads(leaf[k]) if k in leaf else "-" for k in keys}
+        return ", ".join(f"{k}={f'{v:.3g}' if short and isinstance(v, float) else v}" for k, v in vals.items())
+    return text(mine, len({text(o, True) for o in others}) == len(others)) or "duplicate"
 
 
 # -- leaderboard ----------------------------------------------------------------------------------------------------
