@@ -301,7 +301,7 @@ def main() -> None:
         log["phases"][f"reported runs ({', '.join(args.scenarios)}: originals, oracles, methods, floors)"] = secs
         log_path.write_text(json.dumps(log, indent=1, default=str))
     records = [r for r in store.list_runs() if r["spec"].get("name") == args.name
-               and r["spec"]["forget"] in args.scenarios]
+               and r["spec"]["forget"] in args.scenarios and r["spec"].get("seed") in args.seeds]
     if not records:
         sys.exit("no stored runs to report; run without --report-only first")
     write_doc(args, [r for r in records if r.get("status", "completed") == "completed"], log, Path(args.out))
