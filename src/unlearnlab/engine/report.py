@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import ConfigError, StoreError
 from .frame import open_store, runs_frame  # noqa: F401  (re-exported: api, tests)
+from .stats import CONFIDENCE, _fin, _num, interval  # noqa: F401  (re-exported: benchmarks, figures, tests)
 
 REFERENCE = ("retrain", "original")
 FLOOR = "oracle-floor"
@@ -34,18 +35,6 @@ KINDS: dict[str, dict[str, Any]] = {
                   "extra": ("FD_forget",), "same": ("UA", "RA", "IRA", "CRA", "FD"), "forget": "UA"},
 }
 NOOP_TOL = 1e-9
-CONFIDENCE = 0.95
-
-
-def _num(v: Any) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _fin(v: Any) -> bool:
-    return math.isfinite(_num(v))
 
 
 def _name(v: Any) -> str:
@@ -63,21 +52,6 @@ def _sorted(seeds: Iterable[Any]) -> list[Any]:
 
 def _canon(v: Any) -> str:
     return json.dumps(v, sort_keys=True, default=str)
-
-
-def interval(values: Iterable[Any], confidence: float = CONFIDENCE) -> dict[str, float]:
-    """Mean and two-sided Student-t interval of the mean over the finite values: {"mean", "lo", "hi", "n"}."""
-    from scipy import stats
-
-    v = np.array([_num(x) for x in values], dtype=np.float64)
-    v = v[np.isfinite(v)]
-    n = len(v)
-    mean = float(v.mean()) if n else math.nan
-    if n < 2:
-        return {"mean": mean, "lo": math.nan, "hi": math.nan, "n": n}
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * v.std(ddof=1) / math.sqrt(n))
-    half = 0.0 if half <= 1e-12 * max(1.0, abs(mean)) else half  # equal values: no rounding noise
-    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": n}
 
 
 # -- grouping -------------------------------------------------------------------------------------------------------
