@@ -174,10 +174,10 @@ def test_fast_recipe_options_train_and_return_default_layout():
 
 
 def test_weight_average_tracks_floats_and_copies_counters():
-    from unlearnlab.train import _Average
+    from unlearnlab.train import Average
 
     m = build_model("cnn:width=4", (3, 16, 16), 4, seed=0)
-    avg = _Average(m, 0.75)
+    avg = Average(m, 0.75)
     w0 = m.head.weight.detach().clone()
     avg.update(m)  # first update: a copy
     with torch.no_grad():

@@ -152,7 +152,7 @@ def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, task, *, seed: i
     if parallel:
         distributed.check_replicas(model)
     step = 0
-    ema = _Average(model, cfg.ema) if cfg.ema > 0 else None
+    ema = Average(model, cfg.ema) if cfg.ema > 0 else None
     for epoch in range(cfg.epochs):
         for batch in batches(dataset, cfg.batch_size, shuffle=True, gen=gen, augment=cfg.augment,
                              crop_pad=cfg.crop_pad, pad_mode=cfg.pad_mode):
@@ -187,12 +187,16 @@ def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, task, *, seed: i
     return model
 
 
-class _Average:
+class Average:
     """Exponential moving average of a model's floating-point state (parameters and BatchNorm statistics); integer
-    buffers (batch counters) follow the model."""
+    buffers (batch counters) follow the model. It starts at the first update, or at the model's current state with
+    `from_now` (SFD's generator EMA, registered at the start as its code does)."""
 
-    def __init__(self, model: nn.Module, decay: float):
+    def __init__(self, model: nn.Module, decay: float, from_now: bool = False):
         self.decay, self.state, self.started = decay, {}, False
+        if from_now:
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.started = True
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:

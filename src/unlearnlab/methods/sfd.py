@@ -10,6 +10,7 @@ import torch
 
 from ..config import param
 from ..seeding import torch_generator
+from ..train import Average
 from ._diffusion_common import iterate
 from .base import MethodContext, register
 
@@ -145,7 +146,7 @@ class _Run:
         self.fake = copy.deepcopy(score).train().requires_grad_(True)
         self.g = (OneStepGenerator(copy.deepcopy(model), scaled(cfg.t_init, model.timesteps)) if start is None
                   else copy.deepcopy(start[1])).train().requires_grad_(True)
-        self.ema = copy.deepcopy(self.g).eval().requires_grad_(False) if cfg.ema > 0 else None
+        self.ema = Average(self.g, cfg.ema, from_now=True) if cfg.ema > 0 else None
         self.t_lo = scaled(cfg.t_min, model.timesteps)
         self.t_hi = max(scaled(cfg.t_max, model.timesteps), self.t_lo + 1)
         self.gen, self.forgetting = gen, forgetting
@@ -164,18 +165,14 @@ class _Run:
             losses["fake"] = self.fake_step(i)
             losses["generator"] = self.generator_step(i)
             if self.ema is not None:  # the code's FixedEMAHelper: shadow = mu * shadow + (1 - mu) * param
-                with torch.no_grad():
-                    for e, p in zip(self.ema.parameters(), self.g.parameters(), strict=True):
-                        e.lerp_(p, 1 - self.cfg.ema)
+                self.ema.update(self.g)
         return losses
 
     def result(self):
-        """The generator to sample: its EMA when kept (buffers from the trained one, as the code's ema_copy)."""
-        if self.ema is None:
-            return self.g.eval()
-        for e, b in zip(self.ema.buffers(), self.g.buffers(), strict=True):
-            e.copy_(b)
-        return self.ema.eval()
+        """The generator to sample, its weights replaced by their EMA when one is kept (the code's ema_copy)."""
+        if self.ema is not None:
+            self.ema.copy_to(self.g)
+        return self.g.eval()
 
     def draw(self, pool: torch.Tensor) -> torch.Tensor:
         return pool[torch.randint(0, len(pool), (self.cfg.batch_size,), generator=self.gen)].to(self.device)
