@@ -32,7 +32,7 @@ def test_spellings_round_trip(text, canon):
 @pytest.mark.parametrize("text,needle", [
     ("worst:10%:salun", "lower level must be one of ft, ga, rl"), ("seq:class:3x2", "random:<pct> or sample:<n>"),
     ("seq:random:5%", "seq:<request>x<k>"), ("poison:patch", "poison:patch:<n>"),
-    ("poison:swap:40:target=1", "classes=<a>-<b>"), ("val:hard:10%", "no disjoint validation set"),
+    ("poison:swap:40:target=1", "classes=<a>-<b>"), ("val:val:hard:10%", "val: can be given once"),
     ("hard:150%", "(0, 100)"),
 ])
 def test_bad_spellings_say_what_to_write(text, needle):

@@ -46,10 +46,11 @@ def out_of_fold_loss(train: Dataset, fit: Callable[[np.ndarray, int], torch.nn.M
     return scores
 
 
-def rank_select(scores: np.ndarray, size: int, *, hardest: bool) -> np.ndarray:
-    """Sorted rows of the `size` highest (hardest) or lowest scores; ties broken by row id."""
+def rank_select(scores: np.ndarray, size: int, *, hardest: bool, skip: int = 0) -> np.ndarray:
+    """Sorted rows of the `size` highest (hardest) or lowest scores after the first `skip` of that ranking (the
+    validation set of hard/easy:p is the next p%); ties broken by row id."""
     order = np.lexsort((np.arange(len(scores)), -scores if hardest else scores))
-    return np.sort(order[:size]).astype(np.int64)
+    return np.sort(order[skip:skip + size]).astype(np.int64)
 
 
 def selector(fit: Callable[[np.ndarray, int], torch.nn.Module], *, folds: int = FOLDS, seed: int = 0):

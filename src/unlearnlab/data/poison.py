@@ -23,23 +23,29 @@ PATCH = 3  # bench: 3x3 trigger
 
 
 def poisoned_indices(s, labels: np.ndarray, seed: int, num_classes: int) -> np.ndarray:
-    """Sorted train rows manipulated by poison spec `s` (seeded, independent of `known`)."""
+    """Sorted train rows manipulated by poison spec `s` (seeded, independent of `known`). For val:poison:... another
+    set of the same size, drawn from the rows the reported scenario leaves clean (a disjoint validation poisoning)."""
     n = len(labels)
     size = s.count if s.count is not None else max(1, int(round(n * s.pct / 100)))
-    rng = numpy_rng(seed, "poison", s.method, size)
+    pool = np.ones(n, dtype=bool)
+    if getattr(s, "val", False):
+        import dataclasses
+
+        pool[poisoned_indices(dataclasses.replace(s, val=False), labels, seed, num_classes)] = False
+    rng = numpy_rng(seed, "poison-val" if getattr(s, "val", False) else "poison", s.method, size)
     if s.method == "patch":
         if not 0 <= s.cls < num_classes:
             raise DataError(f"Forget spec {str(s)!r}: target class {s.cls} is out of range 0..{num_classes - 1}.")
         if size > n // 2:
             raise DataError(f"Forget spec {str(s)!r}: {size} poisoned rows is more than half of the {n} train rows; "
                             "poison fewer (the bench: 100 of CIFAR-10's 50,000).")
-        return np.sort(rng.choice(n, size=size, replace=False)).astype(np.int64)
+        return np.sort(rng.choice(np.flatnonzero(pool), size=size, replace=False)).astype(np.int64)
     a, b = s.pair
     if max(a, b) >= num_classes:
         raise DataError(f"Forget spec {str(s)!r}: classes {a}-{b} are out of range 0..{num_classes - 1}.")
     half = size // 2
-    pa, pb = np.flatnonzero(labels == a), np.flatnonzero(labels == b)
-    if half < 1 or half > min(len(pa), len(pb)) // 2:
+    pa, pb = np.flatnonzero((labels == a) & pool), np.flatnonzero((labels == b) & pool)
+    if half < 1 or half > min(len(pa), len(pb)) // (1 if getattr(s, "val", False) else 2):
         raise DataError(f"Forget spec {str(s)!r}: swapping {size} rows needs {half} per class, between 1 and half "
                         f"of the smaller class ({min(len(pa), len(pb))} rows); choose another size.")
     return np.sort(np.concatenate([rng.choice(pa, half, replace=False), rng.choice(pb, half, replace=False)]))

@@ -4,8 +4,8 @@ worst:<pct>[:ft|ga|rl] (Challenging Forgets), poison:patch|swap:<size>[:known=<p
 and seq:<base>x<k> (sequential deletion requests).
 
 `val:<scenario>` is a validation forget set for hyper-parameter tuning: the same kind and size as <scenario> at the
-same split seed, but disjoint from <scenario>'s indices (see `validation_indices`), so that selection never
-touches the forget set that is reported.
+same split seed, but disjoint from <scenario>'s indices (see `validation_indices`; the audit scenarios' forms are in
+docs/scenarios.md), so that selection never touches the forget set that is reported.
 """
 from __future__ import annotations
 
@@ -89,7 +89,6 @@ def parse_forget(spec: str) -> ForgetSpec:
         base = parse_forget(rest)
         if base.val:
             raise DataError(f"Forget spec {spec!r}: val: can be given once; use e.g. val:random:10%.")
-        _no_validation(base)
         return dataclasses.replace(base, val=True)
     if kind == "random" and rest:
         return ForgetSpec("random", pct=_pct(rest, spec))
@@ -177,12 +176,6 @@ def _class_id(cls: int | str, classes: list[str] | None, num_classes: int, spec:
     return cls
 
 
-def _no_validation(s: ForgetSpec) -> None:
-    if s.kind in AUDIT_KINDS:
-        raise DataError(f"Forget spec {str(s)!r}: audit scenarios (hard, easy, worst, poison, seq) have no disjoint "
-                        "validation set (val:); tune methods on val:random:<pct> of the same size instead.")
-
-
 def read_indices(path: str | Path) -> np.ndarray:
     """Read example ids from a text file (one per line) or a JSON list."""
     p = Path(path)
@@ -236,16 +229,20 @@ def forget_indices(spec: ForgetSpec | str, labels: np.ndarray, seed: int, *, cla
 
 
 def sequence_steps(spec: ForgetSpec | str, labels: np.ndarray, seed: int) -> list[np.ndarray]:
-    """The k disjoint forget sets of seq:<base>x<k> (each the size of <base>), each sorted, in request order."""
+    """The k disjoint forget sets of seq:<base>x<k> (each the size of <base>), each sorted, in request order.
+    val:seq:<base>x<k> -> the next k requests of the same seeded order, disjoint from all k reported ones."""
     s = parse_forget(spec) if isinstance(spec, str) else spec
     n = len(labels)
     b = parse_forget(s.base)
     m = b.count if b.kind == "sample" else max(1, int(round(n * b.pct / 100)))
-    if m * s.steps >= n:
-        raise DataError(f"Forget spec {str(s)!r}: {s.steps} requests of {m} examples need {m * s.steps} of the "
-                        f"{n} training examples, leaving nothing to retain; use fewer or smaller requests.")
-    order = numpy_rng(seed, "forget-seq", str(s)).permutation(n)
-    return [np.sort(order[i * m:(i + 1) * m]).astype(np.int64) for i in range(s.steps)]
+    need = m * s.steps * (2 if s.val else 1)
+    if need >= n:
+        raise DataError(f"Forget spec {str(s)!r}: {s.steps} requests of {m} examples need {need} of the {n} training "
+                        "examples" + (" (the reported sequence and its disjoint validation sequence)" if s.val else "")
+                        + ", leaving nothing to retain; use fewer or smaller requests.")
+    order = numpy_rng(seed, "forget-seq", str(dataclasses.replace(s, val=False))).permutation(n)
+    start = m * s.steps if s.val else 0
+    return [np.sort(order[start + i * m:start + (i + 1) * m]).astype(np.int64) for i in range(s.steps)]
 
 
 def _checked(idx: np.ndarray, n: int, s: ForgetSpec) -> np.ndarray:
@@ -264,13 +261,25 @@ def validation_indices(spec: ForgetSpec | str, labels: np.ndarray, seed: int, *,
     random:p, sample:n and indices:FILE -> as many examples, drawn (seeded) from the rest of the train set; when the
     rest has no more than that (random:50% and above) half of the rest, so that something is still retained;
     class:c -> class (c+1) mod K (a different class of the same scenario type); subclass:c:p -> as many examples
-    from the non-forgotten rest of class c when it has enough, else from class (c+1) mod K.
+    from the non-forgotten rest of class c when it has enough, else from class (c+1) mod K; seq:<base>x<k> -> the
+    next k requests of the same seeded order; poison -> the known part of another poisoned set of the same size drawn
+    from the clean rows (its own original: the train set is manipulated differently). hard / easy / worst need a
+    trained model: tasks/scenario_split.py chooses their validation rows.
     """
     s = parse_forget(spec) if isinstance(spec, str) else spec
     base = dataclasses.replace(s, val=False)
-    _no_validation(base)
     n = len(labels)
     k = int(num_classes or (labels.max() + 1 if n else 0))
+    if base.kind in MODEL_KINDS:
+        raise DataError(f"Forget spec 'val:{base}' is chosen with a trained model: run it from a spec (unlearnlab run "
+                        "--forget ...) or build the split with unlearnlab.tasks.scenario_split.build_split.")
+    if base.kind == "seq":
+        return np.concatenate(sequence_steps(dataclasses.replace(base, val=True), labels, seed))
+    if base.kind == "poison":
+        from .poison import known_indices, poisoned_indices
+
+        v = dataclasses.replace(base, val=True)
+        return known_indices(poisoned_indices(v, labels, seed, k), v, seed)
     taken = forget_indices(base, labels, seed, classes=classes, num_classes=k)
     rng = numpy_rng(seed, "forget-val", str(base))
     if base.kind == "class":
@@ -301,14 +310,14 @@ def make_split(train: Dataset, test: Dataset, spec: ForgetSpec | str, seed: int,
     extra: dict = {"classes": classes} if classes else {}
     if getattr(train, "pixel_norm", None) is not None:  # [0,1]-pixel normalisation of image data (datasets.Bundle)
         extra["pixel_norm"] = train.pixel_norm
-    if s.kind == "poison" and not s.val:
+    if s.kind == "poison":  # val: another, disjoint set of poisoned rows (poison.poisoned_indices)
         from .poison import manipulate, poisoned_indices
 
         bad = poisoned_indices(s, labels, seed, num_classes)
         train, extra["splits"] = manipulate(train, test, s, bad)
         extra["oracle_forget"] = bad  # the oracle never saw any manipulated row (docs/scenarios.md)
         extra["forget_record"] = {"poisoned": bad.tolist()}
-    if s.kind in MODEL_KINDS and not s.val:
+    if s.kind in MODEL_KINDS:  # val: the selector returns the validation rows (tasks/scenario_split.py)
         if selector is None:
             raise DataError(f"Forget spec {str(s)!r} is chosen with a trained model; pass make_split(..., selector=) "
                             "or use unlearnlab.tasks.scenario_split.build_split.")

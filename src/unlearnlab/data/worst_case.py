@@ -108,29 +108,37 @@ def _loss(method: str, ce: torch.Tensor, wb: torch.Tensor) -> torch.Tensor:
 
 
 def select(model: torch.nn.Module, data, method: str = "ft", size: int = 0, *, cfg: WorstCaseConfig | None = None,
-           seed: int = 0) -> np.ndarray:
+           seed: int = 0, exclude: np.ndarray | None = None) -> np.ndarray:
     """Sorted train rows of the worst-case forget set of `size` examples for `method` (ft, ga, rl), from the trained
-    `model` (never modified); `data` is an UnlearnData (its train set is used) or a Dataset."""
+    `model` (never modified); `data` is an UnlearnData (its train set is used) or a Dataset. Rows in `exclude` keep
+    weight 0 and are never chosen (the validation set of worst:p is the worst-case set of the other rows)."""
     cfg = cfg or WorstCaseConfig()
     train = getattr(data, "train", data)
     n = len(train)
     if method not in METHODS:
         raise DataError(f"worst-case selection: method must be one of {', '.join(METHODS)}; got {method!r}.")
-    if not 0 < size < n:
-        raise DataError(f"worst-case selection: size must be between 1 and {n - 1} (the train set has {n}); "
-                        f"got {size}.")
+    free = torch.ones(n, dtype=torch.bool)
+    if exclude is not None:
+        free[torch.as_tensor(np.asarray(exclude, dtype=np.int64))] = False
+    m = int(free.sum())
+    if not 0 < size < m:
+        raise DataError(f"worst-case selection: size must be between 1 and {m - 1} (the train set has {n} rows, "
+                        f"{m} of them selectable); got {size}.")
     if cfg.init == "uniform":
-        w = torch.full((n,), size / n, dtype=torch.float64)
+        w = torch.where(free, size / m, 0.0).double()
     else:
-        w = top(torch.rand(n, generator=torch_generator(seed, "worst-case-init"), dtype=torch.float64), size)
+        w = top(torch.rand(n, generator=torch_generator(seed, "worst-case-init"), dtype=torch.float64) - 2 * ~free,
+                size)
     every = max(1, min(cfg.bin_every, cfg.select_epochs))
     for epoch in range(cfg.select_epochs):
         theta = _lower(model, train, w.float(), method, cfg, torch_generator(seed, "worst-case", epoch))
         g = torch.as_tensor(per_example_loss(theta, train))
-        w = project(w - cfg.w_lr * (g + 2 * cfg.gamma * w), size)
+        step = w - cfg.w_lr * (g + 2 * cfg.gamma * w)
+        w = torch.zeros_like(w)
+        w[free] = project(step[free], size)
         if (epoch + 1) % every == 0:
-            w = top(w, size)
-    return np.flatnonzero(top(w, size).numpy() > 0.5).astype(np.int64)
+            w = top(w - 2 * ~free, size)
+    return np.flatnonzero(top(w - 2 * ~free, size).numpy() > 0.5).astype(np.int64)
 
 
 def selector(model: torch.nn.Module, *, cfg: WorstCaseConfig | None = None, seed: int = 0):

@@ -20,7 +20,7 @@ import torch
 from ..data.core import UnlearnData, subset
 from ..data.scenarios import MODEL_KINDS, make_split, parse_forget
 
-_MEMO: OrderedDict[str, tuple[np.ndarray, dict]] = OrderedDict()
+_MEMO: OrderedDict[str, Any] = OrderedDict()  # selections, shared scores and selection originals
 
 
 def _fit(spec, bundle, rows: np.ndarray | None, seed: int, device) -> torch.nn.Module:
@@ -37,40 +37,81 @@ def _fit(spec, bundle, rows: np.ndarray | None, seed: int, device) -> torch.nn.M
 
 def _original(spec, bundle, device) -> torch.nn.Module:
     """The model the worst-case set is chosen against: the user's --original checkpoint, else the original of the
-    split seed (trained exactly as the engine trains the original of that seed)."""
+    split seed (trained exactly as the engine trains the original of that seed). Memoised with the selections."""
+    key = "original:" + _memo_key(spec, bundle, None)
+    if key in _MEMO:
+        return _MEMO[key]
     if not spec.original:
-        return _fit(spec, bundle, None, spec.split_seed, device).eval()
-    from ..models import build_model
-    from .classifier import load_original
+        model = _fit(spec, bundle, None, spec.split_seed, device).eval()
+    else:
+        from ..models import build_model
+        from .classifier import load_original
 
-    model = build_model(spec.model_spec(), tuple(bundle.train.x.shape[1:]), bundle.num_classes).to(device)
-    return load_original(spec.original, model, spec.model_spec(), bundle)
+        model = build_model(spec.model_spec(), tuple(bundle.train.x.shape[1:]), bundle.num_classes).to(device)
+        model = load_original(spec.original, model, spec.model_spec(), bundle)
+    return _remember(key, model)
+
+
+def _remember(key: str, value):
+    _MEMO[key] = value
+    while len(_MEMO) > 8:
+        _MEMO.popitem(last=False)
+    return value
+
+
+def _scores(spec, bundle, device) -> np.ndarray:
+    """Out-of-fold cross-entropy of every train row (shared by hard:p, easy:p and their val: forms), memoised."""
+    from ..data import memorisation
+
+    key = "scores:" + _memo_key(spec, bundle, None)
+    if key not in _MEMO:
+        def fit(keep: np.ndarray, fold: int) -> torch.nn.Module:
+            return _fit(spec, bundle, keep, spec.split_seed * 1000 + fold, device)
+
+        _remember(key, memorisation.out_of_fold_loss(bundle.train, fit, seed=spec.split_seed))
+    return _MEMO[key]
 
 
 def _choose(spec, bundle, s) -> tuple[np.ndarray, dict]:
-    """(rows, record) of a hard / easy / worst scenario."""
+    """(rows, record) of a hard / easy / worst scenario. val: rows disjoint from the reported set of the same kind
+    and size: hard / easy the next p% of the same ranking (a little less extreme), worst the worst-case set chosen
+    among the rows the reported set leaves (docs/scenarios.md)."""
+    import dataclasses
+
     from ..data import memorisation, worst_case
+    from ..errors import DataError
     from ..train import resolve_device
 
     device = resolve_device(spec.device)
     n = len(bundle.train)
     size = max(1, int(round(n * s.pct / 100)))
+    if s.val and 2 * size >= n:
+        raise DataError(f"Forget spec {str(s)!r}: the reported set and its disjoint validation set need 2 x {size} of "
+                        f"the {n} training rows, leaving nothing to retain; use a smaller percentage.")
     t0 = time.perf_counter()
     if s.kind == "worst":
         original = _original(spec, bundle, device)
-        rows = worst_case.select(original, bundle.train, s.method, size, seed=spec.split_seed)
-        info = {"selector": f"worst-case bi-level ({s.method} lower level)",
+        exclude = _selected(spec, bundle, dataclasses.replace(s, val=False))[0] if s.val else None
+        rows = worst_case.select(original, bundle.train, s.method, size, seed=spec.split_seed, exclude=exclude)
+        info = {"selector": f"worst-case bi-level ({s.method} lower level)" + (", among the rows the reported set "
+                                                                             "leaves" if s.val else ""),
                 "config": {k: v for k, v in vars(worst_case.WorstCaseConfig()).items()}}
     else:
-        def fit(keep: np.ndarray, fold: int) -> torch.nn.Module:
-            return _fit(spec, bundle, keep, spec.split_seed * 1000 + fold, device)
-
-        scores = memorisation.out_of_fold_loss(bundle.train, fit, seed=spec.split_seed)
-        rows = memorisation.rank_select(scores, size, hardest=s.kind == "hard")
-        info = {"selector": f"out-of-fold cross-entropy, {memorisation.FOLDS} folds", "scores": scores[rows].tolist(),
-                "score_mean_all": float(scores.mean())}
+        scores = _scores(spec, bundle, device)
+        rows = memorisation.rank_select(scores, size, hardest=s.kind == "hard", skip=size if s.val else 0)
+        info = {"selector": f"out-of-fold cross-entropy, {memorisation.FOLDS} folds"
+                + (f", ranks {size + 1}-{2 * size}" if s.val else ""),
+                "scores": scores[rows].tolist(), "score_mean_all": float(scores.mean())}
     info["select_s"] = time.perf_counter() - t0
     return rows, info
+
+
+def _selected(spec, bundle, s) -> tuple[np.ndarray, dict]:
+    """_choose, memoised in this process."""
+    key = _memo_key(spec, bundle, s)
+    if key not in _MEMO:
+        _remember(key, _choose(spec, bundle, s))
+    return _MEMO[key]
 
 
 def _memo_key(spec, bundle, s) -> str:
@@ -88,12 +129,7 @@ def build_split(spec, bundle) -> UnlearnData:
     found: dict[str, Any] = {}
 
     def selector(sp, train) -> np.ndarray:
-        key = _memo_key(spec, bundle, sp)
-        if key not in _MEMO:
-            _MEMO[key] = _choose(spec, bundle, sp)
-            while len(_MEMO) > 8:
-                _MEMO.popitem(last=False)
-        rows, found["info"] = _MEMO[key]
+        rows, found["info"] = _selected(spec, bundle, sp)
         return rows
 
     data = make_split(bundle.train, bundle.test, s, spec.split_seed, num_classes=bundle.num_classes,
