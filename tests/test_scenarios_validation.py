@@ -95,3 +95,15 @@ def test_tune_on_an_audit_scenario_selects_on_its_validation_form(monkeypatch):
     final = [x for x in r["records"] if x["spec"]["method"] == "ga"][0]
     val_rows = forget_indices("val:seq:random:5%x2", load_dataset("blobs").train.y.numpy(), 0)
     assert np.intersect1d(final["forget_set"]["forget"], val_rows).size == 0 and len(final["steps"]) == 2
+
+
+@pytest.mark.parametrize("forget", ["poison:swap:20:classes=0-1", "val:poison:swap:20:classes=0-1"])
+def test_poison_scenarios_refuse_a_clean_original_checkpoint(forget, tmp_path, trained_mlp):
+    from unlearnlab.errors import ConfigError
+    from unlearnlab.models import save_checkpoint
+
+    b = load_dataset("blobs")
+    ck = tmp_path / "orig"
+    save_checkpoint(ck, trained_mlp, {"arch": "mlp", "dataset": "blobs", "data_hash": b.train.fingerprint()})
+    with pytest.raises(ConfigError, match="cannot be the poisoned model"):
+        api.run({"dataset": "blobs", "forget": forget, "original": str(ck), "methods": ["ga"], **FAST})

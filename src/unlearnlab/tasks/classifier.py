@@ -217,7 +217,7 @@ class ClassifierTask:
             from ..models.checkpoint import read_meta
 
             read_meta(spec.original)  # a missing checkpoint fails now, not in every job
-            if spec.forget.startswith("poison:"):
+            if spec.forget.removeprefix("val:").startswith("poison:"):
                 raise ConfigError("a poison scenario trains the original on the manipulated train set; drop "
                                   "--original (a checkpoint trained on the clean data cannot be the poisoned model).")
         plan = Plan(methods=["original", "retrain", *(n for n in names if n != "retrain")])
