@@ -191,3 +191,59 @@ def test_cli_errors_exit_2(tiny_pipeline_vae, prompts_file, judge_ckpt, tmp_path
     assert "not a diffusers Stable Diffusion pipeline folder" in out and "text_encoder/" in out
     out = _cli([*base, "--methods", "esd", "--option", f"judge={tmp_path / 'nope'}"], tmp_path)
     assert "neither clip:" in out
+
+
+def test_clip_judge_matches_clip_processor_and_model(clip_dir):
+    """CLIP zero-shot: the judge's embeddings are CLIPModel's on CLIPProcessor's pixels (images at its size), and
+    the prediction is the prompt of highest cosine similarity."""
+    from PIL import Image
+    from transformers import CLIPModel, CLIPProcessor
+
+    from unlearnlab.eval.gen_metrics import judge_outputs
+    from unlearnlab.tasks.sd_judge import sd_judge
+
+    judge = sd_judge(f"clip:{clip_dir}", PROMPTS, (3, 16, 16), True, "cpu")
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    pil = [Image.fromarray(((i.permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)) for i in x]
+    x = torch.from_numpy(np.stack([np.asarray(p) for p in pil])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    model, proc = CLIPModel.from_pretrained(clip_dir).eval(), CLIPProcessor.from_pretrained(clip_dir)
+    with torch.no_grad():
+        img = model.get_image_features(pixel_values=proc(images=pil, return_tensors="pt").pixel_values)
+        txt = model.get_text_features(**proc.tokenizer(PROMPTS, padding=True, return_tensors="pt"))
+    img, txt = (t if isinstance(t, torch.Tensor) else t.pooler_output for t in (img, txt))
+    sim = torch.nn.functional.normalize(img, dim=-1) @ torch.nn.functional.normalize(txt, dim=-1).T
+    pred, feats = judge_outputs(judge, x)
+    assert np.allclose(feats, torch.nn.functional.normalize(img, dim=-1).numpy(), atol=1e-4)
+    assert (pred == sim.argmax(1).numpy()).all()
+
+
+def test_checkpoint_judge_resizes_and_standardises(tmp_path):
+    """A checkpoint judge trained at another size with pixel_norm sees resized, standardised [0, 1] pixels; a
+    checkpoint whose classes are not one per prompt is refused."""
+    from unlearnlab.errors import ConfigError
+    from unlearnlab.models import build_model, save_checkpoint
+    from unlearnlab.tasks.sd_judge import sd_judge
+
+    net = build_model("cnn:width=4", (3, 8, 8), 2, seed=0).eval()
+    norm = [[0.4, 0.5, 0.6], [0.2, 0.3, 0.4]]
+    save_checkpoint(tmp_path / "j", net, {"arch": "cnn:width=4", "num_classes": 2, "input_shape": [3, 8, 8],
+                                          "pixel_norm": norm})
+    judge = sd_judge(str(tmp_path / "j"), PROMPTS, (3, 16, 16), True, "cpu")
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    small = torch.nn.functional.interpolate(x, size=(8, 8), mode="bilinear", align_corners=False, antialias=True)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in norm)
+    with torch.no_grad():
+        assert torch.allclose(judge.features(x), net.features(((small + 1) / 2 - mean) / std), atol=1e-6)
+    with pytest.raises(ConfigError, match="num_classes = 3"):
+        sd_judge(str(tmp_path / "j"), [*PROMPTS, "a photo of a bird"], (3, 16, 16), True, "cpu")
+
+
+def test_train_writes_what_a_checkpoint_judge_reads(tmp_path):
+    """`unlearnlab train` checkpoints carry input_shape (and pixel_norm for image datasets that standardise)."""
+    from unlearnlab import api
+    from unlearnlab.models.checkpoint import read_meta
+
+    meta = api.train_original(dataset="digits", epochs=1, out=tmp_path / "m")
+    assert read_meta(tmp_path / "m")["input_shape"] == meta["input_shape"] == [1, 8, 8]
+    mean, std = meta["pixel_norm"]  # digits: one channel, standardised
+    assert len(mean) == len(std) == 1 and 0 < mean[0] < 1 and 0 < std[0] < 1
