@@ -191,6 +191,8 @@ def test_cli_errors_exit_2(tiny_pipeline_vae, prompts_file, judge_ckpt, tmp_path
     assert "not a diffusers Stable Diffusion pipeline folder" in out and "text_encoder/" in out
     out = _cli([*base, "--methods", "esd", "--option", f"judge={tmp_path / 'nope'}"], tmp_path)
     assert "neither clip:" in out
+    out = _cli([*base, "--methods", "retrain,esd", "--option", f"judge={judge_ckpt}"], tmp_path)
+    assert "no retrained oracle" in out
 
 
 def test_clip_judge_matches_clip_processor_and_model(clip_dir):

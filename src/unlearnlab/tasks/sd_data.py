@@ -139,7 +139,8 @@ def load_images(files: list[Path], res: int) -> torch.Tensor:
 
 def image_latents(data: PromptData, vae, vae_fp: str, res: int, store=None) -> tuple[torch.Tensor, bool]:
     """(latents of data's images, whether they came from a cache): memoised in this process and kept under the
-    store's cache/sd-latents/, keyed by the images' content hashes, their prompts, `res` and the VAE fingerprint."""
+    store's cache/sd-latents/, keyed by the images' content hashes, their prompt indices, `res` and the VAE
+    fingerprint."""
     from safetensors.torch import load_file, save_file
 
     from ..models.checkpoint import atomic_write
