@@ -204,7 +204,9 @@ def train_original(*, dataset: str = "digits", model: str = "", epochs: int | No
     net = data_init(build_model(arch, shape, bundle.num_classes, seed=seed).to(task.device), bundle.train)
     train(net, bundle.train, rec, task, seed=seed)
     meta = {"arch": arch, "dataset": bundle.name, "recipe": to_dict(rec), "seed": seed, "role": "original",
-            "num_classes": bundle.num_classes, "data_hash": bundle.train.fingerprint(),
+            "num_classes": bundle.num_classes, "data_hash": bundle.train.fingerprint(), "input_shape": list(shape),
+            # how raw [0, 1] pixels become its inputs: a Stable Diffusion run's checkpoint judge reads both
+            **({"pixel_norm": [list(v) for v in bundle.pixel_norm]} if bundle.pixel_norm is not None else {}),
             "train_acc": accuracy(split_outputs(net, bundle.train, task)),
             "test_acc": accuracy(split_outputs(net, bundle.test, task))}
     save_checkpoint(out, net, meta)

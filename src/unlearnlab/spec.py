@@ -39,7 +39,8 @@ DEFAULT_RECIPES: dict[str, dict[str, Any]] = {
 LM_OPTIONS = frozenset({"epochs", "lr", "eval_rows", "system_prompt", "attack_options", "baselines", "max_length",
                         "eval", "trajectory"})
 GEN_OPTIONS = frozenset({"samples", "sample_steps", "guidance", "size", "grid", "attack", "attack_steps", "attack_k",
-                         "attack_mode"})  # task diffusion (tasks/diffusion.py)
+                         "attack_mode", "judge"})  # task diffusion (tasks/diffusion.py; judge: tasks/sd_judge.py)
+SD_DATASETS = ("prompts", "sdimages")  # Stable Diffusion runs (tasks/diffusion_sd.py): the classes are prompts
 DEFAULT_MODELS = {"digits": "mlp", "blobs": "mlp", "cifar10-dev": "fastcnn",
                   "cifar10": "resnet18", "imagefolder": "cnn", "digits-gen": "ddpm",
                   "digits-canvas-gen": "ddpm:factors=10x4", "cifar10-dev-gen": "ddpm"}
@@ -62,8 +63,9 @@ class RunSpec:
                                      "OpenUnlearning's fine-tune) = {preset: tofu}"})
     overrides: dict = dataclasses.field(default=None, metadata={"help": "per-method config overrides"})
     device: str = param("auto", "auto, cpu, cuda, cuda:N or mps")
-    task: str = param("classifier", "classifier, qa (language models) or diffusion (class-conditional DDPM; chosen "
-                                     "by a *-gen dataset)", choices=("classifier", "qa", "diffusion"))
+    task: str = param("classifier", "classifier, qa (language models) or diffusion (class-conditional DDPM, chosen "
+                                     "by a *-gen dataset; Stable Diffusion: model sd:PIPELINE with a prompts:FILE or "
+                                     "sdimages:DIR dataset)", choices=("classifier", "qa", "diffusion"))
     name: str = param("", "free-form experiment name stored with each run")
     attacks: tuple[str, ...] = param((), "language-model robustness attacks added to each run: relearn, leak, "
                                          "paraphrase")
@@ -78,7 +80,8 @@ class RunSpec:
         object.__setattr__(self, "recipe", dict(recipe or {}))
         object.__setattr__(self, "overrides", {k: dict(v) for k, v in (self.overrides or {}).items()})
         object.__setattr__(self, "options", dict(self.options or {}))
-        if self.task == "classifier" and self.dataset_name.endswith("-gen"):  # a generative dataset picks its task
+        if self.task == "classifier" and (self.dataset_name.endswith("-gen") or self.dataset_name in SD_DATASETS
+                                          or self.model.startswith("sd:")):  # a generative dataset picks its task
             object.__setattr__(self, "task", "diffusion")
         allowed = GEN_OPTIONS if self.task == "diffusion" else LM_OPTIONS
         bad_opts = set(self.options) - allowed

@@ -1,4 +1,5 @@
-"""Fixtures of the diffusion tests: 8x8 digits, a judge and a tiny class-conditional DDPM trained once per session."""
+"""Fixtures of the diffusion tests: 8x8 digits, a judge and a tiny class-conditional DDPM trained once per session;
+tiny Stable Diffusion pipeline folders (with and without a VAE) built from configs."""
 from __future__ import annotations
 
 from importlib.util import find_spec
@@ -90,3 +91,57 @@ def class_accuracy(judge8):
         return {c: float(100 * (pred[y.numpy() == c] == c).mean()) for c in classes}
 
     return acc
+
+
+def _tiny_tokenizer(root: Path):
+    """A character-level CLIPTokenizer (letters only) saved under root."""
+    import json
+
+    from transformers import CLIPTokenizer
+
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, **{t: i + 2 for i, t in
+                                                          enumerate(letters + [x + "</w>" for x in letters])}}
+    (root / "vocab.json").write_text(json.dumps(vocab))
+    (root / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(root / "vocab.json"), str(root / "merges.txt"), model_max_length=12), len(vocab)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory):
+    """A folder laid out like a diffusers Stable Diffusion pipeline (no vae/), with tiny random weights: 4 x 8 x 8
+    latents, a 1-layer CLIP text encoder over letters, the SD noise schedule."""
+    pytest.importorskip("transformers")
+    import diffusers
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    root = tmp_path_factory.mktemp("tiny-sd")
+    torch.manual_seed(0)
+    diffusers.UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=16, norm_num_groups=4, attention_head_dim=2).save_pretrained(root / "unet")
+    tok, n_vocab = _tiny_tokenizer(root)
+    tok.save_pretrained(root / "tokenizer")
+    CLIPTextModel(CLIPTextConfig(vocab_size=n_vocab, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, max_position_embeddings=12, bos_token_id=0, eos_token_id=1,
+                                 pad_token_id=1)).save_pretrained(root / "text_encoder")
+    diffusers.DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012).save_pretrained(
+        root / "scheduler")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_vae(tiny_pipeline, tmp_path_factory):
+    """tiny_pipeline plus a tiny AutoencoderKL (vae/): 16 x 16 RGB images <-> 4 x 8 x 8 latents."""
+    import shutil
+
+    import diffusers
+
+    root = tmp_path_factory.mktemp("tiny-sd-vae") / "pipe"
+    shutil.copytree(tiny_pipeline, root)
+    torch.manual_seed(0)
+    diffusers.AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                            up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 8), layers_per_block=1,
+                            latent_channels=4, norm_num_groups=4, sample_size=16).save_pretrained(root / "vae")
+    return root

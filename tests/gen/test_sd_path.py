@@ -1,8 +1,7 @@
 """The Stable Diffusion loading path: a tiny diffusers pipeline folder (UNet2DConditionModel, CLIP text encoder and
-tokenizer, scheduler) built from configs here, loaded by folder; one step of ESD and of SalUn runs on it."""
+tokenizer, scheduler) built from configs (tests/gen/conftest.py tiny_pipeline), loaded by folder; one step of ESD
+and of SalUn runs on it."""
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
@@ -11,33 +10,6 @@ import torch
 pytest.importorskip("transformers")
 
 PROMPTS = ["a photo of a cat", "a photo of a dog"]
-
-
-@pytest.fixture(scope="module")
-def tiny_pipeline(tmp_path_factory):
-    """A folder laid out like a diffusers Stable Diffusion pipeline, with tiny random weights."""
-    import diffusers
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    root = tmp_path_factory.mktemp("tiny-sd")
-    torch.manual_seed(0)
-    diffusers.UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=16, norm_num_groups=4, attention_head_dim=2).save_pretrained(root / "unet")
-    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, **{t: i + 2 for i, t in
-                                                          enumerate(letters + [x + "</w>" for x in letters])}}
-    (root / "vocab.json").write_text(json.dumps(vocab))
-    (root / "merges.txt").write_text("#version: 0.2\n")
-    tok = CLIPTokenizer(str(root / "vocab.json"), str(root / "merges.txt"), model_max_length=12)
-    tok.save_pretrained(root / "tokenizer")
-    CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                 num_attention_heads=2, max_position_embeddings=12, bos_token_id=0, eos_token_id=1,
-                                 pad_token_id=1)).save_pretrained(root / "text_encoder")
-    diffusers.DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012).save_pretrained(
-        root / "scheduler")
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -54,6 +54,22 @@ def methods_markdown(items: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _parse_options(items: list[str]) -> dict[str, object]:
+    """--option KEY=VALUE items as task options (values read as YAML scalars: 8 -> int, true -> bool)."""
+    import yaml
+
+    opts: dict[str, object] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise typer.BadParameter(f"{item!r} must look like key=value, e.g. judge=clip:openai/clip-vit-base-patch32")
+        try:
+            opts[key.strip()] = yaml.safe_load(value) if value.strip() else value
+        except yaml.YAMLError:
+            opts[key.strip()] = value
+    return opts
+
+
 def _parse_overrides(items: list[str]) -> dict[str, dict]:
     over: dict[str, dict] = {}
     for item in items:
@@ -68,7 +84,8 @@ def _parse_overrides(items: list[str]) -> dict[str, dict]:
 @app.command("run")
 def run_cmd(
     dataset: str = typer.Option("digits", help="digits, blobs, cifar10-dev, cifar10:PATH, imagefolder:PATH; "
-                                "diffusion: digits-gen, cifar10-dev-gen, digits-canvas-gen; with --task qa: "
+                                "diffusion: digits-gen, cifar10-dev-gen, digits-canvas-gen; Stable Diffusion "
+                                "(--model sd:PIPELINE): prompts:FILE, sdimages:DIR; with --task qa: "
                                 "qa[:authors=20,facts=10], tofu (locuslab/TOFU from the hub; tofu:forget01|05|10), "
                                 "tofu:DIR, tofu:train=PATH,forget=PATH, corpus:DIR"),
     forget: str = typer.Option("random:10%", help="random:10%, class:3, subclass:3:50%, indices:FILE; audit "
@@ -78,10 +95,14 @@ def run_cmd(
                                "digits-canvas-gen style:S or object:O"),
     methods: str = typer.Option("all", help="comma-separated method names, or 'all'"),
     seeds: int = typer.Option(1, min=1, help="number of seeds (0..N-1)"),
-    model: str = typer.Option("", help="mlp, cnn:width=16, resnet18:width=0.25 (default: per dataset)"),
+    model: str = typer.Option("", help="mlp, cnn:width=16, resnet18:width=0.25 (default: per dataset); "
+                              "sd:FOLDER_OR_HUB_ID for a diffusers Stable Diffusion pipeline"),
     epochs: int | None = typer.Option(None, min=0, help="epochs of the original/retrain recipe (0 is refused: it "
                                       "would leave both untrained)"),
     set_: list[str] = typer.Option([], "--set", help="method config override, e.g. --set ga.lr=0.001 (repeatable)"),
+    option: list[str] = typer.Option([], "--option", help="task option KEY=VALUE (repeatable), e.g. diffusion "
+                                     "--option samples=8; Stable Diffusion --option judge=clip:FOLDER_OR_HUB_ID or "
+                                     "judge=CHECKPOINT"),
     config: Path | None = typer.Option(None, help="YAML spec file (keys of RunSpec); other options ignored"),
     task: str = typer.Option("classifier", help="classifier, qa (language models) or diffusion (a *-gen dataset "
                              "such as digits-gen selects it)"),
@@ -119,10 +140,11 @@ def run_cmd(
         else:
             recipe = {"epochs": epochs} if epochs is not None else {}
             lm_eval = {k: v for k, v in (("utility_sets", utility_sets), ("max_new_tokens", max_new_tokens)) if v}
+            options = {**_parse_options(option), **({"eval": lm_eval} if lm_eval else {})}
             spec = api.as_spec({"dataset": dataset, "forget": forget, "methods": methods, "seeds": seeds,
                                 "model": model, "recipe": recipe, "overrides": _parse_overrides(set_),
                                 "device": device, "task": task, "original": original,
-                                "attacks": attacks, **({"options": {"eval": lm_eval}} if lm_eval else {})})
+                                "attacks": attacks, **({"options": options} if options else {})})
         store = None if no_store else _store(results)
         with renderer(quiet=not is_main()) as sink:
             result = api.run(spec, store=store, events=sink, resume=not fresh, backend=backend, workers=workers,

@@ -29,7 +29,9 @@ def reading(b: dict) -> str:
         ties = [r["method"] for r in ranked if "ties best" in r["flags"]]
         parts.append(f"closest to retraining: {b['best']} ({prim} {_ci(best['primary'])})"
                      + (f", tied with {', '.join(ties)}" if ties else ""))
-    if b["floor"]:
+    if b.get("no_oracle"):
+        parts.append(f"{b['no_oracle']}; compare UA / RA with the original's")
+    elif b["floor"]:
         within = [r["method"] for r in ranked if "within noise floor" in r["flags"]]
         parts.append(f"within the noise floor ({prim} {_fmt(b['floor']['primary']['mean'])}): "
                      + (", ".join(within) if within else "none"))

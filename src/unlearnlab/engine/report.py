@@ -222,7 +222,14 @@ def leaderboard(sc: dict[str, Any]) -> dict[str, Any]:
                                    f"split seed {key['split_seed']}", f"“{key['name']}”" if key["name"] else "") if p)
     return {"scenario": key, "title": title, "task": key["task"], "kind": sc["kind"], "primary": prim,
             "higher_is_better": higher, "metrics": shown, "rows": refs + cands,
-            "best": best["method"] if best else None, "floor": floor, "n_runs": sc["n_runs"], "figures": []}
+            "best": best["method"] if best else None, "floor": floor, "n_runs": sc["n_runs"], "figures": [],
+            "no_oracle": _no_oracle(settings)}
+
+
+def _no_oracle(settings: dict) -> str:
+    """The 'no oracle: ...' note records of a task without a retrained oracle carry (Stable Diffusion), or ''."""
+    return next((n for e in settings.values() for r in e["runs"].values() for n in r.get("notes") or []
+                 if isinstance(n, str) and n.startswith("no oracle")), "")
 
 
 # -- building -------------------------------------------------------------------------------------------------------
@@ -314,6 +321,9 @@ def _notes(b: dict) -> list[tuple]:
                 f"{', '.join(f'{a}/{c}' for a, c in f['pairs'])}) has {prim} {_ci(f['primary'])}"
                 + (f"; per metric |Δ|: {per}" if per else "") + f". Differences in {prim} smaller than this are seed "
                 "noise, not rankings.")
+    elif b.get("no_oracle"):
+        text = (f"**No oracle.** {b['no_oracle']}. Rows are not ranked; read each method's metrics against the "
+                "original's.")
     else:
         text = (f"**Noise floor.** Not measured: there are no `{FLOOR}` runs in this scenario. Run 2 or more seeds "
                 "(e.g. `--seeds 3`) so the engine adds them; until then small differences may be seed noise.")

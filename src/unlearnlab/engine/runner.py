@@ -80,7 +80,7 @@ def expand(specs: list, *, floor: bool = True) -> Graph:
         keys = []
         for (method, seed), rspec in plan.record_specs.items():
             if method == "oracle-floor":
-                if not floor:
+                if not floor or not plan.oracle:  # a task without an oracle has no noise floor
                     continue
                 other = rspec["config"]["other_seed"]
                 deps = tuple(models[k] for k in (("oracle", seed), ("oracle", other)) if k in models)

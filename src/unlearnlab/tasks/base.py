@@ -21,11 +21,18 @@ def same_weights(a: Any, b: Any) -> bool:
 class Plan:
     """What a spec needs: its methods (baselines first), the content key of every model a job builds
     ((role, seed) -> key; a role without a key is not built by a job, e.g. a user's own original), and the stored
-    spec of every run record ((method, seed) -> record spec; 'oracle-floor' entries are the noise-floor runs)."""
+    spec of every run record ((method, seed) -> record spec; 'oracle-floor' entries are the noise-floor runs).
+    `oracle` False declares a task without a retrained oracle (Stable Diffusion): its plan has no oracle model, no
+    'retrain' run and no 'oracle-floor' runs, and its records carry no gap metrics to an oracle."""
 
     methods: list[str]
     model_keys: dict[tuple[str, int], str] = dataclasses.field(default_factory=dict)
     record_specs: dict[tuple[str, int], dict] = dataclasses.field(default_factory=dict)
+    oracle: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.oracle and ("retrain" in self.methods or any(r == "oracle" for r, _ in self.model_keys)):
+            raise ValueError("a plan without an oracle (oracle=False) cannot build an oracle or run 'retrain'.")
 
 
 class ExperimentTask(Protocol):

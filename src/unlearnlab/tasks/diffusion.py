@@ -1,7 +1,8 @@
 """The diffusion Task of the engine (spec task 'diffusion', chosen by a *-gen dataset): a class-conditional DDPM as
 the original, the DDPM retrained without the forgotten conditions (a class; on two-factor data a style or an object)
 as the oracle, diffusion methods, and evaluation by judge classifiers on generated samples (UA, RA or IRA / CRA,
-judge-feature Frechet distance, sample grids)."""
+judge-feature Frechet distance, sample grids). Stable Diffusion specs (model sd:..., prompt datasets) go to
+tasks/diffusion_sd.SDTask, which has no oracle."""
 from __future__ import annotations
 
 import dataclasses
@@ -168,11 +169,27 @@ class DiffusionTask:
 
     def __init__(self) -> None:
         self._contexts: OrderedDict[str, GenContext] = OrderedDict()
+        self._sd_task = None
+
+    def _sd(self, spec: RunSpec):
+        """The Stable Diffusion task for an SD spec (model sd:..., a prompts: / sdimages: dataset), else None."""
+        from .diffusion_sd import SDTask, is_sd
+
+        if not is_sd(spec):
+            return None
+        if self._sd_task is None:
+            self._sd_task = SDTask()
+        return self._sd_task
 
     def plan(self, spec: RunSpec) -> Plan:
         """Validate the spec and name its models and run records (content keys)."""
         from ..models.ddpm import parse_ddpm, require_diffusers
 
+        if (sd := self._sd(spec)) is not None:
+            return sd.plan(spec)
+        if "judge" in spec.options:
+            raise ConfigError("option judge applies to Stable Diffusion runs (model sd:...); DDPM runs train their "
+                              "own judge on the dataset: drop it.")
         require_diffusers()
         arch = parse_ddpm(spec.model_spec())
         if spec.original:
@@ -225,6 +242,8 @@ class DiffusionTask:
 
     def build(self, spec: RunSpec, seed: int, role: str, store) -> str:
         """Train (or find cached) the original or the oracle DDPM of `seed`; a one-line summary."""
+        if (sd := self._sd(spec)) is not None:
+            return sd.build(spec, seed, role, store)
         _, seconds = self._model(spec, seed, role, store)
         return f"{role} DDPM ready ({seconds:.1f}s of training)"
 
@@ -313,6 +332,8 @@ class DiffusionTask:
         """Apply `method` to the original DDPM of `seed` (or take a baseline) and evaluate its samples."""
         from ..methods import MethodContext, run_method
 
+        if (sd := self._sd(spec)) is not None:
+            return sd.run(spec, seed, method, store, rspec)
         gc = self.context(spec, seed, store)
         ctx = MethodContext(seed=seed, recipe=spec.train_config())
         extra: dict[str, Any] = {}
@@ -336,6 +357,8 @@ class DiffusionTask:
 
     def floor(self, spec: RunSpec, seed: int, other: int, store, rspec: dict) -> dict[str, Any]:
         """The oracle of seed `other` scored against the oracle of `seed`: the noise floor."""
+        if (sd := self._sd(spec)) is not None:
+            return sd.floor(spec, seed, other, store, rspec)
         gc = self.context(spec, seed, store)
         other_oracle, _ = self._model(spec, other, "oracle", store)
         return self._record(gc, other_oracle, "oracle-floor", store, rspec,
