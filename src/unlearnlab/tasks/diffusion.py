@@ -330,29 +330,13 @@ class DiffusionTask:
 
     def run(self, spec: RunSpec, seed: int, method: str, store, rspec: dict) -> dict[str, Any]:
         """Apply `method` to the original DDPM of `seed` (or take a baseline) and evaluate its samples."""
-        from ..methods import MethodContext, run_method
-
         if (sd := self._sd(spec)) is not None:
             return sd.run(spec, seed, method, store, rspec)
         gc = self.context(spec, seed, store)
-        ctx = MethodContext(seed=seed, recipe=spec.train_config())
-        extra: dict[str, Any] = {}
-        if method == "original":
-            model, t = gc.original, {"wall_s": 0.0, "cpu_s": 0.0, "opt_steps": 0}
-        elif method == "retrain":
-            model, t = gc.oracle, {"wall_s": gc.retrain_s, "cpu_s": float("nan"), "opt_steps": 0}
+        if method == "retrain":
+            model, t, extra = gc.oracle, {"wall_s": gc.retrain_s, "cpu_s": float("nan"), "opt_steps": 0}, {}
         else:
-            with count_steps() as box, collect_curves() as curves:
-                model, t = timed(lambda: run_method(method, gc.original, gc.data, gc.task,
-                                                    spec.overrides.get(method, {}), ctx))
-            t["opt_steps"] = box[0]
-            extra.update({"curves": curves} if curves else {})
-            if same_weights(model, gc.original):
-                ctx.warnings.append(f"{method} left the weights exactly as the original's: it changed nothing.")
-        for w in ctx.warnings:
-            emit("warning", text=w)
-        extra.update({"method_info": ctx.info} if ctx.info else {})
-        extra.update({"warnings": list(ctx.warnings)} if ctx.warnings else {})
+            model, t, extra = apply_method(spec, seed, method, gc)
         return self._record(gc, model, method, store, rspec, t, extra)
 
     def floor(self, spec: RunSpec, seed: int, other: int, store, rspec: dict) -> dict[str, Any]:
@@ -365,4 +349,27 @@ class DiffusionTask:
                             {"wall_s": 0.0, "cpu_s": 0.0, "opt_steps": 0}, {})
 
 
-__all__ = ["EVAL_DEFAULTS", "DiffusionTask", "forget_classes", "gen_options"]
+def apply_method(spec: RunSpec, seed: int, method: str, gc) -> tuple[torch.nn.Module, dict, dict]:
+    """(model, timing, record extras) of `method` applied to the seed context's original (`original`: the original
+    itself); warns when the method left the weights unchanged. Shared by the DDPM and Stable Diffusion tasks."""
+    from ..methods import MethodContext, run_method
+
+    ctx = MethodContext(seed=seed, recipe=spec.train_config())
+    extra: dict[str, Any] = {}
+    if method == "original":
+        return gc.original, {"wall_s": 0.0, "cpu_s": 0.0, "opt_steps": 0}, extra
+    with count_steps() as box, collect_curves() as curves:
+        model, t = timed(lambda: run_method(method, gc.original, gc.data, gc.task, spec.overrides.get(method, {}),
+                                            ctx))
+    t["opt_steps"] = box[0]
+    extra.update({"curves": curves} if curves else {})
+    if same_weights(model, gc.original):
+        ctx.warnings.append(f"{method} left the weights exactly as the original's: it changed nothing.")
+    for w in ctx.warnings:
+        emit("warning", text=w)
+    extra.update({"method_info": ctx.info} if ctx.info else {})
+    extra.update({"warnings": list(ctx.warnings)} if ctx.warnings else {})
+    return model, t, extra
+
+
+__all__ = ["EVAL_DEFAULTS", "DiffusionTask", "apply_method", "forget_classes", "gen_options"]

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..engine.events import collect_curves, emit
-from ..engine.records import count_steps, make_record, timed
+from ..engine.events import emit
+from ..engine.records import make_record
 from ..errors import ConfigError
 from ..spec import RunSpec
-from .base import Plan, same_weights
+from .base import Plan
 
 NO_ORACLE = ("no oracle: Stable Diffusion is not retrained, so gap metrics to a retrained model (Avg.Gap, "
              "RTE/retrain) and the noise floor are absent")
@@ -264,25 +264,10 @@ class SDTask:
 
     def run(self, spec: RunSpec, seed: int, method: str, store, rspec: dict) -> dict[str, Any]:
         """Apply `method` to the pipeline's UNet (or take the original) and judge its samples."""
-        from ..methods import MethodContext, run_method
+        from .diffusion import apply_method
 
         gc = self.context(spec, seed, store)
-        ctx = MethodContext(seed=seed, recipe=spec.train_config())
-        extra: dict[str, Any] = {}
-        if method == "original":
-            model, t = gc.original, {"wall_s": 0.0, "cpu_s": 0.0, "opt_steps": 0}
-        else:
-            with count_steps() as box, collect_curves() as curves:
-                model, t = timed(lambda: run_method(method, gc.original, gc.data, gc.task,
-                                                    spec.overrides.get(method, {}), ctx))
-            t["opt_steps"] = box[0]
-            extra.update({"curves": curves} if curves else {})
-            if same_weights(model, gc.original):
-                ctx.warnings.append(f"{method} left the weights exactly as the original's: it changed nothing.")
-        for w in ctx.warnings:
-            emit("warning", text=w)
-        extra.update({"method_info": ctx.info} if ctx.info else {})
-        extra.update({"warnings": list(ctx.warnings)} if ctx.warnings else {})
+        model, t, extra = apply_method(spec, seed, method, gc)
         return self._record(gc, model, method, store, rspec, t, extra)
 
 
