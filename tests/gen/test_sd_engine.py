@@ -249,3 +249,20 @@ def test_train_writes_what_a_checkpoint_judge_reads(tmp_path):
     assert read_meta(tmp_path / "m")["input_shape"] == meta["input_shape"] == [1, 8, 8]
     mean, std = meta["pixel_norm"]  # digits: one channel, standardised
     assert len(mean) == len(std) == 1 and 0 < mean[0] < 1 and 0 < std[0] < 1
+
+
+def test_prompt_attack_on_sd_runs_with_images(tiny_pipeline_vae, image_dir, prompts_file, judge_ckpt, tmp_path):
+    """The UnlearnDiffAtk-style attack runs on SD records (condition optimised on the forgotten prompt's latents,
+    samples VAE-decoded for the judge); prompts-only data cannot be attacked (no real images): exit 2."""
+    from unlearnlab import api
+
+    spec = _spec(tiny_pipeline_vae, f"sdimages:{image_dir}", judge_ckpt)
+    spec["options"].update(attack=True, attack_steps=2, attack_k=1)
+    res = api.run(spec, store=None, backend="serial")
+    assert res["errors"] == [], res["errors"]
+    for r in res["records"]:
+        m = r["metrics"]
+        assert 0 <= m["ASR_pre"] <= 100 and 0 <= m["ASR_post"] <= 100 and m["attack_shift"] > 0
+    out = _cli(["--model", f"sd:{tiny_pipeline_vae}", "--dataset", f"prompts:{prompts_file}", "--forget", "class:0",
+                "--methods", "esd", "--option", f"judge={judge_ckpt}", "--option", "attack=true"], tmp_path)
+    assert "prompts only" in out and "sdimages:" in out

@@ -52,9 +52,6 @@ def sd_options(spec: RunSpec) -> dict[str, Any]:
     if "size" in spec.options:
         raise ConfigError("option size does not apply to Stable Diffusion runs: the pipeline's UNet and VAE fix the "
                           "resolution; drop it.")
-    if spec.options.get("attack"):
-        raise ConfigError("the prompt attack (option attack) does not run on Stable Diffusion engine runs yet; "
-                          "drop the option (eval/gen_attack.attack can be called from Python).")
     return gen_options(dataclasses.replace(spec, options={**SD_DEFAULTS, **spec.options}))
 
 
@@ -148,6 +145,10 @@ class SDTask:
             raise ConfigError(f"{', '.join(need)} need(s) images of the forget / retain prompts, and "
                               f"{spec.dataset} has prompts only: give sdimages:<dir> (one subfolder of images per "
                               "prompt) or run the data-free methods (esd, sfd, unguide, advunlearn).")
+        if opts["attack"] and not data.has_images:
+            raise ConfigError(f"the prompt attack (option attack) optimises the condition against real images of the "
+                              f"forgotten prompt, and {spec.dataset} has prompts only: give sdimages:<dir>, or drop "
+                              "the option.")
         if data.has_images and Path(where).is_dir() and not (Path(where) / "vae").is_dir():
             raise ConfigError(f"{spec.dataset} has images, and the pipeline {where} has no vae/ to encode them.")
         data_hash = _sha(data.fingerprint(), pipeline_fingerprint(where), judge, forget)
@@ -241,6 +242,12 @@ class SDTask:
             g = min(gc.opts["grid"], n)
             grid = resize((x.view(k, n, *x.shape[1:])[:, :g].reshape(-1, *x.shape[1:]) + 1) / 2,
                           min(GRID_SIDE, x.shape[-1])) * 2 - 1
+        if gc.opts["attack"]:  # UnlearnDiffAtk on the forgotten prompt's latents; samples decoded for the judge
+            from .diffusion import DiffusionTask
+            from .sd_judge import LatentJudge
+
+            judge = LatentJudge(gc.vae, gc.judge) if gc.vae is not None else gc.judge
+            metrics.update(DiffusionTask._attack(dataclasses.replace(gc, judge=judge), model))
         out = (metrics, details, grid)
         if name == "original":
             gc.evals[name] = out

@@ -132,4 +132,20 @@ def sd_judge(option, prompts: list[str], sample_shape: tuple[int, ...], has_vae:
     return checkpoint_judge(option, prompts, sample_shape, device)
 
 
-__all__ = ["CLIP_PREFIX", "ClipJudge", "ImageJudge", "checkpoint_judge", "clip_judge", "sd_judge"]
+class LatentJudge(nn.Module):
+    """A judge of latents: VAE-decode, then judge the images. The prompt attack (eval/gen_attack.py) samples the UNet,
+    whose samples are latents, and scores them with this."""
+
+    def __init__(self, vae: nn.Module, judge: nn.Module):
+        super().__init__()
+        self.vae, self.judge, self.head = vae, judge, judge.head
+
+    def features(self, z: torch.Tensor) -> torch.Tensor:
+        from ..models.sd import decode_latents
+
+        with torch.no_grad():
+            x = decode_latents(self.vae, z)
+        return self.judge.features(x.to(next(self.judge.parameters()).device))
+
+
+__all__ = ["CLIP_PREFIX", "ClipJudge", "ImageJudge", "LatentJudge", "checkpoint_judge", "clip_judge", "sd_judge"]
