@@ -1,8 +1,11 @@
 """Inference levers for classifier evaluation (issue 13): eager float32 vs bf16 autocast vs a frozen TorchScript
-module (`torch.jit.freeze` + `optimize_for_inference`), medians of interleaved runs, with the largest logit
-difference and the argmax agreement against eager float32.
+module (`torch.jit.freeze` + `optimize_for_inference`) vs `torch.compile` (with --compile), medians of interleaved
+runs, with the largest logit difference and the argmax agreement against eager float32; with --train-steps N also
+one training step (forward, backward, Nesterov SGD on a batch of --batch, channels_last as the recipe) eager vs
+compiled, N interleaved repeats, and the one-off compile time of each.
 
     .venv/bin/python benchmarks/inference_levers.py --model fastcnn --images 1000 --repeats 5
+    .venv/bin/python benchmarks/inference_levers.py --model fastcnn --compile --train-steps 8 --batch 256
 
 Random weights and random 3 x 32 x 32 images (speed and numerical agreement do not depend on training); batches
 of `--batch`, `--threads` torch threads, torch.inference_mode. Prints the CPU's vector flags, since bf16 speed
@@ -38,6 +41,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--compile", action="store_true", help="add a torch.compile variant (compiles once, timed)")
+    ap.add_argument("--train-steps", type=int, default=0, help="also time N training steps, eager vs compiled")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = build_model(args.model, (3, 32, 32), 10, seed=0).eval()
@@ -51,6 +56,12 @@ def main() -> None:
 
     variants = {"eager fp32": lambda: run(model), "bf16 autocast": lambda: run(model, True),
                 "frozen TorchScript": lambda: run(frozen)}
+    if args.compile:
+        compiled = torch.compile(model)
+        t0 = time.perf_counter()
+        run(compiled)
+        print(f"torch.compile: first call (compilation) {time.perf_counter() - t0:.1f} s")
+        variants["torch.compile"] = lambda: run(compiled)
     ref = variants["eager fp32"]()
     times: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(args.repeats):
@@ -67,6 +78,43 @@ def main() -> None:
         out, med = fn(), statistics.median(times[name])
         print(f"| {name} | {med:.3f} | {base / med:.2f}x | {(out - ref).abs().max().item():.2e} | "
               f"{(out.argmax(1) == ref.argmax(1)).float().mean().item():.4f} |")
+    if args.train_steps:
+        train_steps(args)
+
+
+def train_steps(args) -> None:
+    """Median time of one training step, eager vs torch.compile, interleaved; the compile time separately."""
+    x = torch.randn(args.batch, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (args.batch,), generator=torch.Generator().manual_seed(2))
+
+    def stepper(compiled: bool) -> Callable[[], None]:
+        net = build_model(args.model, (3, 32, 32), 10, seed=0).train().to(memory_format=torch.channels_last)
+        fwd = torch.compile(net) if compiled else net
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+
+        def step() -> None:
+            loss = torch.nn.functional.cross_entropy(fwd(x), y, label_smoothing=0.2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return step
+
+    steps = {"eager": stepper(False), "torch.compile": stepper(True)}
+    for name, fn in steps.items():
+        t0 = time.perf_counter()
+        fn()
+        fn()
+        print(f"train step, {name}: first two steps {time.perf_counter() - t0:.1f} s (compilation included)")
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(args.train_steps):
+        for name, fn in steps.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    e, c = (statistics.median(times[k]) for k in steps)
+    print(f"train step median over {args.train_steps}: eager {e:.3f} s, torch.compile {c:.3f} s, eager / compiled "
+          f"{e / c:.2f}x")
 
 
 if __name__ == "__main__":
