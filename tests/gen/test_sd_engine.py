@@ -266,3 +266,31 @@ def test_prompt_attack_on_sd_runs_with_images(tiny_pipeline_vae, image_dir, prom
     out = _cli(["--model", f"sd:{tiny_pipeline_vae}", "--dataset", f"prompts:{prompts_file}", "--forget", "class:0",
                 "--methods", "esd", "--option", f"judge={judge_ckpt}", "--option", "attack=true"], tmp_path)
     assert "prompts only" in out and "sdimages:" in out
+
+
+def test_tune_sd_maximises_ua_on_another_prompt_under_an_ra_floor(tiny_pipeline_vae, prompts_file, judge_ckpt,
+                                                                    tmp_path):
+    """No oracle: tune selects on val:class:0 (the other prompt), maximising UA with RA floored against the
+    original's; a gap objective is refused."""
+    from unlearnlab import api
+    from unlearnlab.errors import ConfigError
+    from unlearnlab.store import Store
+
+    pytest.importorskip("optuna")
+    spec = {k: v for k, v in _spec(tiny_pipeline_vae, f"prompts:{prompts_file}", judge_ckpt).items()
+            if k != "methods"}
+    r = api.tune(spec, ["esd"], budget=2, store=Store(tmp_path / "s"), run_kwargs={"backend": "serial"},
+                 spaces={"esd": {"lr": ("log", 1e-3, 1e-1)}})
+    assert r["reference"] == "original" and r["objective"] == "UA" and r["direction"] == "maximize"
+    e = r["methods"]["esd"]
+    assert len(e["trials"]) == 2 and all(t["error"] is None for t in e["trials"])
+    for t in e["trials"]:
+        assert "original_RA" in t and t["feasible"] == (t["original_RA"] - t["RA"] <= 10.0)
+    from unlearnlab.tasks.diffusion_sd import sd_forget
+
+    assert sd_forget("val:class:0", PROMPTS) == [1] and sd_forget("val:class:1", PROMPTS) == [0]
+    assert {x["spec"]["forget"] for x in r["records"]} == {"class:0"}  # the reported run's records
+    if e["best"] is not None:
+        assert e["best"]["value"] == max(t["value"] for t in e["trials"] if t["feasible"])
+    with pytest.raises(ConfigError, match="no retrained oracle"):
+        api.tune(spec, ["esd"], budget=1, objective="Avg.Gap")

@@ -56,6 +56,7 @@ NEAR_BEST = {"classifier": 1.0, "qa": 0.01, "diffusion": 1.0}  # "within 1 point
 UTILITY = {"classifier": ("TA",), "diffusion": ("RA",)}  # floored in points (qa: _lm_utility, a fraction)
 DEFAULTS = {"classifier": ("Avg.Gap", 2.0), "qa": ("Forget.Gap", 0.1), "diffusion": ("Avg.Gap", 10.0)}
 KINDS = {"classifier": "classifier", "qa": "lm", "diffusion": "diffusion"}  # task -> the methods' kind
+NO_ORACLE_OBJECTIVE = "UA"  # Stable Diffusion (no oracle): maximise UA, floor RA relative to the original's
 FORGET_GAP = ("forget_ROUGE", "forget_Prob", "forget_TruthRatio", "VerbMem", "MIA-MinK")
 LM_UTILITY = ("Model Utility",)
 LM_UTILITY_FALLBACK = ("retain_Prob",)  # continuous, so not as coarse as ROUGE on a few rows
@@ -75,22 +76,28 @@ def tune(spec: dict, methods: list[str] | str, *, budget: int, store=None, objec
     optuna = _optuna()
     run_spec = _reported_spec(spec)
     task = run_spec.get("task", "classifier")
-    objective = objective or DEFAULTS[task][0]
+    reference = "original" if _no_oracle(run_spec) else "retrain"
+    objective = objective or (NO_ORACLE_OBJECTIVE if reference == "original" else DEFAULTS[task][0])
     utility_floor = DEFAULTS[task][1] if utility_floor is None else utility_floor
     names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
     _check_args(names, budget, utility_floor, sampler, task, objective)
+    if reference == "original" and objective != NO_ORACLE_OBJECTIVE:
+        raise ConfigError(f"Stable Diffusion runs have no retrained oracle to take a gap to: tune maximises "
+                          f"{NO_ORACLE_OBJECTIVE} under a floor on RA relative to the original's; drop --objective "
+                          f"{objective}.")
     plans = {m: _space(m, (spaces or {}).get(m), task) for m in dict.fromkeys(names)}
     say = progress or (lambda msg: None)
-    direction = "maximize" if objective in MAXIMIZED else "minimize"
+    direction = "maximize" if objective in MAXIMIZED or reference == "original" else "minimize"
     summary: dict[str, Any] = {
         "spec": run_spec, "task": task, "validation_forget": f"val:{run_spec['forget']}", "budget": budget,
-        "objective": objective, "direction": direction, "utility_floor": utility_floor,
+        "objective": objective, "direction": direction, "reference": reference, "utility_floor": utility_floor,
         "floor_kind": "fraction" if task == "qa" else "points", "near_best": NEAR_BEST[task], "seed": seed,
         "sampler": sampler, "methods": {}}
     records: list[dict[str, Any]] = []
     for method, space in plans.items():
         trials = _search(optuna, api, run_spec, method, space, budget=budget, store=store, objective=objective,
-                         floor=utility_floor, seed=seed, sampler=sampler, say=say, run_kwargs=run_kwargs or {})
+                         floor=utility_floor, seed=seed, sampler=sampler, say=say, run_kwargs=run_kwargs or {},
+                         reference=reference)
         entry = _entry(trials, space, budget, direction, NEAR_BEST[task])
         best = entry["best"]
         if best is None:
@@ -104,7 +111,7 @@ def tune(spec: dict, methods: list[str] | str, *, budget: int, store=None, objec
             entry["errors"] = [e for e in result["errors"] if e["method"] in (method, "retrain", "original")]
             row = next((r for r in result["table"] if r["method"] == method), None)
             entry["reported"] = None if row is None else {k: v for k, v in row.items() if k != "method"}
-            entry["reported_score"] = score(result, method, objective, utility_floor, task)
+            entry["reported_score"] = score(result, method, objective, utility_floor, task, reference)
             entry["record_ids"] = [r["id"] for r in result["records"] if r.get("id") and
                                    r["spec"]["method"] == method]
         summary["methods"][method] = entry
@@ -156,6 +163,16 @@ def _reported_spec(spec: Any) -> dict[str, Any]:
     d = rs.to_dict()
     d.pop("methods", None)
     return json.loads(json.dumps(d, default=str))
+
+
+def _no_oracle(run_spec: dict) -> bool:
+    """True for a spec whose task has no retrained oracle (a Stable Diffusion run)."""
+    if run_spec.get("task") != "diffusion":
+        return False
+    from .. import api
+    from ..tasks.diffusion_sd import is_sd
+
+    return is_sd(api.as_spec(run_spec))
 
 
 def _check_args(names: list[str], budget: int, floor: float, sampler: str, task: str, objective: str) -> None:
@@ -217,7 +234,7 @@ def _trial_spec(run_spec: dict, method: str, params: dict, *, validation: bool) 
 
 def _search(optuna, api, run_spec: dict, method: str, space: dict[str, tuple], *, budget: int, store,
             objective: str, floor: float, seed: int, sampler: str, say: Callable[[str], None],
-            run_kwargs: dict) -> list[dict[str, Any]]:
+            run_kwargs: dict, reference: str = "retrain") -> list[dict[str, Any]]:
     """Exactly `budget` ask/tell trials of one method on the validation scenario."""
     from optuna.trial import TrialState
 
@@ -228,7 +245,8 @@ def _search(optuna, api, run_spec: dict, method: str, space: dict[str, tuple], *
         warnings.simplefilter("ignore")  # constraints_func is flagged experimental in some Optuna versions
         smp = (optuna.samplers.TPESampler(seed=sampler_seed, constraints_func=_constraint) if sampler == "tpe"
                else optuna.samplers.RandomSampler(seed=sampler_seed))
-    study = optuna.create_study(direction="maximize" if objective in MAXIMIZED else "minimize", sampler=smp)
+    up = objective in MAXIMIZED or reference == "original"
+    study = optuna.create_study(direction="maximize" if up else "minimize", sampler=smp)
     trials = []
     for i in range(budget):
         trial = study.ask()
@@ -237,7 +255,7 @@ def _search(optuna, api, run_spec: dict, method: str, space: dict[str, tuple], *
         result = api.run(_trial_spec(run_spec, method, params, validation=True), store=store, progress=say,
                          **run_kwargs)
         t = {"number": trial.number, "params": params,
-             **score(result, method, objective, floor, run_spec.get("task", "classifier"))}
+             **score(result, method, objective, floor, run_spec.get("task", "classifier"), reference)}
         if t["error"] is None:
             trial.set_user_attr("violation", t["violation"])
             study.tell(trial, t["value"])
@@ -263,15 +281,18 @@ def suggest(trial, name: str, s: tuple) -> Any:
 
 
 def score(result: dict[str, Any], method: str, objective: str, floor: float,
-          task: str = "classifier") -> dict[str, Any]:
+          task: str = "classifier", reference: str = "retrain") -> dict[str, Any]:
     """Objective (mean over seeds), utility violation (<= 0: feasible) and feasibility of one trial's result.
 
     "Avg.Gap" and "Forget Quality" are taken as stored; "Forget.Gap" is the mean |metric - oracle's| over the
-    FORGET_GAP metrics present; any other metric name is scored as |metric - oracle's metric|.
+    FORGET_GAP metrics present; any other metric name is scored as |metric - oracle's metric|. With reference
+    "original" (Stable Diffusion: no oracle) the objective is taken as stored and the utility floor applies to the
+    drop from the original's (keys original_<metric> instead of oracle_<metric>).
     """
     errors = [e for e in result["errors"] if e["method"] in (method, "retrain", "original")]
     recs = [r for r in result["records"] if r["spec"]["method"] == method]
-    oracle = {r["spec"]["seed"]: r["metrics"] for r in result["records"] if r["spec"]["method"] == "retrain"}
+    oracle = {r["spec"]["seed"]: r["metrics"] for r in result["records"] if r["spec"]["method"] == reference}
+    prefix = "oracle" if reference == "retrain" else "original"
     out: dict[str, Any] = {"value": math.nan, "feasible": False, "violation": math.nan, "error": None}
     if errors or not recs or any(r["spec"]["seed"] not in oracle for r in recs):
         out["error"] = "; ".join(f"{e['method']} (seed {e['seed']}): {e['error']}" for e in errors) or \
@@ -289,18 +310,18 @@ def score(result: dict[str, Any], method: str, objective: str, floor: float,
         raise ConfigError(f"objective {objective!r} is not a metric of these runs; choose one of "
                           f"{', '.join(recs[0]['metrics'])}" + (", or Forget.Gap." if task == "qa" else "."))
     else:
-        stored = objective in ("Avg.Gap", *MAXIMIZED)
+        stored = objective in ("Avg.Gap", *MAXIMIZED) or reference == "original"
         out["value"] = statistics.fmean(m[objective] if stored else abs(m[objective] - o[objective])
                                         for m, o in pairs)
     names = list(UTILITY[task]) if task in UTILITY else _lm_utility([o for _, o in pairs])
     out["utility"] = names
     for k in names:
         out[k] = statistics.fmean(m[k] for m, _ in pairs)
-        out[f"oracle_{k}"] = statistics.fmean(o[k] for _, o in pairs)
+        out[f"{prefix}_{k}"] = statistics.fmean(o[k] for _, o in pairs)
     if task in UTILITY:  # points
-        drop = max(out[f"oracle_{k}"] - out[k] for k in names)
+        drop = max(out[f"{prefix}_{k}"] - out[k] for k in names)
     else:  # relative to the oracle's value
-        drop = max(((out[f"oracle_{k}"] - out[k]) / out[f"oracle_{k}"] for k in names), default=0.0)
+        drop = max(((out[f"{prefix}_{k}"] - out[k]) / out[f"{prefix}_{k}"] for k in names), default=0.0)
     out["violation"] = drop - floor
     if not math.isfinite(out["value"]) or not math.isfinite(out["violation"]):
         out["error"] = f"objective or utility is not finite ({out['value']}, {out['violation']})"

@@ -56,14 +56,18 @@ def sd_options(spec: RunSpec) -> dict[str, Any]:
 
 
 def sd_forget(forget: str, prompts: list[str]) -> list[int]:
-    """The forgotten prompt of `class:K` (K an index or the prompt's exact text); ConfigError otherwise."""
+    """The forgotten prompt of `class:K` (K an index or the prompt's exact text); ConfigError otherwise. Tuning's
+    validation scenario val:class:K forgets prompt (K + 1) mod K, as for DDPM runs (tasks/diffusion.forget_classes)."""
     kind, _, val = forget.strip().partition(":")
+    validation = kind == "val"
+    if validation:
+        kind, _, val = val.partition(":")
     val = val.strip()
     k = int(val) if val.isdigit() and int(val) < len(prompts) else prompts.index(val) if val in prompts else None
     if kind != "class" or k is None:
         raise ConfigError(f"Stable Diffusion runs forget one prompt: use --forget class:K with K in "
                           f"0..{len(prompts) - 1} (or the prompt's text); got {forget!r}.")
-    return [k]
+    return [(k + 1) % len(prompts) if validation else k]
 
 
 def image_methods(names: list[str], spec: RunSpec) -> list[str]:
@@ -203,8 +207,8 @@ class SDTask:
         task = DiffusionModelTask(len(data.prompts), device, seed=seed, sample_steps=opts["sample_steps"],
                                   guidance=opts["guidance"])
         kind = "clip" if str(opts["judge"]).startswith("clip:") else "classifier"
-        gc = SDContext(unlearn_data(data, forget, latents), task, model, vae, judge, judge_acc, real_feats, forget,
-                       opts, seed, kind)
+        gc = SDContext(unlearn_data(data, forget, latents, spec.forget.strip()), task, model, vae, judge, judge_acc,
+                       real_feats, forget, opts, seed, kind)
         self._context = (ckey, gc)
         return gc
 

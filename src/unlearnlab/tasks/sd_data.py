@@ -160,7 +160,7 @@ def image_latents(data: PromptData, vae, vae_fp: str, res: int, store=None) -> t
     return z, False
 
 
-def unlearn_data(data: PromptData, forget: list[int], latents: torch.Tensor | None):
+def unlearn_data(data: PromptData, forget: list[int], latents: torch.Tensor | None, scenario: str | None = None):
     """UnlearnData over the prompts: the latents with their prompt labels, or (prompts only) one image-less row
     (x of width 0) per prompt; the forget set is every row of the forgotten prompt(s)."""
     from ..data.core import ArrayDataset, UnlearnData
@@ -171,7 +171,7 @@ def unlearn_data(data: PromptData, forget: list[int], latents: torch.Tensor | No
         ds = ArrayDataset(latents, torch.tensor(data.labels), classes=data.prompts)
     hit = np.isin(ds.y.numpy(), forget)
     return UnlearnData(ds, ds, np.flatnonzero(hit), np.flatnonzero(~hit), len(data.prompts), name=data.name,
-                       scenario=f"class:{forget[0]}", extra={"classes": data.prompts})
+                       scenario=scenario or f"class:{forget[0]}", extra={"classes": data.prompts})
 
 
 __all__ = ["IMAGE_EXTS", "KINDS", "PromptData", "image_latents", "is_prompt_dataset", "load_images",
