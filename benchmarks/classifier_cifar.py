@@ -114,6 +114,11 @@ def phase_report(args, store: Store, methods: list[str], chosen: dict[str, dict]
     return [r for recs in res["records"] for r in recs], time.perf_counter() - t0
 
 
+# the last measurement of the line above (update it when the recipe changes)
+ALONE = ("4 min 45 s wall (8 min 2 s CPU), test accuracy 78.75%, seed 0, idle machine, 2026-11-30; the issue's "
+         "target is >= 80% in <= 5 min, so the accuracy half is not met")
+
+
 def model_times(store: Store) -> dict[str, list[float]]:
     """Training seconds of the cached originals and oracles, read from the store's model index."""
     out: dict[str, list[float]] = {"original": [], "oracle": []}
@@ -221,9 +226,10 @@ def coverage(args) -> list[str]:
     n = len(args.seeds)
     mult = f"the 95% t interval is {t.ppf(0.975, n - 1):.1f} standard errors wide each side" if n > 1 else \
         "no interval exists"
+    seeds = (f"{n} seed(s) of the protocol's 5. With {n} seed(s) {mult}, so most rows tie; read the tables as a "
+             "status, not as rankings." if n < 5 else f"{n} seeds, as the protocol asks; {mult}.")
     return [f"**Partial run.** Scenarios: {', '.join(args.scenarios)} (not yet: {', '.join(missing) or 'none'}); "
-            f"{n} seed(s) of the protocol's 5. With {n} seed(s) {mult}, so most rows tie; read the tables as a "
-            "status, not as rankings.", ""]
+            + seeds, ""]
 
 
 def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
@@ -243,7 +249,7 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
                          f"{args.backend} backend ({args.workers or 'one per core'} job(s) at a time, the cores "
                          f"shared between them; cached in `{args.results}`, a rerun reuses them)")
     lines.append("- one original alone on the whole machine: `time unlearnlab train --dataset cifar10-dev --out "
-                 "/tmp/orig` (the regime's time budget is measured that way)")
+                 f"/tmp/orig` (the regime's time budget is measured that way): {ALONE}")
     lines += ["", "## Scenarios", ""]
     for forget, board in boards.items():
         lines += [f"### forget {forget}", "", f"Reading: {reading(board)}", "", *regime(records, forget), ""]
