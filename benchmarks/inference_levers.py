@@ -34,6 +34,17 @@ def cpu_flags() -> str:
     return " ".join(keep) or "none of avx2 / avx512 / bf16 / amx"
 
 
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Wall seconds of each function over `repeats` rounds, the functions interleaved within each round."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="fastcnn")
@@ -63,12 +74,7 @@ def main() -> None:
         print(f"torch.compile: first call (compilation) {time.perf_counter() - t0:.1f} s")
         variants["torch.compile"] = lambda: run(compiled)
     ref = variants["eager fp32"]()
-    times: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(args.repeats):
-        for name, fn in variants.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
+    times = interleaved(variants, args.repeats)
     print(f"model {args.model}, {args.images} images, batch {args.batch}, {args.threads} thread(s), "
           f"{args.repeats} interleaved repeats; CPU flags: {cpu_flags()}")
     print("| variant | median s | eager / variant | max |logit diff| | argmax agreement |")
@@ -106,12 +112,7 @@ def train_steps(args) -> None:
         fn()
         fn()
         print(f"train step, {name}: first two steps {time.perf_counter() - t0:.1f} s (compilation included)")
-    times: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(args.train_steps):
-        for name, fn in steps.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
+    times = interleaved(steps, args.train_steps)
     e, c = (statistics.median(times[k]) for k in steps)
     print(f"train step median over {args.train_steps}: eager {e:.3f} s, torch.compile {c:.3f} s, eager / compiled "
           f"{e / c:.2f}x")

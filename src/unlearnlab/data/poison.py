@@ -12,6 +12,8 @@ takes the first m/2 rows of each class in file order).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -29,8 +31,6 @@ def poisoned_indices(s, labels: np.ndarray, seed: int, num_classes: int) -> np.n
     size = s.count if s.count is not None else max(1, int(round(n * s.pct / 100)))
     pool = np.ones(n, dtype=bool)
     if getattr(s, "val", False):
-        import dataclasses
-
         pool[poisoned_indices(dataclasses.replace(s, val=False), labels, seed, num_classes)] = False
     rng = numpy_rng(seed, "poison-val" if getattr(s, "val", False) else "poison", s.method, size)
     if s.method == "patch":
