@@ -84,7 +84,9 @@ def phase_tune(args, store: Store, methods: list[str], log: dict) -> dict[str, d
     return {m: (e["best"] or {}).get("params", {}) for m, e in res["methods"].items()}
 
 
-def phase_report(args, store: Store, methods: list[str], chosen: dict) -> float:
+def phase_report(args, store: Store, methods: list[str], chosen: dict) -> tuple[list[dict], float]:
+    """The chosen (tuned or fixed) settings on the reported scenario, all seeds; returns this run's records (stored
+    ones reused) and the seconds taken."""
     over = {m: {**STEPS.get(m, {}), **chosen.get(m, {})} for m in methods}
     specs = [from_dict(_spec(args, args.forget, methods, args.seeds, over))]
     for m, extra, _ in VARIANTS:
@@ -94,7 +96,21 @@ def phase_report(args, store: Store, methods: list[str], chosen: dict) -> float:
     res = execute(specs, store=store, sink=_sink(), backend=args.backend, workers=args.workers)
     for e in res["errors"]:
         print(f"error: {e}", file=sys.stderr)
-    return time.perf_counter() - t0
+    return [r for recs in res["records"] for r in recs], time.perf_counter() - t0
+
+
+def reported_records(args, store: Store, log: dict) -> list[dict]:
+    """The records of the last reported phase under this --name, by run id (kept in the log). Selecting by method
+    name among every stored run of the name mixed a tuned run's rows with an earlier fixed-setting run's."""
+    ids = set(log.get("report_ids") or ())
+    if not ids:
+        sys.exit(f"{args.results}/diffusion_log_{args.name}.json names no reported runs (written before the log kept "
+                 "run ids, or never run): run without --report-only first")
+    records = [r for r in store.list_runs() if r.get("id") in ids and r.get("status", "completed") == "completed"]
+    if len(records) < len(ids):
+        print(f"warning: {len(ids) - len(records)} of the {len(ids)} runs the log names are no longer stored",
+              file=sys.stderr)
+    return records
 
 
 def _label(rec: dict) -> str:
@@ -268,12 +284,14 @@ def main() -> None:
             t0 = time.perf_counter()
             chosen = phase_tune(args, store, methods, log)
             log["phases"]["tuning"] = time.perf_counter() - t0
-        log["phases"]["reported runs (methods, floors; originals and oracles from the cache)"] = \
-            phase_report(args, store, methods, chosen)
+        else:
+            log.pop("tuning", None)  # a fixed-setting rerun under a name once tuned must not print the old tuning
+            log["phases"].pop("tuning", None)
+        recs, secs = phase_report(args, store, methods, chosen)
+        log["phases"]["reported runs (methods, floors; originals and oracles from the cache)"] = secs
+        log["report_ids"] = sorted({r["id"] for r in recs if r.get("status", "completed") == "completed"})
         log_path.write_text(json.dumps(log, indent=1, default=str))
-    records = [r for r in store.list_runs() if r["spec"].get("name") == args.name
-               and r["spec"]["forget"] == args.forget and r["spec"]["dataset"] == args.dataset
-               and r.get("status", "completed") == "completed"]
+    records = reported_records(args, store, log)
     if not records:
         sys.exit("no stored runs to report; run without --report-only first")
     write_doc(args, records, log, Path(args.out))
