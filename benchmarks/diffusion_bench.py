@@ -59,9 +59,10 @@ def _sink() -> LineRenderer:
     return LineRenderer(sys.stderr, every_s=60)
 
 
-def _spec(args, forget: str, methods: list[str], seeds: list[int], overrides: dict, name: str = "") -> dict:
+def _spec(args, forget: str, methods: list[str], seeds: list[int], overrides: dict, name: str = "",
+          attack: bool = True) -> dict:
     options = {"size": 8, "samples": args.samples, "sample_steps": 25, "guidance": 2.0, "grid": 8}
-    if args.attack:
+    if args.attack and attack:
         options["attack"] = True
     model = args.model or ("ddpm:small,timesteps=200,factors=10x4" if "canvas" in args.dataset
                            else "ddpm:small,timesteps=200")
@@ -71,12 +72,16 @@ def _spec(args, forget: str, methods: list[str], seeds: list[int], overrides: di
 
 
 def phase_tune(args, store: Store, methods: list[str], log: dict) -> dict[str, dict]:
-    """Equal Optuna budgets per method on the validation scenario; returns {method: chosen overrides}."""
+    """Equal Optuna budgets per method on the validation scenario; returns {method: chosen overrides}. Trials run
+    without the prompt attack: selection (Avg.Gap over UA and RA, or IRA/CRA) does not read ASR. With
+    --warm-start each method's first trial is its `STEPS` setting."""
     t0 = time.perf_counter()
-    spec = _spec(args, args.forget, methods, args.tune_seeds, {m: dict(STEPS.get(m, {})) for m in methods})
-    res = tune(spec, methods, budget=args.budget, store=store, final=False,
+    spec = _spec(args, args.forget, methods, args.tune_seeds, {m: dict(STEPS.get(m, {})) for m in methods},
+                 attack=False)
+    res = tune(spec, methods, budget=args.budget, store=store, final=False, warm_start=args.warm_start,
                run_kwargs={"backend": args.backend, "workers": args.workers, "events": _sink()})
     log["tuning"] = {"seconds": time.perf_counter() - t0, "budget": args.budget, "seeds": args.tune_seeds,
+                     "warm_start": args.warm_start,
                      "objective": res["objective"], "utility_floor": res["utility_floor"],
                      "validation": res["validation_forget"],
                      "methods": {m: {"best": e["best"], "sensitivity": e["sensitivity"], "note": e.get("note")}
@@ -238,7 +243,10 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
         lines += [f"Reading ({b['scenario']['name']}): {reading(b)}", ""]
     tuned = log.get("tuning")
     if tuned:
-        lines += [f"Tuning: {tuned['budget']} trials per method on {tuned['validation']} (seeds {tuned['seeds']}), "
+        start = (" (the first one each method's `STEPS` setting, `--warm-start`)" if tuned.get("warm_start")
+                 else "")
+        lines += [f"Tuning: {tuned['budget']} trials per method{start} on {tuned['validation']} "
+                  f"(seeds {tuned['seeds']}), without the prompt attack (selection does not read ASR), "
                   f"{tuned['objective']} to the validation oracle, utility floor {tuned['utility_floor']}; "
                   f"{tuned['seconds'] / 60:.1f} min.", "", "| method | chosen | val objective | feasible |",
                   "|---|---|---|---|"]
@@ -264,6 +272,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--budget", type=int, default=0, help="tuning trials per method (0: the fixed STEPS settings)")
     ap.add_argument("--tune-seeds", type=int, default=1)
+    ap.add_argument("--warm-start", action="store_true",
+                    help="each method's first trial is its STEPS setting (engine/tune.py warm_start)")
     ap.add_argument("--samples", type=int, default=100, help="samples per class (or per condition on canvas)")
     ap.add_argument("--attack", action="store_true", help="run the prompt attack on every model (ASR pre/post)")
     ap.add_argument("--backend", default="local")

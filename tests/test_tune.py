@@ -193,6 +193,31 @@ def test_failed_and_all_infeasible_trials(monkeypatch):
     assert failed and all("diverged" in t["error"] and not t["feasible"] for t in failed)
 
 
+def test_warm_start_tries_the_default_first(monkeypatch):
+    # the objective is best exactly at the default lr (and the user's fixed epochs): only a warm start tries it
+    default_lr = METHODS.get("ft").config().lr
+    seen = []
+
+    def value(p):
+        seen.append(dict(p))
+        return abs(math.log10(p["lr"]) - math.log10(default_lr))
+
+    monkeypatch.setattr(api, "run", _fake_run(value, lambda p: 90.0))
+    spec = {**SPEC, "overrides": {"ft": {"epochs": 2}}}
+    space = {"ft": {"lr": ("log", 1e-3, 1e-1), "epochs": ("int", 1, 10)}}
+    cold = api.tune(spec, "ft", budget=3, seed=1, final=False, spaces=space)["methods"]["ft"]
+    seen.clear()
+    r = api.tune(spec, "ft", budget=3, seed=1, final=False, spaces=space, warm_start=True)
+    warm = r["methods"]["ft"]
+    assert r["warm_start"] is True and len(warm["trials"]) == 3
+    assert warm["trials"][0]["params"]["lr"] == default_lr and warm["trials"][0]["params"]["epochs"] == 2
+    assert seen[0]["epochs"] == 2  # the user's override is the default of a searched field
+    assert warm["best"]["trial"] == 0 and warm["best"]["value"] == 0.0
+    assert cold["best"]["value"] > 0.0 and default_lr not in [t["params"]["lr"] for t in cold["trials"]]
+    # the other trials still come from the sampler (not the default again)
+    assert all(t["params"]["lr"] != default_lr for t in warm["trials"][1:])
+
+
 def test_tune_rejects_bad_requests():
     with pytest.raises(ConfigError, match="budget"):
         api.tune(SPEC, ["ft"], budget=0)
@@ -231,6 +256,10 @@ def test_cli_tune(store):
     assert "ga: 2 trials on val:random:10%" in r.stdout and "reported Avg.Gap" in r.stdout
     r = runner.invoke(app, ["tune", "--method", "retrain", "--budget", "2", "--results", str(store.root)])
     assert r.exit_code == 2 and "oracle" in r.output
+    r = runner.invoke(app, [*args, "--json", "--backend", "serial", "--warm-start", "--set", "ga.lr=0.004"])
+    assert r.exit_code == 0, r.output
+    payload = json.loads(r.stdout)
+    assert payload["warm_start"] and payload["methods"]["ga"]["trials"][0]["params"]["lr"] == 0.004
 
 
 def test_cli_tune_from_a_spec_file(store, tmp_path):

@@ -45,6 +45,9 @@ def tune_cmd(
                                          "'Forget Quality' (maximised); any metric name as |gap to oracle|"),
     sampler: str = typer.Option("tpe", help="tpe (seeded TPE with the utility constraint) or random"),
     tune_seed: int = typer.Option(0, "--tune-seed", help="seed of the samplers"),
+    warm_start: bool = typer.Option(False, "--warm-start", help="make each method's first trial its default setting "
+                                    "(config defaults under --set), so the choice is never worse on the validation "
+                                    "set than the default; the other budget - 1 trials come from the sampler"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, mps"),
     backend: str | None = typer.Option(None, help="where each trial's jobs run (as `unlearnlab run --backend`: "
                                        "local, serial or ray); default: api.run's"),
@@ -79,7 +82,7 @@ def tune_cmd(
             job = bar.add_task("starting", total=None)
             result = api.tune(spec, method, budget=budget, store=store, utility_floor=floor, objective=objective,
                               sampler=sampler, seed=tune_seed, progress=lambda m: bar.update(job, description=m),
-                              run_kwargs=run_kwargs)
+                              run_kwargs=run_kwargs, warm_start=warm_start)
     except UnlearnLabError as e:
         fail(e)
     if as_json:

@@ -35,6 +35,14 @@ validation oracle's. Not the classifier's 2: the methods start from the original
 oracle's (58.9 vs 63.4 in docs/diffusion.md's run), and RA is a judge accuracy on 9 x `samples` generated images
 (binomial standard error ~1.6 points at 100 per class), so a tighter floor would reject the starting point.
 
+`warm_start=True` makes each method's first trial its default setting (the config's defaults under the user's
+overrides, for the fields of the search space) and leaves the other budget - 1 to the sampler. Every method gets the
+same budget either way; with a warm start the selected setting is never worse on the validation set than the
+method's documented default, which a small budget of random start-up draws (TPE samples at random for its first 10
+trials) over several decades of learning rate does not guarantee (docs/benchmark_diffusion.md: at 4 trials,
+tuning lost to the hand-set settings for every method but one). Off by default so that stored studies stay
+reproducible trial for trial.
+
 Why Optuna rather than Ray Tune: Optuna's ask/tell interface drives trials from this process without a cluster
 or a scheduler, its samplers are deterministic for a seed (the same budget gives the same trials), and it starts no
 extra process; each trial is an ordinary `api.run`, so trials are cached in the store by content and whatever
@@ -66,10 +74,12 @@ MAXIMIZED = ("Forget Quality",)  # already a comparison with the oracle: higher 
 def tune(spec: dict, methods: list[str] | str, *, budget: int, store=None, objective: str | None = None,
          utility_floor: float | None = None, seed: int = 0, sampler: str = "tpe",
          progress: Callable[[str], None] | None = None, run_kwargs: dict | None = None,
-         spaces: dict[str, dict[str, tuple]] | None = None, final: bool = True) -> dict[str, Any]:
+         spaces: dict[str, dict[str, tuple]] | None = None, final: bool = True,
+         warm_start: bool = False) -> dict[str, Any]:
     """Tune each method with `budget` trials on `val:<forget>`, then report its best setting on the forget set
     (final=False: selection only; a sweep runs the chosen settings itself, in its own job graph). `objective` and
-    `utility_floor` default per task (see the module docstring)."""
+    `utility_floor` default per task; `warm_start`: the first trial is the method's default setting (see the module
+    docstring)."""
     from .. import api
     from ..artifacts import dumps, jsonable
 
@@ -92,12 +102,13 @@ def tune(spec: dict, methods: list[str] | str, *, budget: int, store=None, objec
         "spec": run_spec, "task": task, "validation_forget": f"val:{run_spec['forget']}", "budget": budget,
         "objective": objective, "direction": direction, "reference": reference, "utility_floor": utility_floor,
         "floor_kind": "fraction" if task == "qa" else "points", "near_best": NEAR_BEST[task], "seed": seed,
-        "sampler": sampler, "methods": {}}
+        "sampler": sampler, "warm_start": warm_start, "methods": {}}
     records: list[dict[str, Any]] = []
     for method, space in plans.items():
         trials = _search(optuna, api, run_spec, method, space, budget=budget, store=store, objective=objective,
                          floor=utility_floor, seed=seed, sampler=sampler, say=say, run_kwargs=run_kwargs or {},
-                         reference=reference)
+                         reference=reference,
+                         start=default_params(method, space, run_spec.get("overrides")) if warm_start else None)
         entry = _entry(trials, space, budget, direction, NEAR_BEST[task])
         best = entry["best"]
         if best is None:
@@ -220,6 +231,16 @@ def _space(method: str, given: dict[str, tuple] | None, task: str = "classifier"
     return space
 
 
+def default_params(method: str, space: dict[str, tuple], overrides: dict | None = None) -> dict[str, Any]:
+    """The method's default setting over the fields of `space`: the config a run without tuning would use (its
+    defaults under the user's overrides, typed and checked as a run would)."""
+    from ..config import build
+    from ..methods import METHODS
+
+    cfg = build(METHODS.get(method).config, (overrides or {}).get(method), what=method)
+    return {name: getattr(cfg, name) for name in space}
+
+
 def _trial_spec(run_spec: dict, method: str, params: dict, *, validation: bool) -> dict[str, Any]:
     """The spec of one trial (validation) or of the final run: sampled values merged over the user's overrides."""
     user = run_spec.get("overrides") or {}
@@ -234,8 +255,9 @@ def _trial_spec(run_spec: dict, method: str, params: dict, *, validation: bool) 
 
 def _search(optuna, api, run_spec: dict, method: str, space: dict[str, tuple], *, budget: int, store,
             objective: str, floor: float, seed: int, sampler: str, say: Callable[[str], None],
-            run_kwargs: dict, reference: str = "retrain") -> list[dict[str, Any]]:
-    """Exactly `budget` ask/tell trials of one method on the validation scenario."""
+            run_kwargs: dict, reference: str = "retrain", start: dict | None = None) -> list[dict[str, Any]]:
+    """Exactly `budget` ask/tell trials of one method on the validation scenario (the first one at `start` when
+    given: enqueued, so the sampler learns from it as from any trial)."""
     from optuna.trial import TrialState
 
     from ..seeding import derive_seed
@@ -247,6 +269,10 @@ def _search(optuna, api, run_spec: dict, method: str, space: dict[str, tuple], *
                else optuna.samplers.RandomSampler(seed=sampler_seed))
     up = objective in MAXIMIZED or reference == "original"
     study = optuna.create_study(direction="maximize" if up else "minimize", sampler=smp)
+    if start:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a default outside the searched range is tried as it is
+            study.enqueue_trial(start, skip_if_exists=False)
     trials = []
     for i in range(budget):
         trial = study.ask()
