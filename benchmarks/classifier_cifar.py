@@ -30,12 +30,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from report_doc import leaderboard_lines, run_log
+from report_doc import leaderboard_lines, run_log, tune_side_by_side
 
 from unlearnlab.engine.events import LineRenderer
 from unlearnlab.engine.report import build_report, interval, reading
 from unlearnlab.engine.runner import execute
-from unlearnlab.engine.tune import tune
 from unlearnlab.spec import from_dict
 from unlearnlab.store import Store
 from unlearnlab.tasks.classifier import method_names
@@ -58,38 +57,17 @@ def _run_kw(args) -> dict:
     return {"backend": args.backend, "workers": args.workers}
 
 
-def _tune_one(argv: dict, forget: str, method: str, threads: int) -> dict:
-    """One method's trials in a worker process (serial backend, `threads` torch threads): a trial is one job,
-    so tuning methods side by side is what keeps every core busy."""
-    import torch
-
-    torch.set_num_threads(threads)
-    args = argparse.Namespace(**argv)
-    spec = _spec(args, forget, [method], args.tune_seeds).to_dict()
-    res = tune(spec, [method], budget=args.budget, store=Store(args.results), final=False,
-               run_kwargs={"backend": "serial", "events": _sink()})
-    return {"objective": res["objective"], "utility_floor": res["utility_floor"], "entry": res["methods"][method]}
-
-
 def phase_tune(args, store: Store, methods: list[str], log: dict) -> dict[str, dict]:
     """Tune every method on val:<scenario> with the same budget; returns {scenario: {method: chosen params}} and
     fills log. The validation original and oracle are trained first (one job graph), then the methods' trials run
     side by side, one worker per core, so no model is trained twice."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
     chosen: dict[str, dict] = {}
-    workers = args.workers or len(__import__("os").sched_getaffinity(0))
     for forget in args.scenarios:
         t0 = time.perf_counter()
         execute([_spec(args, f"val:{forget}", [], args.tune_seeds)], store=store, sink=_sink(), **_run_kw(args))
-        argv = {k: v for k, v in vars(args).items()}
-        threads = max(1, len(__import__("os").sched_getaffinity(0)) // workers)
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            futs = {m: pool.submit(_tune_one, argv, forget, m, threads) for m in methods}
-            done = {m: f.result() for m, f in futs.items()}
-        entries = {m: d["entry"] for m, d in done.items()}
-        first = next(iter(done.values()))
+        res = tune_side_by_side(_spec(args, forget, methods, args.tune_seeds).to_dict(), methods, budget=args.budget,
+                                results=args.results, workers=args.workers)
+        entries, first = res["methods"], res
         chosen[forget] = {m: (e["best"] or {}).get("params", {}) for m, e in entries.items()}
         log["tuning"][forget] = {"seconds": time.perf_counter() - t0, "budget": args.budget,
                                  "seeds": args.tune_seeds, "objective": first["objective"],

@@ -25,12 +25,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from report_doc import leaderboard_lines, run_log
+from report_doc import leaderboard_lines, run_log, tune_side_by_side
 
 from unlearnlab.engine.events import LineRenderer
 from unlearnlab.engine.report import build_report, interval, reading
 from unlearnlab.engine.runner import execute
-from unlearnlab.engine.tune import tune
 from unlearnlab.spec import from_dict
 from unlearnlab.store import Store
 
@@ -74,12 +73,16 @@ def _spec(args, forget: str, methods: list[str], seeds: list[int], overrides: di
 def phase_tune(args, store: Store, methods: list[str], log: dict) -> dict[str, dict]:
     """Equal Optuna budgets per method on the validation scenario; returns {method: chosen overrides}. Trials run
     without the prompt attack: selection (Avg.Gap over UA and RA, or IRA/CRA) does not read ASR. With
-    --warm-start each method's first trial is its `STEPS` setting."""
+    --warm-start each method's first trial is its `STEPS` setting. The validation original and oracle are trained
+    first, then the methods' studies run side by side, one worker process per core."""
     t0 = time.perf_counter()
     spec = _spec(args, args.forget, methods, args.tune_seeds, {m: dict(STEPS.get(m, {})) for m in methods},
                  attack=False)
-    res = tune(spec, methods, budget=args.budget, store=store, final=False, warm_start=args.warm_start,
-               run_kwargs={"backend": args.backend, "workers": args.workers, "events": _sink()})
+    execute([from_dict({**spec, "forget": f"val:{args.forget}", "methods": [], "overrides": {},
+                        "name": f"{args.name}:val"})],
+            store=store, sink=_sink(), backend=args.backend, workers=args.workers)
+    res = tune_side_by_side(spec, methods, budget=args.budget, results=args.results, workers=args.workers,
+                            warm_start=args.warm_start)
     log["tuning"] = {"seconds": time.perf_counter() - t0, "budget": args.budget, "seeds": args.tune_seeds,
                      "warm_start": args.warm_start,
                      "objective": res["objective"], "utility_floor": res["utility_floor"],

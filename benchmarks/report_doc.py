@@ -23,3 +23,36 @@ def leaderboard_lines(rep: dict, rep_dir: Path, heading: str) -> list[str]:
     """The report's markdown (its figure links made relative to the doc beside `rep_dir`) under `heading`."""
     md = rep["markdown"].read_text(encoding="utf-8").replace("](figures/", f"]({rep_dir.name}/figures/")
     return [heading, "", f"Also as HTML: `{rep_dir.name}/report.html`.", "", md.split("\n", 1)[1] if "\n" in md else md]
+
+
+def _tune_one(spec: dict, method: str, budget: int, results: str, threads: int, warm_start: bool) -> dict:
+    """One method's study in a worker process (serial backend, `threads` torch threads)."""
+    import torch
+
+    from unlearnlab.engine.events import LineRenderer
+    from unlearnlab.engine.tune import tune
+    from unlearnlab.store import Store
+
+    torch.set_num_threads(threads)
+    return tune(spec, [method], budget=budget, store=Store(results), final=False, warm_start=warm_start,
+                run_kwargs={"backend": "serial", "events": LineRenderer(sys.stderr, every_s=60)})
+
+
+def tune_side_by_side(spec: dict, methods: list[str], *, budget: int, results: str | Path, workers: int | None,
+                      warm_start: bool = False) -> dict:
+    """engine/tune.py's selection for every method, one method's study per worker process, so tuning keeps every
+    core busy (a trial is one serial job). Each study is seeded per method, so the trials are those of one
+    tune() call over all methods. Train the validation original and oracle first (one job graph), or each worker
+    trains its own. Returns tune()'s summary: objective, utility_floor, validation_forget, methods."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    cores = len(os.sched_getaffinity(0))
+    workers = max(1, min(workers or cores, len(methods)))
+    threads = max(1, cores // workers)
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        futs = {m: pool.submit(_tune_one, spec, m, budget, str(results), threads, warm_start) for m in methods}
+        done = {m: f.result() for m, f in futs.items()}
+    first = next(iter(done.values()))
+    keep = ("objective", "utility_floor", "validation_forget", "budget", "warm_start", "direction")
+    return {**{k: first.get(k) for k in keep}, "methods": {m: d["methods"][m] for m, d in done.items()}}
