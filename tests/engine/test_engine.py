@@ -16,6 +16,7 @@ import pytest
 from unlearnlab.engine import coord
 from unlearnlab.engine.runner import execute, expand
 from unlearnlab.engine.sweep import expand_sweep
+from unlearnlab.errors import ConfigError
 from unlearnlab.spec import from_dict
 from unlearnlab.store import Store
 
@@ -183,9 +184,13 @@ def test_sweep_tunes_every_method_with_the_same_budget_then_runs_the_choice(tmp_
 
     store = Store(tmp_path)
     res = api.sweep({"name": "tuned", **BASE, "methods": ["ft", "ga"], "seeds": 2,
-                     "tune": {"budget": 2, "seeds": [0]}}, store=store, backend="serial")
+                     "tune": {"budget": 2, "seeds": [0], "warm_start": True}}, store=store, backend="serial")
     tuned = next(iter(res["tuned"].values()))["methods"]
     assert {m: len(t["trials"]) for m, t in tuned.items()} == {"ft": 2, "ga": 2}
+    from unlearnlab.methods import METHODS
+
+    for m in ("ft", "ga"):  # warm start: the first trial is the default setting
+        assert tuned[m]["trials"][0]["params"]["lr"] == METHODS.get(m).config().lr
     assert all(t["spec"]["forget"].startswith("val:") for t in [r for r in store.list_runs()
                                                                  if r["spec"]["name"] != "tuned"])
     trials = [r for r in store.list_runs() if r["spec"]["name"] != "tuned"]
@@ -198,6 +203,10 @@ def test_sweep_tunes_every_method_with_the_same_budget_then_runs_the_choice(tmp_
         assert all(final[m]["spec"]["config"][k] == v for k, v in chosen.items())
         assert final[m]["spec"]["forget"] == "random:10%"
     assert res["report"] and Path(res["report"]).is_file()
+    for bad, msg in (({"budget": 2, "warmstart": True}, "unknown key"), ({"budget": 2, "warm_start": "yes"},
+                                                                         "true or false")):
+        with pytest.raises(ConfigError, match=msg):
+            api.sweep({"name": "bad", **BASE, "methods": ["ft"], "tune": bad}, store=store, backend="serial")
 
 
 def test_method_that_changes_nothing_is_warned_in_record_and_events(tmp_path):

@@ -5,9 +5,10 @@ Sweep keys: every RunSpec key (dataset, forget, model, methods, seeds, split_see
 options, attacks, original), where dataset, forget, model and split_seed may be lists (axes), plus
     name     the sweep's name (stored as each run's spec name; `unlearnlab sweep status NAME`, `report NAME`)
     grid     {"METHOD.FIELD": [v1, v2, ...]}: every combination of a method's grid values is a separate run
-    tune     {"budget": N, "utility_floor": 2.0, "seeds": [0]}: tune every method with the same trial budget
-             first, on a validation forget set (on `seeds`, default the sweep's), then run the chosen settings on
-             all the sweep's seeds (engine/tune.py)
+    tune     {"budget": N, "utility_floor": 2.0, "seeds": [0], "warm_start": false}: tune every method with the
+             same trial budget first, on a validation forget set (on `seeds`, default the sweep's), then run the
+             chosen settings on all the sweep's seeds (engine/tune.py; warm_start: each method's first trial is
+             its default setting)
     backend, workers, address   defaults for where it runs (the command line overrides them)
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from ..errors import ConfigError
 
 AXES = ("dataset", "forget", "model", "split_seed")
+TUNE_KEYS = frozenset({"utility_floor", "objective", "seed", "sampler", "warm_start", "spaces"})  # of tune()
 SWEEP_ONLY = ("name", "grid", "tune", "backend", "workers", "address")
 
 
@@ -130,6 +132,12 @@ def _tune_first(d: dict, specs: list, **run_kw: Any) -> tuple[list, dict]:
         if not tune_seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in tune_seeds):
             raise ConfigError(f"tune.seeds must be a number of seeds or a list of integer seeds, e.g. seeds: [0]. "
                               f"Got {tune_seeds!r} instead.")
+    unknown = sorted(set(opts) - TUNE_KEYS)
+    if unknown:
+        raise ConfigError(f"tune block: unknown key(s) {', '.join(unknown)}; allowed: budget, seeds, "
+                          f"{', '.join(sorted(TUNE_KEYS))}.")
+    if not isinstance(opts.get("warm_start", False), bool):
+        raise ConfigError(f"tune.warm_start must be true or false. Got {opts['warm_start']!r} instead.")
     store = run_kw.pop("store")
     out, chosen = [], {}
     for spec in specs:
