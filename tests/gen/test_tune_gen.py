@@ -59,3 +59,27 @@ def test_tune_refuses_a_validation_forget_set_and_classifier_methods():
         api.tune({**SPEC, "forget": "val:class:3"}, "ga_gen", budget=1)
     with pytest.raises(ConfigError, match="cannot be tuned"):
         api.tune(SPEC, "ssd", budget=1)
+
+
+def test_two_factor_validation_forgets_the_next_style_or_object_and_floors_ira_cra(tmp_path):
+    from unlearnlab.store import Store
+    from unlearnlab.tasks.diffusion import forget_classes
+    from unlearnlab.tasks.diffusion_canvas import Factors
+
+    f = Factors(tuple("0123456789"), ("plain", "negative", "thick", "stripes"))
+    assert forget_classes("val:style:thick", 40, f) == forget_classes("style:stripes", 40, f)
+    assert forget_classes("val:style:3", 40, f) == forget_classes("style:plain", 40, f)  # wraps around
+    assert forget_classes("val:object:9", 40, f) == forget_classes("object:0", 40, f)
+    spec = {"dataset": "digits-canvas-gen", "forget": "style:negative", "model": "ddpm:tiny,timesteps=50,factors=10x4",
+            "recipe": {"epochs": 1, "batch_size": 128},
+            "options": {"samples": 2, "sample_steps": 2, "size": 8, "grid": 4},
+            "overrides": {"esd": {"iterations": 2, "ddim_steps": 3, "lr": 1e-3}}}
+    res = api.tune(spec, "esd", budget=1, store=Store(tmp_path), utility_floor=100.0, warm_start=True,
+                   spaces={"esd": {"lr": ("log", 1e-5, 1e-2)}}, run_kwargs={"backend": "serial"}, final=False)
+    assert res["validation_forget"] == "val:style:negative"
+    (trial,) = res["methods"]["esd"]["trials"]
+    assert trial["error"] is None and trial["utility"] == ["IRA", "CRA"]
+    assert trial["params"] == {"lr": 1e-3}  # warm start: the user's setting is the first trial
+    assert {"oracle_IRA", "oracle_CRA", "IRA", "CRA"} <= set(trial)
+    with pytest.raises(ConfigError, match="not 'val:style:negative'"):
+        api.tune({**spec, "forget": "val:style:negative"}, "esd", budget=1)

@@ -34,6 +34,10 @@ Objective Avg.Gap (the record's mean |gap to the oracle| over UA and RA); floor:
 validation oracle's. Not the classifier's 2: the methods start from the original, whose RA is itself below the
 oracle's (58.9 vs 63.4 in docs/diffusion.md's run), and RA is a judge accuracy on 9 x `samples` generated images
 (binomial standard error ~1.6 points at 100 per class), so a tighter floor would reject the starting point.
+On the two-factor set (digits-canvas-gen) `val:style:S` forgets style (S + 1) mod K and `val:object:O` object
+(O + 1) mod N; the objective is the record's Avg.Gap over UA, IRA and CRA, and the 10-point floor applies to both
+IRA and CRA (UnlearnCanvas's in-domain and cross-domain retention): a trial that keeps the other styles but loses
+the digits is infeasible.
 
 `warm_start=True` makes each method's first trial its default setting (the config's defaults under the user's
 overrides, for the fields of the search space) and leaves the other budget - 1 to the sampler. Every method gets the
@@ -62,6 +66,7 @@ from ..errors import ConfigError
 SAMPLERS = ("tpe", "random")
 NEAR_BEST = {"classifier": 1.0, "qa": 0.01, "diffusion": 1.0}  # "within 1 point of the best" (LM: 0-1 scale)
 UTILITY = {"classifier": ("TA",), "diffusion": ("RA",)}  # floored in points (qa: _lm_utility, a fraction)
+CANVAS_UTILITY = ("IRA", "CRA")  # two-factor diffusion sets: in-domain and cross-domain retained accuracy
 DEFAULTS = {"classifier": ("Avg.Gap", 2.0), "qa": ("Forget.Gap", 0.1), "diffusion": ("Avg.Gap", 10.0)}
 KINDS = {"classifier": "classifier", "qa": "lm", "diffusion": "diffusion"}  # task -> the methods' kind
 NO_ORACLE_OBJECTIVE = "UA"  # Stable Diffusion (no oracle): maximise UA, floor RA relative to the original's
@@ -168,7 +173,13 @@ def _reported_spec(spec: Any) -> dict[str, Any]:
     if rs.task not in DEFAULTS:
         raise ConfigError(f"tune does not support task {rs.task!r}: it has no disjoint validation forget set "
                           f"(val:<forget>). Tune a task of {', '.join(DEFAULTS)}.")
-    if (split_validation(rs.forget)[0] if rs.task == "qa" else parse_forget(rs.forget).val):
+    if rs.task == "qa":
+        validation = bool(split_validation(rs.forget)[0])
+    elif rs.task == "diffusion":  # class:K, style:S, object:O (tasks/diffusion.forget_classes checks the rest)
+        validation = rs.forget.strip().startswith("val:")
+    else:
+        validation = parse_forget(rs.forget).val
+    if validation:
         raise ConfigError(f"Give tune the forget set to report ({rs.forget[4:]!r}), not {rs.forget!r}: it derives "
                           "the disjoint validation set val:<forget> itself.")
     d = rs.to_dict()
@@ -339,7 +350,7 @@ def score(result: dict[str, Any], method: str, objective: str, floor: float,
         stored = objective in ("Avg.Gap", *MAXIMIZED) or reference == "original"
         out["value"] = statistics.fmean(m[objective] if stored else abs(m[objective] - o[objective])
                                         for m, o in pairs)
-    names = list(UTILITY[task]) if task in UTILITY else _lm_utility([o for _, o in pairs])
+    names = _utility(task, [o for _, o in pairs])
     out["utility"] = names
     for k in names:
         out[k] = statistics.fmean(m[k] for m, _ in pairs)
@@ -354,6 +365,14 @@ def score(result: dict[str, Any], method: str, objective: str, floor: float,
         return out
     out["feasible"] = out["violation"] <= 0
     return out
+
+
+def _utility(task: str, oracles: list[dict[str, Any]]) -> list[str]:
+    """The metrics the utility floor applies to: UTILITY[task]; on a two-factor diffusion set (records with IRA)
+    both retained accuracies, IRA and CRA; for language models _lm_utility."""
+    if task == "diffusion" and all("IRA" in o for o in oracles):
+        return list(CANVAS_UTILITY)
+    return list(UTILITY[task]) if task in UTILITY else _lm_utility(oracles)
 
 
 def _finite(v: Any) -> bool:

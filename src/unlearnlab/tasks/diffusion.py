@@ -55,9 +55,11 @@ def forget_classes(forget: str, num_classes: int, factors=None) -> list[int]:
     `class:K` on single-factor data; `style:S` / `object:O` on two-factor data (`factors`, labels y = o * K + s),
     every condition of that style / object, S and O an index or a name. ConfigError otherwise. Tuning's
     validation scenario val:class:K forgets the class its split forgets, (K + 1) mod num_classes (data/scenarios.py
-    validation_indices)."""
+    validation_indices); on two-factor data val:style:S forgets style (S + 1) mod n_styles and val:object:O object
+    (O + 1) mod n_objects, so the reported style / object is an ordinary retained one in every trial (its samples
+    count in IRA / CRA) and never the forgotten one."""
     kind, _, val = forget.strip().partition(":")
-    validation = kind == "val" and factors is None
+    validation = kind == "val"
     if validation:
         kind, _, val = val.partition(":")
     val = val.strip()
@@ -76,6 +78,8 @@ def forget_classes(forget: str, num_classes: int, factors=None) -> list[int]:
     if i is None:
         raise ConfigError(f"--forget {kind}:X needs X in 0..{len(names) - 1} or one of {', '.join(names)}; "
                           f"got {forget!r}.")
+    if validation:
+        i = (i + 1) % len(names)
     return factors.of_style(i) if kind == "style" else factors.of_object(i)
 
 
