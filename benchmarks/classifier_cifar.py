@@ -67,11 +67,11 @@ def phase_tune(args, store: Store, methods: list[str], log: dict) -> dict[str, d
         execute([_spec(args, f"val:{forget}", [], args.tune_seeds)], store=store, sink=_sink(), **_run_kw(args))
         res = tune_side_by_side(_spec(args, forget, methods, args.tune_seeds).to_dict(), methods, budget=args.budget,
                                 results=args.results, workers=args.workers)
-        entries, first = res["methods"], res
+        entries = res["methods"]
         chosen[forget] = {m: (e["best"] or {}).get("params", {}) for m, e in entries.items()}
         log["tuning"][forget] = {"seconds": time.perf_counter() - t0, "budget": args.budget,
-                                 "seeds": args.tune_seeds, "objective": first["objective"],
-                                 "utility_floor": first["utility_floor"],
+                                 "seeds": args.tune_seeds, "objective": res["objective"],
+                                 "utility_floor": res["utility_floor"],
                                  "methods": {m: {"best": e["best"], "sensitivity": e["sensitivity"],
                                                  "space": e["space"], "note": e.get("note")}
                                              for m, e in entries.items()}}

@@ -39,13 +39,10 @@ On the two-factor set (digits-canvas-gen) `val:style:S` forgets style (S + 1) mo
 IRA and CRA (UnlearnCanvas's in-domain and cross-domain retention): a trial that keeps the other styles but loses
 the digits is infeasible.
 
-`warm_start=True` makes each method's first trial its default setting (the config's defaults under the user's
-overrides, for the fields of the search space) and leaves the other budget - 1 to the sampler. Every method gets the
-same budget either way; with a warm start the selected setting is never worse on the validation set than the
-method's documented default, which a small budget of random start-up draws (TPE samples at random for its first 10
-trials) over several decades of learning rate does not guarantee (docs/benchmark_diffusion.md: at 4 trials,
-tuning lost to the hand-set settings for every method but one). Off by default so that stored studies stay
-reproducible trial for trial.
+`warm_start=True` makes each method's first trial its default setting (config defaults under the user's
+overrides) and leaves budget - 1 to the sampler: the same budget, and the choice is never worse on validation than
+the default, which a few of TPE's random start-up draws over decades of learning rate do not guarantee
+(docs/benchmark_diffusion.md). Off by default so stored studies stay reproducible trial for trial.
 
 Why Optuna rather than Ray Tune: Optuna's ask/tell interface drives trials from this process without a cluster
 or a scheduler, its samplers are deterministic for a seed (the same budget gives the same trials), and it starts no
