@@ -162,3 +162,27 @@ def test_tiny_engine_run_reports_ua_ira_cra(tmp_path, canvas8):
     if find_spec("matplotlib") is not None:  # the report shows IRA / CRA and says how the grid is laid out
         md = api.report(store=store, out=tmp_path / "rep")["markdown"].read_text()
         assert "IRA" in md and "CRA" in md and "one row per style (plain, negative, thick, stripes)" in md
+
+
+def test_attack_and_advunlearn_on_style_forgetting(tmp_path):
+    """The prompt attack runs on two-factor forgetting (every forgotten condition attacked on its own images, ASR
+    judged by the style judge), and AdvUnlearn forgets every condition of the style: it draws among all of them
+    (was: only the first, the other nine counted as retained) and, with train_method cond, trains the factorised
+    table's object / style rows (was refused)."""
+    from unlearnlab import api
+    from unlearnlab.store import Store
+
+    spec = {**SPEC, "methods": ["advunlearn"], "options": {**SPEC["options"], "attack": True, "attack_steps": 2},
+            "overrides": {"advunlearn": {"iterations": 12, "warmup_iter": 2, "attack_step": 1, "ddim_steps": 3,
+                                         "lr": 1e-2}}}
+    res = api.run(spec, store=Store(tmp_path), backend="serial")
+    assert not res["errors"], res["errors"]
+    recs = {r["spec"]["method"]: r for r in res["records"]}
+    for r in recs.values():
+        m = r["metrics"]
+        assert 0 <= m["ASR_pre"] <= 100 and 0 <= m["ASR_post"] <= 100 and m["attack_s"] > 0, m
+        # ASR is a mean over the 10 attacked conditions of 2 samples each: a multiple of 5
+        assert m["ASR_pre"] % 5 == 0 and m["ASR_post"] % 5 == 0, m
+    info = recs["advunlearn"]["method_info"]
+    assert info["forgotten_conditions"] == 10 and info["attacked_conditions"] > 1, info
+    assert info["advunlearn_trained_params"] == (10 + 4 + 1) * 4 * 8  # objects, styles, null rows (width 8)

@@ -58,17 +58,22 @@ class GenAttackConfig:
                                  "code's projection to discrete tokens; our vocabulary = the K + 1 rows)")
 
 
-def condition_table(model) -> torch.Tensor:
+def condition_table(model, trainable: bool = False) -> torch.Tensor:
     """The condition table the attack (and AdvUnlearn) act on: (K + 1) x D, one vector per class (the DDPM's
-    nn.Embedding `cond`), or (K + 1) x L x D, one token sequence per prompt (Stable Diffusion's `cond`)."""
+    nn.Embedding `cond`), or (K + 1) x L x D, one token sequence per prompt (Stable Diffusion's `cond`). A two-factor
+    model's FactorTable gives its composed (O * S + 1) x D table for reading (the attack's random start and
+    projection), not as a `trainable` parameter: its rows are sums of object and style rows."""
     cond = getattr(model, "cond", None)
     if isinstance(cond, torch.nn.Embedding):
         return cond.weight
     if isinstance(cond, torch.nn.Parameter) and cond.dim() == 3:
         return cond
+    if not trainable and hasattr(cond, "n_styles") and hasattr(cond, "weight"):
+        return cond.weight
     raise ConfigError("the prompt attack and AdvUnlearn need a condition table: one vector per class (the DDPM's "
                       "nn.Embedding `cond`) or one token sequence per prompt (Stable Diffusion's (K + 1) x L x D "
-                      "`cond`); this model has neither (a factorised two-factor table is not supported).")
+                      "`cond`); this model has neither" + (" (AdvUnlearn's train_method cond cannot train a "
+                      "factorised two-factor table: use esd-u or esd-x)" if hasattr(cond, "n_styles") else "") + ".")
 
 
 def check_prefix(model, mode: str, k: int) -> None:
@@ -152,9 +157,10 @@ def project_rows(model, adv: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
 
 @torch.no_grad()
 def judged_rate(model, judge, cls: int, emb: torch.Tensor | None, *, samples: int, sample_steps: int,
-                guidance: float, seed: int) -> float:
-    """% of `samples` DDIM samples from condition `emb` (None = the plain row of `cls`) that the judge calls `cls`;
-    the noise depends only on `seed`, so every condition and model sees the same noise."""
+                guidance: float, seed: int, target: int | None = None) -> float:
+    """% of `samples` DDIM samples from condition `emb` (None = the plain row of `cls`) that the judge calls
+    `target` (default `cls`; on two-factor data the forgotten style / object, judged by that factor's judge); the
+    noise depends only on `seed` and `cls`, so every model sees the same noise."""
     from ..models.ddpm import sample
     from .gen_metrics import judge_outputs
 
@@ -164,7 +170,7 @@ def judged_rate(model, judge, cls: int, emb: torch.Tensor | None, *, samples: in
     x = sample(model, None if e is not None else y, steps=sample_steps, scale=guidance, emb=e,
                gen=torch_generator(seed, "gen-attack-noise", cls)).cpu()
     pred, _ = judge_outputs(judge, x)
-    return float(100 * (pred == cls).mean())
+    return float(100 * (pred == (cls if target is None else target)).mean())
 
 
 def adversarial_condition(model, images: torch.Tensor, cls: int, cfg: GenAttackConfig, seed: int = 0
@@ -197,14 +203,15 @@ def adversarial_condition(model, images: torch.Tensor, cls: int, cfg: GenAttackC
 
 
 def attack(model, judge, images: torch.Tensor, cls: int, cfg: GenAttackConfig | dict | None = None, *,
-           samples: int = 50, sample_steps: int = 25, guidance: float = 2.0, seed: int = 0) -> dict:
-    """UnlearnDiffAtk on `model` for class `cls` with real images `images` of it: {ASR_pre, ASR_post, attack_s,
+           samples: int = 50, sample_steps: int = 25, guidance: float = 2.0, seed: int = 0,
+           target: int | None = None) -> dict:
+    """UnlearnDiffAtk on `model` for condition `cls` with real images `images` of it: {ASR_pre, ASR_post, attack_s,
     attack_shift (||c' - c_f||), attack_loss_first / _last, tokens (with project)}; ASRs in % on `samples`
-    samples with the same seeded noise."""
+    samples with the same seeded noise, counting the samples the judge calls `target` (default `cls`)."""
     cfg = cfg if isinstance(cfg, GenAttackConfig) else build(GenAttackConfig, cfg or {}, what="gen attack")
     if len(images) == 0:
         raise ConfigError(f"the attack needs real images of class {cls}; got none.")
-    kw = {"samples": samples, "sample_steps": sample_steps, "guidance": guidance, "seed": seed}
+    kw = {"samples": samples, "sample_steps": sample_steps, "guidance": guidance, "seed": seed, "target": target}
     pre = judged_rate(model, judge, cls, None, **kw)
     t0 = time.perf_counter()
     emb, info = adversarial_condition(model, images, cls, cfg, seed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 
 import torch
 
@@ -32,7 +33,9 @@ class AdvUnlearnConfig:
     vector, so the prefix token is combined with c_f by the mean; on Stable Diffusion the table holds the text
     encoder's output states, which are what trains and where the prefix is inserted (see eval/gen_attack.py);
     x_t comes from the current UNet with the original condition table (as the code samples with the original text
-    encoder's embeddings)."""
+    encoder's embeddings). Several forgotten conditions (a style or an object on the two-factor set): each iteration
+    draws one, as ESD draws its concepts, and each keeps its own adversarial vectors; there `cond` trains the
+    factorised table's object, style and null rows."""
 
     train_method: str = param("cond", "what trains: cond = the condition table (the code's text_encoder_full, the "
                                       "paper's choice: the table is our text encoder); esd-x / esd-u / full = UNet "
@@ -76,10 +79,21 @@ def retain_loss(model, frozen, xt: torch.Tensor, t: torch.Tensor, y: torch.Tenso
     return (model.eps(xt, t, y) - keep).pow(2).mean()
 
 
+def _mean_finite(vals: list[float]) -> float:
+    """Mean of the finite values (an attacker that never ran has no loss), NaN when there is none."""
+    vals = [v for v in vals if math.isfinite(v)]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
 def _trainable(model, which: str) -> list[torch.nn.Parameter]:
     from ..eval.gen_attack import condition_table
 
-    return [condition_table(model)] if which == "cond" else subset(model, which)
+    if which != "cond":
+        return subset(model, which)
+    cond = getattr(model, "cond", None)
+    if isinstance(cond, torch.nn.Module):  # nn.Embedding, or a two-factor FactorTable: its object, style and null
+        return list(cond.parameters())     # rows are the whole "text encoder"
+    return [condition_table(model, trainable=True)]
 
 
 class _Attacker:
@@ -135,15 +149,16 @@ def advunlearn(model, data, cfg: AdvUnlearnConfig, task, ctx: MethodContext):
     check_prefix(model, cfg.attack_mode, cfg.adv_prompt_num)
     model.to(task.device)
     frozen = copy.deepcopy(model).eval().requires_grad_(False)
-    cls = int(torch.unique(data.forget.y)[0])
-    kept = torch.tensor([c for c in range(model.num_classes) if c != cls])
+    concepts = [int(c) for c in torch.unique(data.forget.y)]
+    kept = torch.tensor([c for c in range(model.num_classes) if c not in concepts])
     params = _trainable(model, cfg.train_method)
     train_only(model, params)
     opt = torch.optim.Adam(params, lr=cfg.lr)
     gen = torch_generator(ctx.seed, "advunlearn")
     times = ddim_timesteps(model, cfg.ddim_steps)
     sampler = frozen if cfg.train_method == "cond" else model  # current UNet + original table (see the docstring)
-    attacker = _Attacker(model, frozen, sampler, cls, cfg, data.forget.x.to(task.device), gen)
+    attackers = {c: _Attacker(model, frozen, sampler, c, cfg, data.forget.x[data.forget.y == c].to(task.device), gen)
+                 for c in concepts}
 
     def retained(n: int) -> torch.Tensor:
         return kept[torch.randint(0, len(kept), (n,), generator=gen)].to(task.device)
@@ -158,6 +173,10 @@ def advunlearn(model, data, cfg: AdvUnlearnConfig, task, ctx: MethodContext):
         return xt, times[k].expand(len(y)).to(task.device)
 
     for i in iterate(cfg.iterations, "advunlearn"):
+        # several forgotten conditions (a style on the two-factor set): one drawn per iteration, as ESD draws its
+        # concepts, each with its own attacker (a single class draws nothing, so its runs are as before)
+        cls = concepts[int(torch.randint(0, len(concepts), (1,), generator=gen))] if len(concepts) > 1 else concepts[0]
+        attacker = attackers[cls]
         base = model.condition(torch.tensor([cls], device=task.device))[0]
         adv = attacker(base.detach(), times) if i >= cfg.warmup_iter else None
         y_r = retained(cfg.retain_batch if cfg.retain_train == "reg" else 0)
@@ -174,5 +193,8 @@ def advunlearn(model, data, cfg: AdvUnlearnConfig, task, ctx: MethodContext):
             step(opt, retain_loss(model, frozen, *partial(y_r), y_r), params, 0.0)
     model.requires_grad_(True)
     ctx.info.update({"advunlearn_trained_params": sum(p.numel() for p in params),
-                     "attack_rounds": max(0, cfg.iterations - cfg.warmup_iter), "attack_loss_last": attacker.last_loss})
+                     "attack_rounds": max(0, cfg.iterations - cfg.warmup_iter),
+                     "attack_loss_last": _mean_finite([a.last_loss for a in attackers.values()]),
+                     "forgotten_conditions": len(concepts),
+                     "attacked_conditions": sum(a.adv is not None for a in attackers.values())})
     return model

@@ -207,9 +207,6 @@ class DiffusionTask:
         for seed in spec.seeds:
             bundle, data, _ = _data(spec)
             _check_factors(arch, bundle, spec.model_spec())
-            if opts["attack"] and getattr(bundle, "factors", None) is not None:
-                raise ConfigError("the prompt attack (option attack) targets one forgotten class; it does not run on "
-                                  "two-factor (style / object) forgetting yet: drop the option for this dataset.")
             base = _base(spec, bundle, seed)
             plan.model_keys[("original", seed)] = _key("original", base, bundle.train.fingerprint())
             plan.model_keys[("oracle", seed)] = _key("retrain", base, data.fingerprint())
@@ -302,15 +299,30 @@ class DiffusionTask:
     @staticmethod
     def _attack(gc: GenContext, model: torch.nn.Module) -> dict[str, float]:
         """UnlearnDiffAtk (eval/gen_attack.py) on the forgotten class from its real train images: ASR before and
-        after, with the same seeded noise, and the attack's search time (ASR_pre uses its own noise, not UA's)."""
+        after, with the same seeded noise, and the attack's search time (ASR_pre uses its own noise, not UA's).
+        On two-factor data every forgotten condition (each object in the forgotten style, or the forgotten object
+        in each style) is attacked on its own real images, as the code attacks one prompt at a time; a sample
+        counts as a success when that factor's judge calls it the forgotten style / object. ASRs are the mean over
+        the conditions (`samples` each), attack_s their sum, attack_shift their mean."""
         from ..eval.gen_attack import attack
+        from ..eval.gen_metrics import forgotten_factor
 
-        (cls,) = gc.forget
-        out = attack(model, gc.judge, gc.data.forget.x, cls,
-                     {"steps": gc.opts["attack_steps"], "k": gc.opts["attack_k"], "mode": gc.opts["attack_mode"]},
-                     samples=gc.opts["samples"], sample_steps=gc.opts["sample_steps"], guidance=gc.opts["guidance"],
-                     seed=gc.seed)
-        return {k: out[k] for k in ("ASR_pre", "ASR_post", "attack_s", "attack_shift")}
+        cfg = {"steps": gc.opts["attack_steps"], "k": gc.opts["attack_k"], "mode": gc.opts["attack_mode"]}
+        kw = {"samples": gc.opts["samples"], "sample_steps": gc.opts["sample_steps"], "guidance": gc.opts["guidance"],
+              "seed": gc.seed}
+        keys = ("ASR_pre", "ASR_post", "attack_s", "attack_shift")
+        if gc.factors is None:
+            (cls,) = gc.forget
+            out = attack(model, gc.judge, gc.data.forget.x, cls, cfg, **kw)
+            return {k: out[k] for k in keys}
+        factor, target = forgotten_factor(gc.forget, gc.factors.n_objects, gc.factors.n_styles)
+        judge = gc.style_judge[0] if factor == "style" else gc.judge
+        x, y = gc.data.forget.x, gc.data.forget.y
+        outs = [attack(model, judge, x[y == c], c, cfg, target=target, **kw) for c in gc.forget]
+        return {"ASR_pre": float(np.mean([o["ASR_pre"] for o in outs])),
+                "ASR_post": float(np.mean([o["ASR_post"] for o in outs])),
+                "attack_s": float(sum(o["attack_s"] for o in outs)),
+                "attack_shift": float(np.mean([o["attack_shift"] for o in outs]))}
 
     def _record(self, gc: GenContext, model, method: str, store, rspec: dict, t: dict, extra: dict) -> dict:
         """Evaluate `model`, add its gaps to the oracle and its sample grid: the run record."""
