@@ -186,3 +186,19 @@ def test_attack_and_advunlearn_on_style_forgetting(tmp_path):
     info = recs["advunlearn"]["method_info"]
     assert info["forgotten_conditions"] == 10 and info["attacked_conditions"] > 1, info
     assert info["advunlearn_trained_params"] == (10 + 4 + 1) * 4 * 8  # objects, styles, null rows (width 8)
+
+
+def test_stand_in_labels_skip_every_forgotten_condition():
+    """SalUn's relabelling target, SFD's override and DoCo's anchor on object forgetting: the next label of (3,
+    plain) is (3, negative), forgotten too, so every forgotten condition maps to the next retained one, (4, plain);
+    a random target is never forgotten; a single forgotten class keeps (c + 1) mod K."""
+    from unlearnlab.methods.salun_gen import relabel_targets
+
+    forget = F.of_object(3)  # labels 12..15
+    y = torch.tensor(forget * 50)
+    assert relabel_targets(torch.tensor(forget), 40, "next", torch.Generator(), forget).tolist() == [16] * 4
+    r = relabel_targets(y, 40, "random", torch.Generator().manual_seed(0), forget)
+    assert not set(r.tolist()) & set(forget) and len(set(r.tolist())) > 20
+    style = F.of_style(2)  # thick: (o, thick) -> (o, stripes), as before
+    assert relabel_targets(torch.tensor(style), 40, "next", torch.Generator(), style).tolist() == [s + 1 for s in style]
+    assert relabel_targets(torch.tensor([3, 9]), 10, "next", torch.Generator(), [3]).tolist() == [4, 0]

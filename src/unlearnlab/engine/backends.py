@@ -115,12 +115,27 @@ class SerialBackend:
         """Nothing to release."""
 
 
-def _init_worker(threads: int, events: Any) -> None:
+def _init_worker(threads: int, events: Any, parent: int | None = None) -> None:
     import torch
 
     torch.set_num_threads(threads)
     global _EVENTS
     _EVENTS = events
+    if parent is not None:
+        exit_with_parent(parent)
+
+
+def exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """End this worker process as soon as process `parent` is gone (checked every `every` seconds from a daemon
+    thread). A killed run otherwise leaves its pool workers computing, and storing, jobs nobody waits for, with
+    the code they imported before any edit: a rerun then reuses those records."""
+    def watch() -> None:
+        while True:
+            time.sleep(every)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="unlearnlab-parent-watch").start()
 
 
 _EVENTS: Any = None
@@ -151,7 +166,7 @@ class LocalBackend:
         os.environ.update({"OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads)})
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
-                                         initargs=(self.threads, self._events))
+                                         initargs=(self.threads, self._events, os.getpid()))
         self._futures: dict[Any, str] = {}
         self._pump = _Pump(self._events.get, queue.Empty, sink)
 

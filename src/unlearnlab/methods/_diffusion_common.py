@@ -12,6 +12,18 @@ from ..data.core import batches
 from ..engine.events import training_step
 
 
+def retained_labels(y: torch.Tensor, forget: list[int], k: int, how: str, gen: torch.Generator) -> torch.Tensor:
+    """Stand-in labels for forgotten labels `y` (SFD's override, SalUn's relabelling, DoCo's anchor): `next` = the
+    next label, cyclically, that is not forgotten ((c + 1) mod k when one class is forgotten), `rand` = a uniformly
+    random retained label. On two-factor data the next label can be another condition of the forgotten object
+    (y = o * S + s), which is why forgotten labels are skipped rather than taking (c + 1) mod k."""
+    kept = torch.tensor([c for c in range(k) if c not in forget], device=y.device)
+    if how == "rand":
+        return kept[torch.randint(0, len(kept), y.shape, generator=gen).to(y.device)]
+    nxt = [next(c % k for c in range(int(v) + 1, int(v) + k + 1) if c % k not in forget) for v in y.tolist()]
+    return torch.tensor(nxt, dtype=y.dtype, device=y.device)
+
+
 def iterate(n: int, what: str) -> Iterator[int]:
     """range(n), reporting each finished iteration to the engine's progress stream (throttled there), so that long
     diffusion unlearning runs show steps and an ETA as training does."""

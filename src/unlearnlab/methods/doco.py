@@ -13,7 +13,16 @@ from torch import nn
 from ..config import param
 from ..errors import ConfigError
 from ..seeding import torch_generator
-from ._diffusion_common import cycle, iterate, noisy, predict_x0, preserve_gradient, subset, train_only
+from ._diffusion_common import (
+    cycle,
+    iterate,
+    noisy,
+    predict_x0,
+    preserve_gradient,
+    retained_labels,
+    subset,
+    train_only,
+)
 from .base import MethodContext, register
 
 
@@ -42,7 +51,8 @@ class DoCoConfig:
                              "nudity: 1e-4, style: 5e-4; CUIG: 5e-4)", low=0.0, search=("log", 1e-5, 1e-2))
     batch_size: int = param(8, "anchor images per step, for each of the adversarial and prior terms (README: 8; "
                                "CUIG: 4)", low=1)
-    anchor: int = param(-1, "anchor class c_a (the paper's anchor concept); -1 = (c_f + 1) mod K", low=-1)
+    anchor: int = param(-1, "anchor class c_a (the paper's anchor concept); -1 = (c_f + 1) mod K, or the next "
+                                "retained condition when several are forgotten (two-factor data)", low=-1)
     anchor_images: int = param(1000, "anchor images generated once by the original (DDIM with the task's steps "
                                      "and guidance); train.py --num_class_images 1000; CUIG: 200", low=1)
     parameter_group: str = param("cross-attn", "trained UNet weights: cross-attn = the condition-reading layers "
@@ -97,7 +107,8 @@ def anchor_pool(frozen, forget_classes: list[int], cfg: DoCoConfig, task, gen: t
     from ..models.ddpm import sample
 
     k = frozen.num_classes
-    pairs = [((c + 1) % k if cfg.anchor < 0 else cfg.anchor, c) for c in forget_classes]
+    nxt = retained_labels(torch.tensor(forget_classes), forget_classes, k, "next", gen).tolist()
+    pairs = [(n if cfg.anchor < 0 else cfg.anchor, c) for n, c in zip(nxt, forget_classes)]
     if any(a in forget_classes or a >= k for a, _ in pairs):
         raise ConfigError(f"DoCo's anchor must be a retained class below {k}; got anchor {cfg.anchor} for "
                           f"forgotten classes {forget_classes}.")

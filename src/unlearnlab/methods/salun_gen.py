@@ -8,7 +8,7 @@ import torch
 
 from ..config import param
 from ..seeding import torch_generator
-from ._diffusion_common import cycle, ddpm_sum_loss, iterate, noisy, step
+from ._diffusion_common import cycle, ddpm_sum_loss, iterate, noisy, retained_labels, step
 from .base import MethodContext, register
 
 
@@ -36,7 +36,8 @@ class SalUnGenConfig:
     threshold: float = param(0.5, "fraction of all weights kept trainable, ranked by saliency (code: with_0.5.pt); "
                                   "1.0 = no mask (plain relabelling)", low=0.0, high=1.0)
     relabel: str = param("next", "target class c': next = (c_f + 1) mod K (the code), random = a random other class "
-                                 "per example (the paper)", choices=("next", "random"))
+                                 "per example (the paper); with several forgotten conditions (two-factor data) the "
+                                 "next / a random retained one", choices=("next", "random"))
 
 
 def diffusion_saliency(model, forget, task, cfg: SalUnGenConfig, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -71,8 +72,13 @@ def diffusion_saliency(model, forget, task, cfg: SalUnGenConfig, gen: torch.Gene
     return out
 
 
-def relabel_targets(y: torch.Tensor, k: int, how: str, gen: torch.Generator) -> torch.Tensor:
-    """c' for forget labels `y`: (y + 1) mod k, or a uniformly random other class."""
+def relabel_targets(y: torch.Tensor, k: int, how: str, gen: torch.Generator,
+                    forget: list[int] | None = None) -> torch.Tensor:
+    """c' for forget labels `y`: (y + 1) mod k, or a uniformly random other class. With several forgotten labels
+    (`forget`: a style or an object of the two-factor set) c' is never one of them: the next retained label, or
+    a random retained one (the next label of (object o, style s) is (o, s + 1), forgotten too when object o is)."""
+    if forget is not None and len(forget) > 1:
+        return retained_labels(y, forget, k, "rand" if how == "random" else "next", gen)
     if how == "next":
         return (y + 1) % k
     shift = torch.randint(1, k, y.shape, generator=gen).to(y.device)
@@ -95,6 +101,7 @@ def salun_gen(model, data, cfg: SalUnGenConfig, task, ctx: MethodContext):
         ctx.info["salient_fraction"] = float(sum(m.sum() for m in masks) / sum(m.numel() for m in masks))
     opt = torch.optim.Adam(params, lr=cfg.lr)
     retain, forget = cycle(data.retain, cfg.batch_size, gen), cycle(data.forget, cfg.batch_size, gen)
+    forgotten = sorted(int(c) for c in torch.unique(data.forget.y))
     alpha = cfg.alpha * (3072 / (model.channels * model.size ** 2) if cfg.scale_alpha else 1.0)
     ctx.info["effective_alpha"] = alpha
     model.train()
@@ -104,7 +111,7 @@ def salun_gen(model, data, cfg: SalUnGenConfig, task, ctx: MethodContext):
         xt, t, _ = noisy(model, xf, gen)
         out = model.eps(xt, t, yf)
         with torch.no_grad():
-            target = model.eps(xt, t, relabel_targets(yf, model.num_classes, cfg.relabel, gen))
+            target = model.eps(xt, t, relabel_targets(yf, model.num_classes, cfg.relabel, gen, forgotten))
         loss = (out - target).pow(2).mean() + alpha * ddpm_sum_loss(model, xr, yr, gen)
         step(opt, loss, params, cfg.grad_clip, masks)
     return model

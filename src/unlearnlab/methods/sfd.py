@@ -11,7 +11,7 @@ import torch
 from ..config import param
 from ..seeding import torch_generator
 from ..train import Average
-from ._diffusion_common import iterate
+from ._diffusion_common import iterate, retained_labels
 from .base import MethodContext, register
 
 CODE_T = 1000  # the SFD code's schedule length; t_init / t_min / t_max are given on it and scaled to the model's
@@ -82,11 +82,7 @@ def scaled(step: int, timesteps: int) -> int:
 
 def override_labels(y: torch.Tensor, forget: list[int], k: int, how: str, gen: torch.Generator) -> torch.Tensor:
     """The teacher's labels for forget labels `y`: the next class that is not forgotten, or a random one."""
-    kept = torch.tensor([c for c in range(k) if c not in forget], device=y.device)
-    if how == "rand":
-        return kept[torch.randint(0, len(kept), y.shape, generator=gen).to(y.device)]
-    nxt = [next(c % k for c in range(int(v) + 1, int(v) + k + 1) if c % k not in forget) for v in y.tolist()]
-    return torch.tensor(nxt, dtype=y.dtype, device=y.device)
+    return retained_labels(y, forget, k, how, gen)
 
 
 def _noised(model, x0: torch.Tensor, t: torch.Tensor, gen: torch.Generator):
