@@ -11,9 +11,12 @@ import torch
 from unlearnlab.methods import MethodContext, run_method
 
 FORGET, KEPT = 3, [0, 4, 6]
-# CPU-sized: 50 update pairs at batch 16 and lr 1e-3 instead of the code's 50k at batch 128 and lr 1e-5; the forget
-# weights raised from 0.01 to 0.1 so that the forget term acts within 50 steps, no EMA (docs/diffusion.md)
-CPU = {"iterations": 50, "batch_size": 16, "lr": 1e-3, "g_forget_coef": 0.1, "sg_forget_coef": 0.1, "ema": 0}
+# CPU-sized: 100 update pairs at batch 16 and lr 1e-3 instead of the code's 50k at batch 128 and lr 1e-5; the forget
+# weights raised from 0.01 to 0.1 so that the forget term acts within 100 steps; the returned generator is an EMA at
+# rate 0.9 (the code's FixedEMAHelper, 0.9999 over 50k steps). Without the EMA, at 50 steps, the generator's last
+# iterate collapsed onto one class on another CPU (3s and 4s both drawn as 9s: float rounding decided the test);
+# with it, seeds 0-2 of the method turned 39, 39 and 25 of 40 3s into 4s and kept >= 90% on the retained classes.
+CPU = {"iterations": 100, "batch_size": 16, "lr": 1e-3, "g_forget_coef": 0.1, "sg_forget_coef": 0.1, "ema": 0.9}
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +110,7 @@ def test_the_returned_model_is_the_generators_ema(trained_ddpm, data3, gen_task)
     from unlearnlab.methods.sfd import scaled
     from unlearnlab.models.ddpm import OneStepGenerator
 
-    over = {**CPU, "iterations": 1, "batch_size": 4}
+    over = {**CPU, "iterations": 1, "batch_size": 4, "ema": 0.0}
     trained = _params(run_method("sfd", trained_ddpm, data3, gen_task, over, MethodContext(seed=2)))
     ema = _params(run_method("sfd", trained_ddpm, data3, gen_task, {**over, "ema": 0.75}, MethodContext(seed=2)))
     start = _params(OneStepGenerator(copy.deepcopy(trained_ddpm), scaled(440, trained_ddpm.timesteps)))

@@ -32,8 +32,9 @@ class SFDConfig:
     schedule; the override is (c_f + 1) mod K (the code's fixed label_to_override 1 for its forget class 0); the
     remain and forget terms share one forward pass (the code runs two; the gradient is the same sum). The returned
     model is the generator's EMA (rate 0.9999 as the code, which samples and checkpoints the EMA); the CPU runs in
-    docs/diffusion.md and the tests set ema 0 (over 50 steps a 0.9999 EMA is still the initial generator) and
-    use 50 update pairs at batch 16, lr 1e-3 and forget weights 0.1. SFD-Two Stage (stage1_iterations > 0)
+    docs/diffusion.md set ema 0 (over 50 steps a 0.9999 EMA is still the initial generator) and use 50 update
+    pairs at batch 16, lr 1e-3 and forget weights 0.1; the tests use 100 pairs with ema 0.9 (the last iterate of
+    a short run can collapse onto one class). SFD-Two Stage (stage1_iterations > 0)
     follows the code's loading of a distilled checkpoint: stage 2's teacher is stage 1's fake-score net."""
 
     iterations: int = param(50000, "alternating (fake score, generator) update pairs (code: n_iters 50000 at batch "

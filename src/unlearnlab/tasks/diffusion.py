@@ -311,7 +311,7 @@ class DiffusionTask:
         kw = {"samples": gc.opts["samples"], "sample_steps": gc.opts["sample_steps"], "guidance": gc.opts["guidance"],
               "seed": gc.seed}
         keys = ("ASR_pre", "ASR_post", "attack_s", "attack_shift")
-        if gc.factors is None:
+        if getattr(gc, "factors", None) is None:  # single-factor DDPM, or a Stable Diffusion context
             (cls,) = gc.forget
             out = attack(model, gc.judge, gc.data.forget.x, cls, cfg, **kw)
             return {k: out[k] for k in keys}
