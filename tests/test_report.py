@@ -292,3 +292,21 @@ def test_setting_labels_round_floats_unless_that_merges_two():
     a, b, c = setting(0.0026054256939914973), setting(1e-4), setting(0.00260549)
     assert _setting_diff(a, [a, b]) == "lr=0.00261" and _setting_diff(b, [a, b]) == "lr=0.0001"
     assert _setting_diff(a, [a, b, c]) == "lr=0.0026054256939914973"  # 3 digits would give a and c one label
+
+
+def test_a_method_that_did_not_move_the_forget_metric_is_flagged(tmp_path):
+    """A near no-op: its weights and RA/TA changed (so not CHANGED NOTHING) but its UA stayed within the two-oracle
+    floor of UA (0.5) of the original's. It is flagged, named in the reading and explained in the report; a method
+    that moved UA by more (ga, +19) is not."""
+    from unlearnlab.engine.reading import reading
+
+    recs = classifier_records("weak")
+    weak = [dict(r, id=f"ee{i:02d}", spec={**r["spec"], "method": "weak"},
+                 metrics={**r["metrics"], "UA": r["metrics"]["UA"] + 0.3, "RA": r["metrics"]["RA"] - 5.0})
+            for i, r in enumerate(recs) if r["spec"]["method"] == "original"]
+    result = build_report(recs + weak, tmp_path, title="weak")
+    board = _board(result, "classifier")
+    assert "DID NOT FORGET" in _row(board, "weak")["flags"] and "CHANGED NOTHING" not in _row(board, "weak")["flags"]
+    assert not any("DID NOT FORGET" in r["flags"] for r in board["rows"] if r["method"] in ("ga", "ft", "salun"))
+    assert "changed nothing or too little: noop, weak" in reading(board)
+    assert "**weak: DID NOT FORGET**" in result["markdown"].read_text()

@@ -26,7 +26,8 @@ def report_cmd(
     """Write report.md and a self-contained report.html (leaderboards, noise floor, flags, figures) of stored runs.
 
     Per scenario: one row per method with 95% seed intervals, a paired interval of the difference to the best, the
-    two-oracle noise floor and flags (ties best, within noise floor, CHANGED NOTHING); figures as PNG and SVG.
+    two-oracle noise floor and flags (ties best, within noise floor, CHANGED NOTHING, DID NOT FORGET); figures as
+    PNG and SVG.
     Prints the paths of report.md and report.html.
 
     Example: unlearnlab report --out report --title "digits, 3 seeds"

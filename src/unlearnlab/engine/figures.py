@@ -51,7 +51,7 @@ def _styles(board: dict) -> dict[str, tuple[str, str, float, str]]:
             marker, colour, size, label = REF_STYLE[row["method_name"]]
             out[row["method"]] = (marker, colour, size, label if row["method"] == row["method_name"] else row["method"])
         else:
-            noop = " (CHANGED NOTHING)" if "CHANGED NOTHING" in row["flags"] else ""
+            noop = next((f" ({f})" for f in ("CHANGED NOTHING", "DID NOT FORGET") if f in row["flags"]), "")
             out[row["method"]] = ("o", _PALETTE[i % len(_PALETTE)], 7, row["method"] + noop)
             i += 1
     return out

@@ -37,20 +37,34 @@ def reading(b: dict) -> str:
                      + (", ".join(within) if within else "none"))
     else:
         parts.append("noise floor not measured (run 2+ seeds)")
-    noop = [r["method"] for r in ranked if "CHANGED NOTHING" in r["flags"] or r.get("warnings")]
+    noop = [r["method"] for r in ranked if "CHANGED NOTHING" in r["flags"] or "DID NOT FORGET" in r["flags"]
+            or r.get("warnings")]
     if noop:
         parts.append(f"changed nothing or too little: {', '.join(noop)}")
     return "; ".join(parts) + "."
 
 
-def nothing_to_forget(original: dict, floor: dict | None, oracle: dict | None, kind: dict) -> bool:
-    """True when the original's forget-set metric (UA; QA: forget ROUGE) is no further from the oracle's than a
-    second oracle is (the noise floor of that metric): the set-up cannot show forgetting."""
-    m = kind["forget"]
-    if oracle is None or floor is None or m not in floor["metrics"]:
+def _within_floor(a: dict, b: dict, floor: dict | None, m: str) -> bool:
+    """True when rows `a` and `b` differ on metric `m` (mean |difference| over the seeds both have) by no more
+    than two oracles of different seeds do (the floor's mean |difference|, or its interval's upper end)."""
+    if b is None or floor is None or m not in floor["metrics"]:
         return False
-    gaps = [abs(v.get(m, math.nan) - oracle["by_seed"][s].get(m, math.nan)) for s, v in original["by_seed"].items()
-            if s in oracle["by_seed"]]
+    gaps = [abs(v.get(m, math.nan) - b["by_seed"][s].get(m, math.nan)) for s, v in a["by_seed"].items()
+            if s in b["by_seed"]]
     gaps = [g for g in gaps if _fin(g)]
     f = floor["metrics"][m]
     return bool(gaps) and _fin(f.get("mean")) and float(np.mean(gaps)) <= max(f["mean"], f.get("hi", f["mean"]))
+
+
+def nothing_to_forget(original: dict, floor: dict | None, oracle: dict | None, kind: dict) -> bool:
+    """True when the original's forget-set metric (UA; QA: forget ROUGE) is no further from the oracle's than a
+    second oracle is (the noise floor of that metric): the set-up cannot show forgetting."""
+    return _within_floor(original, oracle, floor, kind["forget"])
+
+
+def did_not_forget(row: dict, original: dict | None, floor: dict | None, kind: dict) -> bool:
+    """True when a method's forget-set metric stayed as close to the original's as two oracles are to each other:
+    it changed its weights (not CHANGED NOTHING) but not what the forget set measures, a near no-op (e.g. a tuned
+    setting whose learning rate is too small to matter, chosen because every stronger one broke the utility
+    floor)."""
+    return _within_floor(row, original, floor, kind["forget"])

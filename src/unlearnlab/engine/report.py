@@ -182,9 +182,12 @@ def _flag(row: dict, best: dict | None, floor: dict | None, original: dict | Non
     f, m = (floor or {}).get("primary", {}).get("mean", math.nan), row["primary"]["mean"]
     if row["method_name"] != "retrain" and _fin(f) and _fin(m) and (m >= f if kind["higher"] else m <= f):
         flags.append("within noise floor")
+    from .reading import did_not_forget, nothing_to_forget
+
     if not row["reference"] and _unchanged(row, original, kind["same"]):
         flags.append("CHANGED NOTHING")
-    from .reading import nothing_to_forget
+    elif not row["reference"] and did_not_forget(row, original, floor, kind):
+        flags.append("DID NOT FORGET")
 
     if row["method_name"] == "original" and nothing_to_forget(row, floor, oracle_row, kind):
         flags.append("NOTHING TO FORGET")
@@ -309,7 +312,8 @@ def _table(b: dict) -> tuple:
         rows.append([str(r["rank"] or "ref"), r["method"], str(r["n"]), _ci(r["primary"]), diff,
                      *[_pm(r["metrics"][m]) for m in ms], _pm(r["cost"]), _fmt(r["opt_steps"]["mean"]),
                      ", ".join(r["flags"])])
-        classes.append("noop" if "CHANGED NOTHING" in r["flags"] else "ref" if r["reference"] else "")
+        classes.append("noop" if {"CHANGED NOTHING", "DID NOT FORGET"} & set(r["flags"]) else
+                       "ref" if r["reference"] else "")
     return ("table", head, rows, classes)
 
 
@@ -346,6 +350,12 @@ def _notes(b: dict) -> list[tuple]:
                          f"model's on every seed (max |Δ| < 1e-9): at this setting the method changed nothing "
                          "these metrics can see. Check its config (learning rate, steps, epochs) before "
                          "reading its row.")
+        if "DID NOT FORGET" in r["flags"]:
+            fm = KINDS[b["kind"]]["forget"]
+            items.append(f"**{m}: DID NOT FORGET** — its {fm} moved from the original's by no more than two oracles "
+                         f"differ ({_pm(f['metrics'][fm])}): it changed the model, but not what the forget set "
+                         "measures. A tuned setting this weak usually means every stronger one broke the utility "
+                         "floor on the validation set; read the row as 'not usable here', not as a ranking.")
         if "NOTHING TO FORGET" in r["flags"]:
             fm = KINDS[b["kind"]]["forget"]
             items.append(f"**NOTHING TO FORGET** — the original's {fm} is within the noise floor of the oracle's "
