@@ -18,6 +18,12 @@ interrupted benchmark resumes and a rerun recomputes nothing):
 4. the doc: per scenario the leaderboard with 95% intervals, paired intervals to the best method, the floor,
    flags (within the floor / changed nothing / nothing to forget), the tuned settings and their sensitivity, cost
    in optimiser steps and as a fraction of retraining, and SalUn's qualitative findings checked one by one.
+
+Each scenario's section is written to `<doc folder>/scenarios/<scenario>.md` (with its leaderboard's figures
+beside it) and says the command, machine, date and times of the run that produced it; the doc is the sections
+present, in protocol order. The whole protocol (6 scenarios x 5 seeds, tuned) is many hours on 2 cores and the
+results store does not outlive a working session, so scenarios can be added one run at a time
+(`--scenarios class:1`): sections of scenarios not in this run are kept as they are.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ import argparse
 import json
 import math
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -199,31 +206,79 @@ def trial_cost(store: Store, name: str, forget: str) -> tuple[int, float]:
     return len(rows), sum(float((r.get("timings") or {}).get("wall_s") or 0.0) for r in rows)
 
 
-def coverage(args) -> list[str]:
+def coverage(present: list[str], seeds: list[int]) -> list[str]:
     """What this doc covers against the full protocol (all scenarios, 5 seeds), said before any number."""
-    missing = [s for s in SCENARIOS if s not in args.scenarios]
-    if not missing and len(args.seeds) >= 5:
+    missing = [s for s in SCENARIOS if s not in present]
+    if not missing and len(seeds) >= 5:
         return []
     from scipy.stats import t
 
-    n = len(args.seeds)
+    n = len(seeds)
     mult = f"the 95% t interval is {t.ppf(0.975, n - 1):.1f} standard errors wide each side" if n > 1 else \
         "no interval exists"
-    seeds = (f"{n} seed(s) of the protocol's 5. With {n} seed(s) {mult}, so most rows tie; read the tables as a "
-             "status, not as rankings." if n < 5 else f"{n} seeds, as the protocol asks; {mult}.")
-    return [f"**Partial run.** Scenarios: {', '.join(args.scenarios)} (not yet: {', '.join(missing) or 'none'}); "
-            + seeds, ""]
+    seeds_line = (f"{n} seed(s) of the protocol's 5. With {n} seed(s) {mult}, so most rows tie; read the tables as "
+                  "a status, not as rankings." if n < 5 else f"{n} seeds, as the protocol asks; {mult}.")
+    return [f"**Partial run.** Scenarios: {', '.join(present)} (not yet: {', '.join(missing) or 'none'}); "
+            + seeds_line, ""]
+
+
+def slug(forget: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", forget).strip("-")
+
+
+def scenario_section(args, forget: str, records: list[dict], log: dict, sections: Path) -> None:
+    """Write the section of one scenario (how it was run, reading, regime, tuning, checks, its leaderboard with the
+    figures beside it) to sections/<slug>.md."""
+    rep_dir = sections / slug(forget)
+    rep = build_report(records, rep_dir, title=f"forget {forget}", command=log["command"])
+    board = next(b for b in rep["scenarios"] if not b["scenario"]["name"].endswith(":val"))
+    tuned = log["tuning"].get(forget)
+    when = (f"Run: `{log['command']}` on {platform.processor() or platform.machine()}, {log['cores']} cores, "
+            f"{log['date']}; the reported runs of that invocation took {log.get('report_s', math.nan) / 60:.1f} min "
+            f"({', '.join(args.scenarios)})" + (f", this scenario's tuning {tuned['seconds'] / 60:.1f} min"
+                                                if tuned else "") + ".")
+    lines = [f"### forget {forget}", "", when, "", f"Reading: {reading(board)}", "", *regime(records, forget), ""]
+    if tuned:
+        n, secs = trial_cost(Store(args.results), args.name, forget)
+        lines += [f"Tuning: {tuned['budget']} trials per method on val:{forget} (seeds {tuned['seeds']}), "
+                  f"{tuned['objective']} to the validation oracle, utility floor {tuned['utility_floor']} points "
+                  f"of TA. Cost: {n} trial runs, {secs / 60:.1f} worker-minutes of method time (summed from "
+                  f"their stored records, over every invocation that ran them); the last invocation's tuning "
+                  f"phase took {tuned['seconds'] / 60:.1f} min of wall time.", "",
+                  "| method | chosen setting | val Avg.Gap | feasible trials | median | IQR |",
+                  "|---|---|---|---|---|---|"]
+        for m, e in tuned["methods"].items():
+            st, b = e["sensitivity"], e["best"] or {}
+            lines.append(f"| {m} | {b.get('params', e.get('note'))} | {b.get('value', math.nan):.2f} | "
+                         f"{st['n_feasible']}/{st['n_trials']} | {st['median']:.2f} | {st['iqr']:.2f} |")
+        lines.append("")
+    lines += ["Checks (SalUn's qualitative findings):", "", *checks(board, records), ""]
+    # the leaderboard, its headings below this section's and its figure links relative to the doc
+    board_md = leaderboard_lines(rep, rep_dir, "#### Leaderboard")
+    rel = f"{sections.parent.name}/{sections.name}/{rep_dir.name}/figures/"
+    lines += [re.sub(r"^## ", "#### ", ln, flags=re.M).replace(f"]({rep_dir.name}/figures/", f"]({rel}")
+              .replace(f"`{rep_dir.name}/report.html`", f"`{sections.parent.name}/{sections.name}/{rep_dir.name}/"
+                                                         "report.html`") for ln in board_md]
+    sections.mkdir(parents=True, exist_ok=True)
+    (sections / f"{slug(forget)}.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
 
 
 def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
-    rep_dir = out.with_suffix("")
-    rep = build_report(records, rep_dir, title="CIFAR-10 dev benchmark: leaderboards", command=log["command"])
-    boards = {b["scenario"]["forget"]: b for b in rep["scenarios"] if not b["scenario"]["name"].endswith(":val")}
+    """The scenarios of this run as sections (sections of other scenarios, from earlier runs, are kept), then the
+    doc: how long this run's models took, and every section present in protocol order."""
+    sections = out.with_suffix("") / "scenarios"
+    for forget in args.scenarios:
+        rows = [r for r in records if r["spec"]["forget"] in (forget, f"val:{forget}")]
+        if any(r["spec"]["forget"] == forget for r in rows):
+            scenario_section(args, forget, rows, log, sections)
+    known = [s for s in SCENARIOS if (sections / f"{slug(s)}.md").is_file()]
+    extra = sorted(p.stem for p in sections.glob("*.md") if p.stem not in {slug(s) for s in SCENARIOS})
     times = model_times(Store(args.results), records, args.seeds)
     lines = ["# Classifier benchmark: CIFAR-10 dev subset, fast CPU regime", "",
-             f"Command: `{log['command']}`", "",
-             f"Machine: {platform.processor() or platform.machine()}, {log['cores']} cores; {log['date']}.", "",
-             *coverage(args), "## Time", ""]
+             "Each scenario's section below says the command, machine and date of the run that produced it: the "
+             "protocol is many hours on 2 cores, so scenarios are added one run at a time (sections live in "
+             f"`{sections.parent.name}/{sections.name}/`; a run rewrites only its own scenarios').", "",
+             *coverage(known + extra, args.seeds), f"## Time (the latest run: `{log['command']}`, {log['date']})", ""]
     for k, v in log["phases"].items():
         lines.append(f"- {k}: {v / 60:.1f} min")
     for role, ts in times.items():
@@ -234,26 +289,8 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
     lines.append("- one original alone on the whole machine: `time unlearnlab train --dataset cifar10-dev --out "
                  f"/tmp/orig` (the regime's time budget is measured that way): {ALONE}")
     lines += ["", "## Scenarios", ""]
-    for forget, board in boards.items():
-        lines += [f"### forget {forget}", "", f"Reading: {reading(board)}", "", *regime(records, forget), ""]
-        tuned = log["tuning"].get(forget)
-        if tuned:
-            n, secs = trial_cost(Store(args.results), args.name, forget)
-            lines += [f"Tuning: {tuned['budget']} trials per method on val:{forget} (seeds {tuned['seeds']}), "
-                      f"{tuned['objective']} to the validation oracle, utility floor {tuned['utility_floor']} points "
-                      f"of TA. Cost: {n} trial runs, {secs / 60:.1f} worker-minutes of method time (summed from "
-                      f"their stored records, over every invocation that ran them); the last invocation's tuning "
-                      f"phase took {tuned['seconds'] / 60:.1f} min of wall time.", "",
-                      "| method | chosen setting | val Avg.Gap | feasible trials | median | IQR |",
-                      "|---|---|---|---|---|---|"]
-            for m, e in tuned["methods"].items():
-                s, b = e["sensitivity"], e["best"] or {}
-                lines.append(f"| {m} | {b.get('params', e.get('note'))} | {b.get('value', math.nan):.2f} | "
-                             f"{s['n_feasible']}/{s['n_trials']} | {s['median']:.2f} | {s['iqr']:.2f} |")
-            lines.append("")
-        lines += ["Checks (SalUn's qualitative findings):", "", *checks(board, [r for r in records if
-                                                                             r["spec"]["forget"] == forget]), ""]
-    lines += leaderboard_lines(rep, rep_dir, "## Leaderboards")
+    for name in [slug(s) for s in known] + extra:
+        lines += [(sections / f"{name}.md").read_text(encoding="utf-8").rstrip(), ""]
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -280,6 +317,7 @@ def main() -> None:
     log_path = Path(args.results) / "benchmark_log.json"
     log = run_log(log_path, {"phases": {}, "tuning": {}}, args.report_only)
     if not args.report_only:
+        log["phases"] = {}  # this invocation's phases only
         chosen = {}
         if args.budget > 0:
             t0 = time.perf_counter()
@@ -288,6 +326,7 @@ def main() -> None:
             log.setdefault("chosen", {}).update(chosen)
         records, secs = phase_report(args, store, methods, log.get("chosen", chosen))
         log["phases"][f"reported runs ({', '.join(args.scenarios)}: originals, oracles, methods, floors)"] = secs
+        log["report_s"] = secs
         log_path.write_text(json.dumps(log, indent=1, default=str))
     records = [r for r in store.list_runs() if r["spec"].get("name") == args.name
                and r["spec"]["forget"] in args.scenarios and r["spec"].get("seed") in args.seeds]

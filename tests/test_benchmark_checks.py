@@ -46,3 +46,34 @@ def test_a_missing_method_is_said(bench):
     board = _board([_row("salun", "salun", [4.0, 4.1]), _row("ft", "ft", [6.0, 6.2])])
     line = bench.checks(board, [])[0]
     assert "ga: not run" in line and "**not fully checked (methods not run)**" in line, line
+
+
+def test_scenario_sections_of_earlier_runs_are_kept(bench, tmp_path):
+    """A run writes only its own scenarios' sections; the doc shows every section present in protocol order, each
+    with the command of the run that produced it, and its figure links resolve from the doc's folder."""
+    import re
+    import types
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    pytest.importorskip("matplotlib")
+    spec = spec_from_file_location("report_records", Path(__file__).parent / "test_report.py")
+    mod = module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "docs" / "bench.md"
+    out.parent.mkdir()
+    args = types.SimpleNamespace(seeds=[0, 1, 2], results=str(tmp_path / "res"), name="exp", backend="local",
+                                 workers=2)
+    for forget, command in (("class:1", "python bench A"), ("random:10%", "python bench B")):
+        recs = [{**r, "spec": {**r["spec"], "forget": forget}} for r in mod.classifier_records("exp")]
+        args.scenarios = [forget]
+        log = {"command": command, "cores": 2, "date": "today", "phases": {"reported": 60.0}, "tuning": {},
+               "report_s": 60.0}
+        bench.write_doc(args, recs, log, out)
+    doc = out.read_text()
+    first, second = doc.index("### forget random:10%"), doc.index("### forget class:1")
+    assert first < second  # protocol order, not the order of the runs
+    assert "Run: `python bench B`" in doc[first:second] and "Run: `python bench A`" in doc[second:]
+    assert "not yet: random:50%, class:3, class:8, subclass:5:50%" in doc
+    assert (out.parent / "bench" / "scenarios" / "class-1.md").is_file()
+    links = re.findall(r"\]\(([^)]+\.png)\)", doc)
+    assert links and all((out.parent / link).is_file() for link in links), links
