@@ -117,7 +117,11 @@ def test_tune_selects_on_val_only_then_reports(store, monkeypatch):
     assert [c["forget"] for c in calls] == ["val:random:10%"] * 3 + ["random:10%"] + ["val:random:10%"] * 3 + [
         "random:10%"]
     assert [c["methods"] for c in calls] == [["ft"]] * 4 + [["ga"]] * 4
-    assert calls[3]["name"] == "tune:ft" and calls[0]["name"] == "tune:ft:val"
+    assert calls[3]["name"] == "tune:ft" and calls[0]["name"] == calls[4]["name"] == "tune:val"
+    # the validation original and oracle are evaluated once for both methods' studies (shared records)
+    val_refs = [r for r in store.list_runs() if r["spec"]["forget"] == "val:random:10%"
+                and r["spec"]["method"] in ("original", "retrain")]
+    assert sorted(r["spec"]["method"] for r in val_refs) == ["original", "retrain"], val_refs
     for method in ("ft", "ga"):
         e = r["methods"][method]
         assert len(e["trials"]) == 3 and [t["number"] for t in e["trials"]] == [0, 1, 2]

@@ -255,10 +255,12 @@ def _trial_spec(run_spec: dict, method: str, params: dict, *, validation: bool) 
     overrides = {method: {**user.get(method, {}), **params}}
     if "retrain" in user:
         overrides["retrain"] = dict(user["retrain"])
-    name = f"{run_spec.get('name') or 'tune'}:{method}"
+    base = run_spec.get("name") or "tune"
+    # every method's trials share one name: a run's records are keyed by content, name included, so the validation
+    # original's and oracle's records (the same for every method) are evaluated once, not once per method's study
     return {**run_spec, "methods": [method], "overrides": overrides,
             "forget": f"val:{run_spec['forget']}" if validation else run_spec["forget"],
-            "name": f"{name}:val" if validation else name}
+            "name": f"{base}:val" if validation else f"{base}:{method}"}
 
 
 def _search(optuna, api, run_spec: dict, method: str, space: dict[str, tuple], *, budget: int, store,
