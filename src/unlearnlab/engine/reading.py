@@ -44,16 +44,18 @@ def reading(b: dict) -> str:
     return "; ".join(parts) + "."
 
 
-def _within_floor(a: dict, b: dict, floor: dict | None, m: str) -> bool:
+def _within_floor(a: dict, b: dict, floor: dict | None, m: str, upper: bool = True) -> bool:
     """True when rows `a` and `b` differ on metric `m` (mean |difference| over the seeds both have) by no more
-    than two oracles of different seeds do (the floor's mean |difference|, or its interval's upper end)."""
+    than two oracles of different seeds do (the floor's mean |difference|, or with `upper` its interval's upper
+    end, which two floor pairs make wide)."""
     if b is None or floor is None or m not in floor["metrics"]:
         return False
     gaps = [abs(v.get(m, math.nan) - b["by_seed"][s].get(m, math.nan)) for s, v in a["by_seed"].items()
             if s in b["by_seed"]]
     gaps = [g for g in gaps if _fin(g)]
     f = floor["metrics"][m]
-    return bool(gaps) and _fin(f.get("mean")) and float(np.mean(gaps)) <= max(f["mean"], f.get("hi", f["mean"]))
+    bound = max(f["mean"], f.get("hi", f["mean"])) if upper else f["mean"]
+    return bool(gaps) and _fin(f.get("mean")) and float(np.mean(gaps)) <= bound
 
 
 def nothing_to_forget(original: dict, floor: dict | None, oracle: dict | None, kind: dict) -> bool:
@@ -66,5 +68,6 @@ def did_not_forget(row: dict, original: dict | None, floor: dict | None, kind: d
     """True when a method's forget-set metric stayed as close to the original's as two oracles are to each other:
     it changed its weights (not CHANGED NOTHING) but not what the forget set measures, a near no-op (e.g. a tuned
     setting whose learning rate is too small to matter, chosen because every stronger one broke the utility
-    floor)."""
-    return _within_floor(row, original, floor, kind["forget"])
+    floor). Judged against the floor's mean, not its upper end: with a few seeds that end is wide, and a method
+    that moved the metric by several floors must not be called a no-op."""
+    return _within_floor(row, original, floor, kind["forget"], upper=False)
