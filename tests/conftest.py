@@ -52,3 +52,19 @@ def trained_cnn(blobs_data, task4, recipe):
 
     m = build_model("cnn:width=8", blobs_data.input_shape, 4, seed=0)
     return train(m, blobs_data.train, recipe, task4, seed=0)
+
+
+@pytest.fixture(scope="module")
+def bench(request):
+    """The benchmark script named by the test module's BENCHMARK (e.g. "classifier_cifar"), imported with
+    benchmarks/ on sys.path (the scripts import their sibling report_doc)."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    where = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    sys.path.insert(0, where)
+    try:
+        yield importlib.import_module(request.module.BENCHMARK)
+    finally:
+        sys.path.remove(where)

@@ -2,22 +2,11 @@
 right rows (GA's tuned row when a README-lr reference row also exists), a missing method is said, never skipped."""
 from __future__ import annotations
 
-import importlib
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("classifier_cifar")
-    finally:
-        sys.path.remove(str(BENCH))
+BENCHMARK = "classifier_cifar"  # the `bench` fixture (tests/conftest.py) imports benchmarks/classifier_cifar.py
 
 
 def _row(label: str, method: str, gaps: list[float], config: dict | None = None, reference: bool = False) -> dict:

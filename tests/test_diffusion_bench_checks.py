@@ -2,22 +2,7 @@
 AdvUnlearn directions read IRA and CRA (there is no RA there), on digits RA; each verdict can come out either way."""
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
-import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("diffusion_bench")
-    finally:
-        sys.path.remove(str(BENCH))
+BENCHMARK = "diffusion_bench"  # the `bench` fixture (tests/conftest.py) imports benchmarks/diffusion_bench.py
 
 
 def _by(rows: dict[str, list[dict]]) -> dict[str, dict[int, dict]]:

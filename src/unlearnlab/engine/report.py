@@ -350,14 +350,13 @@ def _notes(b: dict) -> list[tuple]:
                          f"model's on every seed (max |Δ| < 1e-9): at this setting the method changed nothing "
                          "these metrics can see. Check its config (learning rate, steps, epochs) before "
                          "reading its row.")
+        fm = KINDS[b["kind"]]["forget"]
         if "DID NOT FORGET" in r["flags"]:
-            fm = KINDS[b["kind"]]["forget"]
             items.append(f"**{m}: DID NOT FORGET** — its {fm} moved from the original's by no more than two oracles "
                          f"differ ({_pm(f['metrics'][fm])}): it changed the model, but not what the forget set "
                          "measures. A tuned setting this weak usually means every stronger one broke the utility "
                          "floor on the validation set; read the row as 'not usable here', not as a ranking.")
         if "NOTHING TO FORGET" in r["flags"]:
-            fm = KINDS[b["kind"]]["forget"]
             items.append(f"**NOTHING TO FORGET** — the original's {fm} is within the noise floor of the oracle's "
                          f"(two oracles differ by {_pm(f['metrics'][fm])}): this set-up cannot show forgetting, so "
                          "no row here measures it. Choose a forget set the original remembers (a class, or a model "
