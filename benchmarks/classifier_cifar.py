@@ -23,7 +23,10 @@ Each scenario's section is written to `<doc folder>/scenarios/<scenario>.md` (wi
 beside it) and says the command, machine, date and times of the run that produced it; the doc is the sections
 present, in protocol order. The whole protocol (6 scenarios x 5 seeds, tuned) is many hours on 2 cores and the
 results store does not outlive a working session, so scenarios can be added one run at a time
-(`--scenarios class:1`): sections of scenarios not in this run are kept as they are.
+(`--scenarios class:1`): sections of scenarios not in this run are kept as they are. A scenario's tuning outcome
+is kept beside its section too (`<scenario>.tuning.json`: chosen settings, sensitivity, trial cost) and reused by a
+later run with the same data, model, budget, seeds and methods, so one session can tune a scenario and the next run
+its reported phase.
 """
 from __future__ import annotations
 
@@ -64,12 +67,33 @@ def _run_kw(args) -> dict:
     return {"backend": args.backend, "workers": args.workers}
 
 
+def tuning_file(args, forget: str) -> Path:
+    """Where a scenario's tuning outcome is kept beside its section (committed with the doc)."""
+    return Path(args.out).with_suffix("") / "scenarios" / f"{slug(forget)}.tuning.json"
+
+
+def tuning_key(args, forget: str, methods: list[str]) -> dict:
+    """What a kept tuning outcome must match to be reused: data, resolved model, scenario, budget, seeds, methods."""
+    return {"dataset": args.dataset, "model": _spec(args, forget, [], [0]).model_spec(), "forget": forget,
+            "budget": args.budget, "tune_seeds": list(args.tune_seeds), "methods": sorted(methods)}
+
+
 def phase_tune(args, store: Store, methods: list[str], log: dict) -> dict[str, dict]:
     """Tune every method on val:<scenario> with the same budget; returns {scenario: {method: chosen params}} and
     fills log. The validation original and oracle are trained first (one job graph), then the methods' trials run
-    side by side, one worker per core, so no model is trained twice."""
+    side by side, one worker per core, so no model is trained twice. A scenario whose outcome is kept beside its
+    section (`<scenario>.tuning.json`, written after tuning, for the same data, model, budget, seeds and methods)
+    is not tuned again: a session can tune a scenario and a later one run its reported phase, the results store
+    not outliving a session."""
     chosen: dict[str, dict] = {}
     for forget in args.scenarios:
+        path, key = tuning_file(args, forget), tuning_key(args, forget, methods)
+        kept = json.loads(path.read_text()) if path.is_file() else None
+        if kept is not None and kept.get("key") == key:
+            print(f"tuning of {forget}: reusing {path} ({kept.get('command', '')}, {kept.get('date', '')})",
+                  file=sys.stderr)
+            chosen[forget], log["tuning"][forget] = kept["chosen"], kept["tuning"]
+            continue
         t0 = time.perf_counter()
         execute([_spec(args, f"val:{forget}", [], args.tune_seeds)], store=store, sink=_sink(), **_run_kw(args))
         res = tune_side_by_side(_spec(args, forget, methods, args.tune_seeds).to_dict(), methods, budget=args.budget,
@@ -82,6 +106,12 @@ def phase_tune(args, store: Store, methods: list[str], log: dict) -> dict[str, d
                                  "methods": {m: {"best": e["best"], "sensitivity": e["sensitivity"],
                                                  "space": e["space"], "note": e.get("note")}
                                              for m, e in entries.items()}}
+        n, secs = trial_cost(store, args.name, forget)
+        log["tuning"][forget].update(trial_runs=n, trial_s=secs)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"key": key, "command": log.get("command"), "date": log.get("date"),
+                                    "chosen": chosen[forget], "tuning": log["tuning"][forget]}, indent=1,
+                                   default=str))
     return chosen
 
 
@@ -241,7 +271,8 @@ def scenario_section(args, forget: str, records: list[dict], log: dict, sections
                                                 if tuned else "") + ".")
     lines = [f"### forget {forget}", "", when, "", f"Reading: {reading(board)}", "", *regime(records, forget), ""]
     if tuned:
-        n, secs = trial_cost(Store(args.results), args.name, forget)
+        n, secs = ((tuned["trial_runs"], tuned["trial_s"]) if "trial_runs" in tuned
+                   else trial_cost(Store(args.results), args.name, forget))
         lines += [f"Tuning: {tuned['budget']} trials per method on val:{forget} (seeds {tuned['seeds']}), "
                   f"{tuned['objective']} to the validation oracle, utility floor {tuned['utility_floor']} points "
                   f"of TA. Cost: {n} trial runs, {secs / 60:.1f} worker-minutes of method time (summed from "

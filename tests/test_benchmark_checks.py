@@ -66,3 +66,35 @@ def test_scenario_sections_of_earlier_runs_are_kept(bench, tmp_path):
     assert (out.parent / "bench" / "scenarios" / "class-1.md").is_file()
     links = re.findall(r"\]\(([^)]+\.png)\)", doc)
     assert links and all((out.parent / link).is_file() for link in links), links
+
+
+def test_a_kept_tuning_outcome_is_reused_only_when_it_matches(bench, tmp_path, monkeypatch):
+    """The first run tunes and keeps the outcome beside the scenario's section; a later run with the same data,
+    model, budget, seeds and methods reuses it without tuning (the store is gone by then); another budget tunes."""
+    import types
+
+    calls = []
+
+    def fake_tune(spec, methods, **kw):
+        calls.append(kw["budget"])
+        return {"objective": "Avg.Gap", "utility_floor": 2.0,
+                "methods": {m: {"best": {"params": {"lr": 0.01 * kw["budget"]}, "value": 1.0},
+                                "sensitivity": {}, "space": {}} for m in methods}}
+
+    monkeypatch.setattr(bench, "tune_side_by_side", fake_tune)
+    monkeypatch.setattr(bench, "execute", lambda *a, **k: None)
+    monkeypatch.setattr(bench, "trial_cost", lambda *a: (12, 60.0))
+    args = types.SimpleNamespace(dataset="cifar10-dev", model="", scenarios=["class:1"], budget=6, tune_seeds=[0],
+                                 name="exp", results=str(tmp_path / "res"), out=str(tmp_path / "doc.md"),
+                                 backend="local", workers=2)
+    log = {"tuning": {}, "command": "python first", "date": "d1"}
+    first = bench.phase_tune(args, None, ["ft", "ga"], log)
+    assert calls == [6] and first == {"class:1": {"ft": {"lr": 0.06}, "ga": {"lr": 0.06}}}
+    kept = tmp_path / "doc" / "scenarios" / "class-1.tuning.json"
+    assert kept.is_file() and log["tuning"]["class:1"]["trial_runs"] == 12
+    log2 = {"tuning": {}, "command": "python second", "date": "d2"}
+    assert bench.phase_tune(args, None, ["ga", "ft"], log2) == first and calls == [6]  # reused, not tuned
+    assert log2["tuning"]["class:1"]["trial_s"] == 60.0
+    args.budget = 3
+    assert bench.phase_tune(args, None, ["ft", "ga"], {"tuning": {}})["class:1"]["ft"] == {"lr": 0.03}
+    assert calls == [6, 3]
