@@ -263,7 +263,7 @@ def scenario_section(args, forget: str, records: list[dict], log: dict, sections
     figures beside it) to sections/<slug>.md."""
     rep_dir = sections / slug(forget)
     rep = build_report(records, rep_dir, title=f"forget {forget}", command=log["command"])
-    board = next(b for b in rep["scenarios"] if not b["scenario"]["name"].endswith(":val"))
+    board = rep["scenarios"][0]
     tuned = log["tuning"].get(forget)
     when = (f"Run: `{log['command']}` on {platform.processor() or platform.machine()}, {log['cores']} cores, "
             f"{log['date']}; the reported runs of that invocation took {log.get('report_s', math.nan) / 60:.1f} min "
@@ -301,8 +301,8 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
     doc: how long this run's models took, and every section present in protocol order."""
     sections = out.with_suffix("") / "scenarios"
     for forget in args.scenarios:
-        rows = [r for r in records if r["spec"]["forget"] in (forget, f"val:{forget}")]
-        if any(r["spec"]["forget"] == forget for r in rows):
+        rows = [r for r in records if r["spec"]["forget"] == forget]
+        if rows:
             scenario_section(args, forget, rows, log, sections)
     known = [s for s in SCENARIOS if (sections / f"{slug(s)}.md").is_file()]
     extra = sorted(p.stem for p in sections.glob("*.md") if p.stem not in {slug(s) for s in SCENARIOS})

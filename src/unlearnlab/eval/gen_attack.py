@@ -58,22 +58,20 @@ class GenAttackConfig:
                                  "code's projection to discrete tokens; our vocabulary = the K + 1 rows)")
 
 
-def condition_table(model, trainable: bool = False) -> torch.Tensor:
+def condition_table(model) -> torch.Tensor:
     """The condition table the attack (and AdvUnlearn) act on: (K + 1) x D, one vector per class (the DDPM's
     nn.Embedding `cond`), or (K + 1) x L x D, one token sequence per prompt (Stable Diffusion's `cond`). A two-factor
-    model's FactorTable gives its composed (O * S + 1) x D table for reading (the attack's random start and
-    projection), not as a `trainable` parameter: its rows are sums of object and style rows."""
+    model's FactorTable gives its composed (O * S + 1) x D table (its rows are sums of object and style rows)."""
     cond = getattr(model, "cond", None)
     if isinstance(cond, torch.nn.Embedding):
         return cond.weight
     if isinstance(cond, torch.nn.Parameter) and cond.dim() == 3:
         return cond
-    if not trainable and hasattr(cond, "n_styles") and hasattr(cond, "weight"):
+    if hasattr(cond, "n_styles") and hasattr(cond, "weight"):
         return cond.weight
     raise ConfigError("the prompt attack and AdvUnlearn need a condition table: one vector per class (the DDPM's "
-                      "nn.Embedding `cond`) or one token sequence per prompt (Stable Diffusion's (K + 1) x L x D "
-                      "`cond`); this model has neither" + (" (AdvUnlearn's train_method cond cannot train a "
-                      "factorised two-factor table: use esd-u or esd-x)" if hasattr(cond, "n_styles") else "") + ".")
+                      "nn.Embedding `cond`, or a two-factor FactorTable) or one token sequence per prompt (Stable "
+                      "Diffusion's (K + 1) x L x D `cond`); this model has neither.")
 
 
 def check_prefix(model, mode: str, k: int) -> None:

@@ -93,7 +93,7 @@ def _trainable(model, which: str) -> list[torch.nn.Parameter]:
     cond = getattr(model, "cond", None)
     if isinstance(cond, torch.nn.Module):  # nn.Embedding, or a two-factor FactorTable: its object, style and null
         return list(cond.parameters())     # rows are the whole "text encoder"
-    return [condition_table(model, trainable=True)]
+    return [condition_table(model)]
 
 
 class _Attacker:

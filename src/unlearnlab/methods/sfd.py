@@ -81,11 +81,6 @@ def scaled(step: int, timesteps: int) -> int:
     return min(timesteps - 1, round(step * timesteps / CODE_T))
 
 
-def override_labels(y: torch.Tensor, forget: list[int], k: int, how: str, gen: torch.Generator) -> torch.Tensor:
-    """The teacher's labels for forget labels `y`: the next class that is not forgotten, or a random one."""
-    return retained_labels(y, forget, k, how, gen)
-
-
 def _noised(model, x0: torch.Tensor, t: torch.Tensor, gen: torch.Generator):
     """(x_t, sqrt(abar_t), sqrt(1 - abar_t), eps) for clean `x0`."""
     from ..models.ddpm import _sched
@@ -183,7 +178,7 @@ class _Run:
         if not self.forgetting or coef <= 0:
             return yr, yr, torch.full((n,), 1 / n, device=self.device)
         yf = self.draw(self.forget_y)
-        yo = override_labels(yf, self.forget, self.k, self.cfg.override, self.gen)
+        yo = retained_labels(yf, self.forget, self.k, self.cfg.override, self.gen)
         w = torch.cat([torch.full((n,), 1 / n), torch.full((n,), coef / n)]).to(self.device)
         return torch.cat([yr, yf]), torch.cat([yr, yo]), w
 
@@ -230,6 +225,6 @@ def sfd(model, data, cfg: SFDConfig, task, ctx: MethodContext):
     ctx.info.update({"sfd_t_init": run.g.t_init, "sfd_t_range": [run.t_lo, run.t_hi], "sfd_final_losses": losses,
                      "sfd_override": cfg.override, "sfd_ema": cfg.ema, "sfd_stages": 1 + (start is not None)})
     if cfg.override == "next":
-        nxt = override_labels(torch.tensor(run.forget), run.forget, model.num_classes, "next", gen)
+        nxt = retained_labels(torch.tensor(run.forget), run.forget, model.num_classes, "next", gen)
         ctx.info["sfd_override_labels"] = {str(c): o for c, o in zip(run.forget, nxt.tolist())}  # JSON keys
     return run.result()

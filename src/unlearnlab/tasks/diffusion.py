@@ -310,19 +310,15 @@ class DiffusionTask:
         cfg = {"steps": gc.opts["attack_steps"], "k": gc.opts["attack_k"], "mode": gc.opts["attack_mode"]}
         kw = {"samples": gc.opts["samples"], "sample_steps": gc.opts["sample_steps"], "guidance": gc.opts["guidance"],
               "seed": gc.seed}
-        keys = ("ASR_pre", "ASR_post", "attack_s", "attack_shift")
-        if getattr(gc, "factors", None) is None:  # single-factor DDPM, or a Stable Diffusion context
-            (cls,) = gc.forget
-            out = attack(model, gc.judge, gc.data.forget.x, cls, cfg, **kw)
-            return {k: out[k] for k in keys}
-        factor, target = forgotten_factor(gc.forget, gc.factors.n_objects, gc.factors.n_styles)
-        judge = gc.style_judge[0] if factor == "style" else gc.judge
-        x, y = gc.data.forget.x, gc.data.forget.y
-        outs = [attack(model, judge, x[y == c], c, cfg, target=target, **kw) for c in gc.forget]
-        return {"ASR_pre": float(np.mean([o["ASR_pre"] for o in outs])),
-                "ASR_post": float(np.mean([o["ASR_post"] for o in outs])),
-                "attack_s": float(sum(o["attack_s"] for o in outs)),
-                "attack_shift": float(np.mean([o["attack_shift"] for o in outs]))}
+        judge, target = gc.judge, None  # single-factor DDPM or Stable Diffusion: the one forgotten class itself
+        if getattr(gc, "factors", None) is not None:
+            factor, target = forgotten_factor(gc.forget, gc.factors.n_objects, gc.factors.n_styles)
+            judge = gc.style_judge[0] if factor == "style" else gc.judge
+        x, y = gc.data.forget.x, getattr(gc.data.forget, "y", None)
+        outs = [attack(model, judge, x[y == c] if len(gc.forget) > 1 else x, c, cfg, target=target, **kw)
+                for c in gc.forget]
+        out = {k: float(np.mean([o[k] for o in outs])) for k in ("ASR_pre", "ASR_post", "attack_shift")}
+        return {**out, "attack_s": float(sum(o["attack_s"] for o in outs))}
 
     def _record(self, gc: GenContext, model, method: str, store, rspec: dict, t: dict, extra: dict) -> dict:
         """Evaluate `model`, add its gaps to the oracle and its sample grid: the run record."""
