@@ -60,7 +60,8 @@ def _sink() -> LineRenderer:
 
 def _spec(args, forget: str, methods: list[str], seeds: list[int], overrides: dict | None = None, name: str = ""):
     return from_dict({"dataset": args.dataset, "forget": forget, "model": args.model, "methods": methods,
-                      "seeds": seeds, "overrides": overrides or {}, "name": name or args.name})
+                      "seeds": seeds, "overrides": overrides or {}, "name": name or args.name,
+                      "recipe": {"amp": True} if args.amp else {}})
 
 
 def _run_kw(args) -> dict:
@@ -75,7 +76,8 @@ def tuning_file(args, forget: str) -> Path:
 def tuning_key(args, forget: str, methods: list[str]) -> dict:
     """What a kept tuning outcome must match to be reused: data, resolved model, scenario, budget, seeds, methods."""
     return {"dataset": args.dataset, "model": _spec(args, forget, [], [0]).model_spec(), "forget": forget,
-            "budget": args.budget, "tune_seeds": list(args.tune_seeds), "methods": sorted(methods)}
+            "budget": args.budget, "tune_seeds": list(args.tune_seeds), "methods": sorted(methods),
+            **({"amp": True} if args.amp else {})}
 
 
 def phase_tune(args, store: Store, methods: list[str], log: dict) -> dict[str, dict]:
@@ -268,7 +270,9 @@ def scenario_section(args, forget: str, records: list[dict], log: dict, sections
     when = (f"Run: `{log['command']}` on {platform.processor() or platform.machine()}, {log['cores']} cores, "
             f"{log['date']}; the reported runs of that invocation took {log.get('report_s', math.nan) / 60:.1f} min "
             f"({', '.join(args.scenarios)})" + (f", this scenario's tuning {tuned['seconds'] / 60:.1f} min"
-                                                if tuned else "") + ".")
+                                                if tuned else "") + "."
+            + (" Precision: bf16 autocast (`--amp`: the models, the methods in methods.base.AUTOCAST and "
+               "evaluation; docs/performance.md measures its effect)." if args.amp else ""))
     lines = [f"### forget {forget}", "", when, "", f"Reading: {reading(board)}", "", *regime(records, forget), ""]
     if tuned:
         n, secs = ((tuned["trial_runs"], tuned["trial_s"]) if "trial_runs" in tuned
@@ -336,6 +340,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--budget", type=int, default=6, help="tuning trials per method (0: paper defaults)")
     ap.add_argument("--tune-seeds", type=int, default=1)
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast for the models, the methods that support it "
+                    "and evaluation, on CUDA or a CPU with bf16 units (recipe amp; docs/performance.md): the "
+                    "width-64 FastCNN trains 2.5x faster on an AMX CPU")
     ap.add_argument("--backend", default="local")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--name", default="bench-cifar")

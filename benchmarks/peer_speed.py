@@ -36,7 +36,7 @@ from unlearnlab.api import as_spec, unlearn  # noqa: E402
 from unlearnlab.data import load_dataset, make_split  # noqa: E402
 from unlearnlab.eval.evaluate import evaluate_model  # noqa: E402
 from unlearnlab.eval.outputs import OutputCache  # noqa: E402
-from unlearnlab.models import ClassifierTask, build_model, data_init  # noqa: E402
+from unlearnlab.models import ClassifierTask, build_model, data_init, precision  # noqa: E402
 from unlearnlab.train import train  # noqa: E402
 
 EVAL_METRICS = ["UA", "RA", "TA", "MIA-Eff", "MIA-Eff-entropy", "MIA-Eff-m_entropy"]
@@ -57,7 +57,8 @@ class Ours:
     def __init__(self, a: argparse.Namespace, workdir: Path):
         spec = as_spec({"dataset": a.dataset, "model": a.model, "forget": a.forget})
         bundle = load_dataset(spec.dataset, seed=0)
-        self.task = ClassifierTask(bundle.num_classes)
+        fp32 = ClassifierTask(bundle.num_classes)  # the original is trained in float32 either way
+        self.task = ClassifierTask(bundle.num_classes, amp=a.amp)  # --amp: our methods and evaluation in bf16
         self.arch = spec.model_spec()
         net = data_init(build_model(self.arch, tuple(bundle.train.x.shape[1:]), bundle.num_classes, seed=0),
                         bundle.train)
@@ -66,7 +67,7 @@ class Ours:
             import dataclasses
 
             rec = dataclasses.replace(rec, epochs=a.original_epochs)
-        self.net = train(net, bundle.train, rec, self.task, seed=0).eval()
+        self.net = train(net, bundle.train, rec, fp32, seed=0).eval()
         self.data = make_split(bundle.train, bundle.test, a.forget, 0, num_classes=bundle.num_classes,
                                name=bundle.name)
         self.data_path, self.model_path = workdir / "data.pt", workdir / "model.pt"
@@ -186,6 +187,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1, help="untimed runs per work item and side before the repeats")
     ap.add_argument("--threads", type=int, default=1, help="torch threads on each side")
+    ap.add_argument("--amp", action="store_true", help="our side under bf16 autocast (recipe amp: the forward "
+                    "passes of our methods and evaluation, where the CPU has bf16 units); the official code has no "
+                    "such option and runs in float32")
     ap.add_argument("--only", default="", help="comma-separated subset of: " + ",".join(pc.METHODS) + ",eval")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -203,7 +207,8 @@ def main() -> None:
           f"{len(ours.data.retain)}, |test| {len(ours.data.test)}); epochs {a.epochs}, batch {a.batch_size}; "
           f"{a.threads} torch threads each side; medians of {a.repeats} interleaved repeats; load average "
           f"{load0:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
-    print(f"ours: torch {torch.__version__}, Python {platform.python_version()}; official: torch {peer.torch}, "
+    print(f"ours: torch {torch.__version__}, Python {platform.python_version()}, "
+          f"{precision.effective(a.amp, 'cpu')}; official: torch {peer.torch}, float32, "
           f"torchvision {peer.torchvision or 'not importable, stubbed (no called function uses it)'}; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
     print(f"commits: Unlearn-Saliency {commit(a.salun)}, selective-synaptic-dampening {commit(a.ssd)}, "

@@ -187,8 +187,9 @@ def _maybe_report(records: list[dict], out: str | Path | None, title: str, store
 
 
 def train_original(*, dataset: str = "digits", model: str = "", epochs: int | None = None, seed: int = 0,
-                   device: str = "auto", out: str | Path) -> dict[str, Any]:
-    """Train the original model of `dataset` on its whole train set and save it as a checkpoint at `out`."""
+                   device: str = "auto", out: str | Path, amp: bool = False) -> dict[str, Any]:
+    """Train the original model of `dataset` on its whole train set and save it as a checkpoint at `out` (`amp`:
+    bf16 autocast where it is fast, models/precision.py)."""
     from .config import to_dict
     from .data import load_dataset
     from .eval.metrics import accuracy
@@ -196,10 +197,11 @@ def train_original(*, dataset: str = "digits", model: str = "", epochs: int | No
     from .models import build_model, data_init, save_checkpoint
     from .train import train
 
-    spec = as_spec({"dataset": dataset, "model": model, "recipe": {"epochs": epochs} if epochs else {}})
+    recipe = {**({"epochs": epochs} if epochs else {}), **({"amp": True} if amp else {})}
+    spec = as_spec({"dataset": dataset, "model": model, "recipe": recipe})
     bundle = load_dataset(spec.dataset, seed=seed)
-    task = ClassifierTask(bundle.num_classes, resolve_device(device))
     arch, rec = spec.model_spec(), spec.train_config()
+    task = ClassifierTask(bundle.num_classes, resolve_device(device), amp=rec.amp)
     shape = tuple(bundle.train.x.shape[1:])
     net = data_init(build_model(arch, shape, bundle.num_classes, seed=seed).to(task.device), bundle.train)
     train(net, bundle.train, rec, task, seed=seed)

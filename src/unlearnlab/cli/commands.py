@@ -14,6 +14,8 @@ api = Lazy("unlearnlab.api")
 
 BACKEND_HELP = "where jobs run: local (process pool sized to the cores), serial (this process) or ray"
 RESULTS_HELP = "results directory (SQLite store + artifacts); default $UNLEARNLAB_HOME or ./results"
+AMP_HELP = ("bfloat16 autocast for training, the methods that support it and evaluation, on CUDA and on CPUs "
+            "with bf16 units (AMX / AVX512-BF16); ignored on other CPUs (recipe field amp; docs/performance.md)")
 
 
 @app.command("methods")
@@ -114,6 +116,7 @@ def run_cmd(
     max_new_tokens: int | None = typer.Option(None, min=1, help="LM runs: greedy answer length for ROUGE "
                                               "(default 200, as OpenUnlearning)"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, mps"),
+    amp: bool = typer.Option(False, "--amp", help=AMP_HELP),
     results: Path | None = typer.Option(None, help=RESULTS_HELP),
     no_store: bool = typer.Option(False, "--no-store", help="do not read or write the results store"),
     fresh: bool = typer.Option(False, "--fresh", help="recompute runs already in the store"),
@@ -138,7 +141,7 @@ def run_cmd(
         if config is not None:
             spec = api.as_spec(config)
         else:
-            recipe = {"epochs": epochs} if epochs is not None else {}
+            recipe = {**({"epochs": epochs} if epochs is not None else {}), **({"amp": True} if amp else {})}
             lm_eval = {k: v for k, v in (("utility_sets", utility_sets), ("max_new_tokens", max_new_tokens)) if v}
             options = {**_parse_options(option), **({"eval": lm_eval} if lm_eval else {})}
             spec = api.as_spec({"dataset": dataset, "forget": forget, "methods": methods, "seeds": seeds,
@@ -195,13 +198,15 @@ def train_cmd(
     epochs: int | None = typer.Option(None, help="epochs (default: the dataset's recipe)"),
     seed: int = typer.Option(0, help="initialisation and data-order seed"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, mps"),
+    amp: bool = typer.Option(False, "--amp", help=AMP_HELP),
 ) -> None:
     """Train an original model on the whole training set and save it as safetensors + JSON metadata.
 
     Example: unlearnlab train --dataset digits --out models/digits-mlp && unlearnlab run --original models/digits-mlp
     """
     try:
-        meta = api.train_original(dataset=dataset, model=model, epochs=epochs, seed=seed, device=device, out=out_path)
+        meta = api.train_original(dataset=dataset, model=model, epochs=epochs, seed=seed, device=device,
+                                  out=out_path, amp=amp)
     except UnlearnLabError as e:
         fail(e)
     err.print(f"saved {out_path}.safetensors (train accuracy {meta['train_acc']:.2f}%, test {meta['test_acc']:.2f}%)")

@@ -92,8 +92,8 @@ def bad_teacher(model, data, cfg: BadTeacherConfig, task, ctx: MethodContext):
     def loss_fn(student: nn.Module, batch) -> torch.Tensor:
         x, flag = task.to_device(batch)
         with torch.no_grad():
-            good, bad = competent(x).float(), incompetent(x).float()
-        return bad_teacher_loss(student(x), good, bad, flag, cfg.temperature)
+            good, bad = task.forward(competent, x).float(), task.forward(incompetent, x).float()
+        return bad_teacher_loss(task.forward(student, x), good, bad, flag, cfg.temperature)
 
     return train(model, mixed, recipe(cfg, ctx), task, seed=ctx.seed, key="bad_teacher", what="bad_teacher",
                  loss_fn=loss_fn)

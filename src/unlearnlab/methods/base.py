@@ -75,6 +75,11 @@ def with_preset(config: type, overrides: dict[str, Any] | None) -> dict[str, Any
 # Methods that run CPU conv nets in channels_last (models/layout.py), each checked against NCHW in
 # tests/test_layout.py; methods that flatten parameters with .view (e.g. parameters_to_vector) need contiguous ones.
 CHANNELS_LAST = frozenset({"ft", "ga", "random_label", "salun", "l1_sparse", "ssd", "scrub"})
+# Classifier methods whose forward passes run under bf16 autocast when the task asks for it (a run whose recipe sets
+# amp; models/precision.py), each checked against float32 in tests/test_precision.py. Left out: influence (an exact
+# Hessian solve) and fisher_forgetting (noise scaled by the inverse Fisher), whose gradients should stay float32.
+AUTOCAST = frozenset({"ft", "ga", "random_label", "salun", "l1_sparse", "ssd", "scrub", "lfssd", "neggrad_plus",
+                      "boundary_shrink", "boundary_expand", "bad_teacher", "retrain"})
 
 
 def run_method(name: str, model: nn.Module, data, task, overrides: dict[str, Any] | None = None,
@@ -87,6 +92,9 @@ def run_method(name: str, model: nn.Module, data, task, overrides: dict[str, Any
     from ..models.layout import channels_last
 
     work = copy.deepcopy(model)
+    if getattr(task, "amp", False) and name not in AUTOCAST:  # bf16 forwards only for the methods checked with it
+        task = copy.copy(task)
+        task.amp = False
     layout = channels_last if name in CHANNELS_LAST else contextlib.nullcontext
     with layout(work):  # CPU conv nets: faster oneDNN kernels; returned in the default format
         out = m.fn(work, data, cfg, task, ctx or MethodContext())

@@ -57,10 +57,10 @@ def neggrad_plus_loss(model, task, retain_batch, forget_batch, beta: float, join
     xr, yr = task.to_device(retain_batch)
     xf, yf = task.to_device(forget_batch)
     if joint:
-        logits = model(torch.cat([xr, xf]))
+        logits = task.forward(model, torch.cat([xr, xf]))
         lr_, lf = logits[: len(yr)], logits[len(yr):]
     else:
-        lr_, lf = model(xr), model(xf)
+        lr_, lf = task.forward(model, xr), task.forward(model, xf)
     return beta * F.cross_entropy(lr_, yr) - (1.0 - beta) * F.cross_entropy(lf, yf)
 
 

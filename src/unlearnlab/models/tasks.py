@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import precision
+
 
 class Task(Protocol):
     """The contract a model kind implements so that methods and metrics stay kind-agnostic."""
@@ -35,9 +37,19 @@ class ClassifierTask:
 
     kind = "classifier"
 
-    def __init__(self, num_classes: int, device: torch.device | str = "cpu"):
+    def __init__(self, num_classes: int, device: torch.device | str = "cpu", amp: bool = False):
         self.num_classes = num_classes
         self.device = torch.device(device)
+        self.amp = amp  # bf16 autocast of the forward passes (models/precision.py); methods.base.AUTOCAST says which
+
+    def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """model(x); with `amp`, under bf16 autocast where it is fast, the output cast back to float32, so losses,
+        backward passes and optimiser steps stay in float32 (autocast covers the forward only, as recommended)."""
+        if not self.amp:
+            return model(x)
+        with precision.autocast(self.device, True):
+            out = model(x)
+        return out.float()
 
     def to_device(self, batch):
         """Move an (x, y) batch to the task device."""
@@ -47,19 +59,19 @@ class ClassifierTask:
     def logits(self, model: nn.Module, batch) -> torch.Tensor:
         """Model logits for the inputs of `batch`."""
         x, _ = self.to_device(batch)
-        return model(x)
+        return self.forward(model, x)
 
     def loss(self, model: nn.Module, batch) -> torch.Tensor:
         x, y = self.to_device(batch)
-        return F.cross_entropy(model(x), y)
+        return F.cross_entropy(self.forward(model, x), y)
 
     def per_example_loss(self, model: nn.Module, batch) -> torch.Tensor:
         x, y = self.to_device(batch)
-        return F.cross_entropy(model(x), y, reduction="none")
+        return F.cross_entropy(self.forward(model, x), y, reduction="none")
 
     def outputs(self, model: nn.Module, batch) -> dict[str, torch.Tensor]:
         x, y = self.to_device(batch)
-        logits = model(x).float()
+        logits = self.forward(model, x).float()
         loss = F.cross_entropy(logits, y, reduction="none")
         return {"logits": logits, "labels": y, "loss": loss, "correct": (logits.argmax(1) == y).float()}
 

@@ -175,6 +175,16 @@ class SeedContext:
     step_oracles: dict = dataclasses.field(default_factory=dict)  # seq: oracle of each prefix of the requests
 
 
+def _precision(sc: "SeedContext", method: str) -> dict[str, str]:
+    """What the run computed in: the models' training, the method and the evaluation ('bf16' or 'fp32')."""
+    from ..methods.base import AUTOCAST
+    from ..models.precision import effective
+
+    amp, dev = sc.recipe.amp, sc.task.device
+    return {"models": effective(amp, dev), "method": effective(amp and method in AUTOCAST, dev),
+            "evaluation": effective(amp, dev)}
+
+
 def _data(spec: RunSpec, seed: int):
     from ..data import load_dataset
     from .scenario_split import build_split
@@ -248,7 +258,8 @@ class ClassifierTask:
         if data is None:
             bundle, data = _data(spec, seed)
         device = resolve_device(spec.device)
-        task, rec, arch = Cls(bundle.num_classes, device), spec.train_config(), spec.model_spec()
+        rec, arch = spec.train_config(), spec.model_spec()
+        task = Cls(bundle.num_classes, device, amp=rec.amp)
         base = _base(spec, bundle, seed)
 
         def build() -> torch.nn.Module:
@@ -293,8 +304,9 @@ class ClassifierTask:
         bundle, data = _data(spec, seed)
         original, _ = self._model(spec, seed, "original", store, data, bundle)
         oracle, retrain_s = self._model(spec, seed, "oracle", store, data, bundle)
-        sc = SeedContext(data, Cls(bundle.num_classes, resolve_device(spec.device)), original, oracle,
-                         spec.train_config(), retrain_s, OutputCache(), bundle)
+        rec = spec.train_config()
+        sc = SeedContext(data, Cls(bundle.num_classes, resolve_device(spec.device), amp=rec.amp), original, oracle,
+                         rec, retrain_s, OutputCache(), bundle)
         self._contexts[ckey] = sc
         while len(self._contexts) > 2:
             self._contexts.popitem(last=False)
@@ -349,7 +361,8 @@ class ClassifierTask:
             extra["method_info"] = ctx.info
         if warns:
             extra["warnings"] = warns
-        return make_record(rspec, metrics, {**t, "opt_steps": steps}, sc.task.device, details=details, **extra)
+        return make_record(rspec, metrics, {**t, "opt_steps": steps}, sc.task.device, details=details,
+                           precision=_precision(sc, method), **extra)
 
     def floor(self, spec: RunSpec, seed: int, other: int, store, rspec: dict) -> dict[str, Any]:
         """The noise floor: the oracle of seed `other` evaluated against the oracle of `seed` (same data)."""
