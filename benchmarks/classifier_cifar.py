@@ -136,6 +136,9 @@ ALONE = ("the default fastcnn:width=64: 3 min 51 s wall, train 94.10% / test 81.
          "80.70%), idle 2-core Intel Xeon, 2026-12-01: the issue's >= 80% in <= 5 min with a train-test gap >= 10 "
          "points is met. Width 32 (the default until then): 1 min 41 s, 78.55% here; 4 min 45 s, 78.75% on the AMD "
          "EPYC of 2026-11-30")
+ALONE_AMP = ("with `--amp` (bf16 autocast, the machine has AMX): 1 min 58 s, train 93.79% / test 80.50% (seed 0; "
+             "seed 1: 1 min 55 s, 94.07 / 80.65%), against 4 min 25 s and 81.25% in float32 in the same sequence of "
+             "runs, idle 2-core Intel Xeon, 2026-12-01 (docs/performance.md)")
 
 
 def model_times(store: Store, records: list[dict], seeds: list[int]) -> dict[str, list[float]]:
@@ -324,7 +327,8 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
                          f"{args.backend} backend ({args.workers or 'one per core'} job(s) at a time, the cores "
                          f"shared between them; cached in `{args.results}`, a rerun reuses them)")
     lines.append("- one original alone on the whole machine: `time unlearnlab train --dataset cifar10-dev --out "
-                 f"/tmp/orig` (the regime's time budget is measured that way): {ALONE}")
+                 f"/tmp/orig` (the regime's time budget is measured that way): {ALONE}"
+                 + (f"; {ALONE_AMP}" if args.amp else ""))
     lines += ["", "## Scenarios", ""]
     for name in [slug(s) for s in known] + extra:
         lines += [(sections / f"{name}.md").read_text(encoding="utf-8").rstrip(), ""]

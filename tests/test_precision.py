@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from unlearnlab.api import as_spec, train_original, unlearn
+from unlearnlab.api import as_spec, unlearn
 from unlearnlab.data import load_dataset, make_split
 from unlearnlab.eval.outputs import split_outputs
 from unlearnlab.methods.base import AUTOCAST
@@ -118,6 +118,22 @@ def test_amp_is_part_of_every_model_and_run_key():
     assert all(p.record_specs[k] != q.record_specs[k] for k in p.record_specs)
 
 
-def test_train_original_records_amp(tmp_path):
-    meta = train_original(dataset="blobs", epochs=1, out=tmp_path / "m", amp=True)
-    assert meta["recipe"]["amp"] is True
+def test_amp_from_the_command_line_reaches_the_recipe_and_the_run_record(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from unlearnlab.cli import app
+
+    r = CliRunner().invoke(app, ["train", "--dataset", "blobs", "--epochs", "1", "--amp", "--out",
+                                 str(tmp_path / "m")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "m.json").read_text())["recipe"]["amp"] is True
+    r = CliRunner().invoke(app, ["run", "--dataset", "blobs", "--forget", "class:1", "--methods", "ft,influence",
+                                 "--epochs", "2", "--amp", "--backend", "serial", "--no-store", "--json"])
+    assert r.exit_code == 0, r.output
+    runs = {x["spec"]["method"]: x for x in json.loads(r.stdout)["records"]}
+    want = precision.effective(True, "cpu")
+    assert runs["ft"]["spec"]["recipe"]["amp"] is True
+    assert runs["ft"]["precision"] == {"models": want, "method": want, "evaluation": want}
+    assert runs["influence"]["precision"]["method"] == "fp32"
