@@ -93,3 +93,27 @@ def test_full_class_rule_and_batchnorm(trained_cnn, blobs_data, task4):
     out = run_method("fisher_forgetting", trained_cnn, data, task4)
     assert (out(data.forget.x).argmax(1) != 2).float().mean() > 0.9  # the forgotten class's logit is gone
     assert output_layer(trained_cnn, 4) == {"head.weight", "head.bias"}
+
+
+def test_the_retain_fisher_is_computed_once_for_trials_that_vary_alpha(monkeypatch):
+    import unlearnlab.methods.fisher_forgetting as ff
+
+    calls = []
+    real = ff.true_fisher
+    monkeypatch.setattr(ff, "true_fisher", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(ff, "_FISHERS", type(ff._FISHERS)())
+    gen = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    ds = ArrayDataset(torch.randn(30, 4, generator=gen), torch.randint(0, 3, (30,), generator=gen))
+    data = make_split(ds, ds, "random:20%", 0, num_classes=3, name="toy")
+    task, ctx = ClassifierTask(3), MethodContext(seed=0)
+    a = run_method("fisher_forgetting", model, data, task, {"alpha": 1e-6}, ctx)
+    b = run_method("fisher_forgetting", model, data, task, {"alpha": 1e-8}, ctx)
+    assert len(calls) == 1  # the second α reused the first trial's Fisher
+    fresh = ff.true_fisher(model, data.retain, task)
+    torch.testing.assert_close(ff.cached_fisher(model, data.retain, task, 32, 1024.0), fresh)
+    assert not torch.equal(a[0].weight, b[0].weight)  # different α, different noise scale
+    with torch.no_grad():
+        model[0].weight.add_(0.1)  # other weights: a new Fisher
+    run_method("fisher_forgetting", model, data, task, {"alpha": 1e-8}, ctx)
+    assert len(calls) == 3  # (the direct true_fisher call above counted once)

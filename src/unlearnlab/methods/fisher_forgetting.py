@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -10,7 +12,7 @@ from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
 from ..config import param
-from ..data.core import batches, labels_of, subset
+from ..data.core import batches, fingerprint, labels_of, subset
 from ..seeding import numpy_rng, torch_generator
 from ..train import check_finite
 from .base import MethodContext, register
@@ -79,6 +81,34 @@ def true_fisher(model: nn.Module, dataset, task, chunk_size: int = 32,
     return {name: v / max(n, 1) for name, v in acc.items()}
 
 
+_FISHERS: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()  # this process's last Fishers, by content
+KEEP = 2
+
+
+def fisher_key(model: nn.Module, dataset, device: torch.device) -> str:
+    """A content key of what the Fisher depends on: every weight and buffer of `model`, the examples, the device."""
+    h = hashlib.sha256(str(device).encode())
+    for name, v in model.state_dict().items():
+        h.update(name.encode())
+        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    h.update(fingerprint(dataset).encode())
+    return h.hexdigest()
+
+
+def cached_fisher(model: nn.Module, dataset, task, chunk_size: int, max_memory_mb: float) -> dict[str, torch.Tensor]:
+    """true_fisher, computed once per process for the same weights and examples: the trials of a sweep or a tuner
+    that vary only α (or the class rule) share the retain-set pass, the whole cost of the method (a per-example
+    Jacobian over D_r); any change of weights or data is a new key."""
+    key = fisher_key(model, dataset, task.device)
+    if key in _FISHERS:
+        _FISHERS.move_to_end(key)
+        return _FISHERS[key]
+    out = _FISHERS[key] = true_fisher(model, dataset, task, chunk_size, max_memory_mb)
+    while len(_FISHERS) > KEEP:
+        _FISHERS.popitem(last=False)
+    return out
+
+
 def output_layer(model: nn.Module, num_classes: int) -> set[str]:
     """Names of the parameters of the last Linear layer when it produces the `num_classes` logits."""
     last = None
@@ -125,7 +155,7 @@ def fisher_forgetting(model, data, cfg: FisherForgettingConfig, task, ctx: Metho
     if 0 < cfg.samples < len(retain):
         pick = numpy_rng(ctx.seed, "fisher_forgetting", "samples").choice(len(retain), cfg.samples, replace=False)
         retain = subset(retain, np.sort(pick))
-    fisher = true_fisher(model, retain, task, cfg.chunk_size, cfg.max_memory_mb)
+    fisher = cached_fisher(model, retain, task, cfg.chunk_size, cfg.max_memory_mb)
     head = output_layer(model, data.num_classes)
     cls = forgotten_class(data) if cfg.class_rule else None
     gen = torch_generator(ctx.seed, "fisher_forgetting", "noise")
