@@ -50,7 +50,11 @@ def tune_side_by_side(spec: dict, methods: list[str], *, budget: int, results: s
     cores = len(os.sched_getaffinity(0))
     workers = max(1, min(workers or cores, len(methods)))
     threads = max(1, cores // workers)
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+    from unlearnlab.engine.backends import exit_with_parent
+
+    # a killed benchmark takes its tuning workers with it (else they go on computing with the code of before an edit)
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=exit_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         futs = {m: pool.submit(_tune_one, spec, m, budget, str(results), threads, warm_start) for m in methods}
         done = {m: f.result() for m, f in futs.items()}
     first = next(iter(done.values()))
