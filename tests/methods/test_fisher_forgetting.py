@@ -108,8 +108,9 @@ def test_the_retain_fisher_is_computed_once_for_trials_that_vary_alpha(monkeypat
     data = make_split(ds, ds, "random:20%", 0, num_classes=3, name="toy")
     task, ctx = ClassifierTask(3), MethodContext(seed=0)
     a = run_method("fisher_forgetting", model, data, task, {"alpha": 1e-6}, ctx)
+    assert ctx.info["fisher_reused"] is False
     b = run_method("fisher_forgetting", model, data, task, {"alpha": 1e-8}, ctx)
-    assert len(calls) == 1  # the second α reused the first trial's Fisher
+    assert len(calls) == 1 and ctx.info["fisher_reused"] is True  # the second α reused the first trial's Fisher
     fresh = ff.true_fisher(model, data.retain, task)
     torch.testing.assert_close(ff.cached_fisher(model, data.retain, task, 32, 1024.0), fresh)
     assert not torch.equal(a[0].weight, b[0].weight)  # different α, different noise scale

@@ -95,11 +95,15 @@ def fisher_key(model: nn.Module, dataset, device: torch.device) -> str:
     return h.hexdigest()
 
 
-def cached_fisher(model: nn.Module, dataset, task, chunk_size: int, max_memory_mb: float) -> dict[str, torch.Tensor]:
+def cached_fisher(model: nn.Module, dataset, task, chunk_size: int, max_memory_mb: float,
+                  info: dict | None = None) -> dict[str, torch.Tensor]:
     """true_fisher, computed once per process for the same weights and examples: the trials of a sweep or a tuner
     that vary only α (or the class rule) share the retain-set pass, the whole cost of the method (a per-example
-    Jacobian over D_r); any change of weights or data is a new key."""
+    Jacobian over D_r); any change of weights or data is a new key. A reuse is noted in `info` (the run record's
+    method_info: such a run's wall time leaves out the Fisher pass)."""
     key = fisher_key(model, dataset, task.device)
+    if info is not None:
+        info["fisher_reused"] = key in _FISHERS
     if key in _FISHERS:
         _FISHERS.move_to_end(key)
         return _FISHERS[key]
@@ -155,7 +159,7 @@ def fisher_forgetting(model, data, cfg: FisherForgettingConfig, task, ctx: Metho
     if 0 < cfg.samples < len(retain):
         pick = numpy_rng(ctx.seed, "fisher_forgetting", "samples").choice(len(retain), cfg.samples, replace=False)
         retain = subset(retain, np.sort(pick))
-    fisher = cached_fisher(model, retain, task, cfg.chunk_size, cfg.max_memory_mb)
+    fisher = cached_fisher(model, retain, task, cfg.chunk_size, cfg.max_memory_mb, ctx.info)
     head = output_layer(model, data.num_classes)
     cls = forgotten_class(data) if cfg.class_rule else None
     gen = torch_generator(ctx.seed, "fisher_forgetting", "noise")
