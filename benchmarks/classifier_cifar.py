@@ -346,7 +346,7 @@ def main() -> None:
     ap.add_argument("--tune-seeds", type=int, default=1)
     ap.add_argument("--amp", action="store_true", help="bf16 autocast for the models, the methods that support it "
                     "and evaluation, on CUDA or a CPU with bf16 units (recipe amp; docs/performance.md): the "
-                    "width-64 FastCNN trains 2.5x faster on an AMX CPU")
+                    "width-64 FastCNN trains 2.25x faster on an AMX CPU")
     ap.add_argument("--backend", default="local")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--name", default="bench-cifar")

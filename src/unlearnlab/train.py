@@ -34,7 +34,7 @@ class TrainConfig:
     schedule: str = param("cosine", "learning-rate schedule", choices=("constant", "cosine", "step", "linear"))
     augment: bool = param(False, "random crop (pad crop_pad) + horizontal flip on image batches")
     amp: bool = param(False, "bfloat16 autocast (no loss scaling needed) on CUDA and on CPUs with bf16 units (AMX / "
-                             "AVX512-BF16: the cifar10-dev FastCNN trains 2.5x faster); ignored on other CPUs, where "
+                             "AVX512-BF16: the cifar10-dev original trains 2.25x faster); ignored on other CPUs, where "
                              "bf16 is slower. As a run's recipe it also covers the methods that support it and "
                              "evaluation (models/precision.py)")
     crop_pad: int = param(4, "padding of the random-crop augmentation (CIFAR standard: 4)", low=0)
