@@ -1,10 +1,11 @@
 """bfloat16 autocast for a run whose recipe sets `amp` (training, the methods in AUTOCAST, evaluation).
 
 bf16 pays only where the hardware computes in it: CUDA GPUs with bf16 support, and CPUs with bf16 units (Intel AMX
-or AVX512-BF16). Measured (docs/performance.md, "bf16 autocast on a CPU with AMX"): the cifar10-dev FastCNN at
-width 64 trains 2.5x and evaluates 3.2x faster on a 2-core Xeon with AMX; on a CPU with only AVX2 the same autocast
-was ~8x slower, because oneDNN emulates bf16 there. So `amp` is honoured on CUDA and on bf16 CPUs and ignored
-elsewhere (the run record's env says which precision ran: `precision`).
+or AVX512-BF16). Measured (docs/performance.md, "bf16 autocast on a CPU with AMX"): the cifar10-dev original (the
+FastCNN at width 64) trains 2.25x faster on a 2-core Xeon with AMX, and our methods and evaluation run at 2.4-3.2x
+the official code's speed there; on a CPU with only AVX2 the same autocast was ~8x slower (oneDNN emulates bf16).
+So `amp` is honoured on CUDA and on bf16 CPUs and ignored elsewhere (each run record says which precision ran:
+`precision`).
 
 Autocast computes convolutions and matrix products in bf16 and keeps reductions, losses and batch norms in float32;
 parameters, gradients and optimiser state stay float32 (no loss scaling is needed with bf16). Outputs stored for
