@@ -51,7 +51,7 @@ def test_scenario_sections_of_earlier_runs_are_kept(bench, tmp_path):
     out = tmp_path / "docs" / "bench.md"
     out.parent.mkdir()
     args = types.SimpleNamespace(seeds=[0, 1, 2], results=str(tmp_path / "res"), name="exp", backend="local",
-                                 workers=2)
+                                 workers=2, amp=False)
     for forget, command in (("class:1", "python bench A"), ("random:10%", "python bench B")):
         recs = [{**r, "spec": {**r["spec"], "forget": forget}} for r in mod.classifier_records("exp")]
         args.scenarios = [forget]
@@ -86,7 +86,7 @@ def test_a_kept_tuning_outcome_is_reused_only_when_it_matches(bench, tmp_path, m
     monkeypatch.setattr(bench, "trial_cost", lambda *a: (12, 60.0))
     args = types.SimpleNamespace(dataset="cifar10-dev", model="", scenarios=["class:1"], budget=6, tune_seeds=[0],
                                  name="exp", results=str(tmp_path / "res"), out=str(tmp_path / "doc.md"),
-                                 backend="local", workers=2)
+                                 backend="local", workers=2, amp=False)
     log = {"tuning": {}, "command": "python first", "date": "d1"}
     first = bench.phase_tune(args, None, ["ft", "ga"], log)
     assert calls == [6] and first == {"class:1": {"ft": {"lr": 0.06}, "ga": {"lr": 0.06}}}
@@ -98,3 +98,6 @@ def test_a_kept_tuning_outcome_is_reused_only_when_it_matches(bench, tmp_path, m
     args.budget = 3
     assert bench.phase_tune(args, None, ["ft", "ga"], {"tuning": {}})["class:1"]["ft"] == {"lr": 0.03}
     assert calls == [6, 3]
+    args.amp = True  # an outcome tuned in float32 is not reused for a bf16 run, nor the other way round
+    assert bench.phase_tune(args, None, ["ft", "ga"], {"tuning": {}})["class:1"]["ft"] == {"lr": 0.03}
+    assert calls == [6, 3, 3]
