@@ -81,7 +81,7 @@ def run(spec: RunSpec | dict | str | Path, *, store=None, progress: Callable[[st
 
     spec = as_spec(spec)
     if spec.task == "classifier":
-        from .tasks.classifier import check_budget
+        from .tasks.classifier_budget import check_budget
 
         check_budget(spec, allow_large=allow_large)
     texts = text_sink(progress)
