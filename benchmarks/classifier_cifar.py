@@ -80,40 +80,65 @@ def tuning_key(args, forget: str, methods: list[str]) -> dict:
             **({"amp": True} if args.amp else {})}
 
 
+def current_space(method: str) -> dict[str, list]:
+    """The search space `method`'s config declares now, in the form a tuning outcome stores it."""
+    from unlearnlab.engine.tune import _space
+
+    return {k: list(v) for k, v in _space(method, None).items()}
+
+
+def stale_methods(kept: dict, methods: list[str]) -> list[str]:
+    """Methods of a kept tuning outcome whose search space is not the one their config declares now (or that it
+    lacks): their outcome was chosen over another space, so they are tuned again; the others are kept."""
+    entries = (kept.get("tuning") or {}).get("methods") or {}
+    return [m for m in methods if m not in entries or json.loads(json.dumps(entries[m].get("space"))) !=
+            json.loads(json.dumps(current_space(m)))]
+
+
 def phase_tune(args, store: Store, methods: list[str], log: dict) -> dict[str, dict]:
     """Tune every method on val:<scenario> with the same budget; returns {scenario: {method: chosen params}} and
     fills log. The validation original and oracle are trained first (one job graph), then the methods' trials run
     side by side, one worker per core, so no model is trained twice. A scenario whose outcome is kept beside its
     section (`<scenario>.tuning.json`, written after tuning, for the same data, model, budget, seeds and methods)
     is not tuned again: a session can tune a scenario and a later one run its reported phase, the results store
-    not outliving a session."""
+    not outliving a session. A method whose declared search space changed since is tuned again alone (same
+    budget), and the kept file is updated with its outcome."""
     chosen: dict[str, dict] = {}
     for forget in args.scenarios:
         path, key = tuning_file(args, forget), tuning_key(args, forget, methods)
         kept = json.loads(path.read_text()) if path.is_file() else None
+        todo = methods
         if kept is not None and kept.get("key") == key:
-            print(f"tuning of {forget}: reusing {path} ({kept.get('command', '')}, {kept.get('date', '')})",
+            todo = stale_methods(kept, methods)
+            chosen[forget], log["tuning"][forget] = dict(kept["chosen"]), kept["tuning"]
+            print(f"tuning of {forget}: reusing {path} ({kept.get('command', '')}, {kept.get('date', '')})"
+                  + (f" except {', '.join(todo)}: search space changed, tuned again" if todo else ""),
                   file=sys.stderr)
-            chosen[forget], log["tuning"][forget] = kept["chosen"], kept["tuning"]
-            continue
-        t0 = time.perf_counter()
+            if not todo:
+                continue
+        else:
+            chosen[forget], log["tuning"][forget] = {}, {"methods": {}}
+        t0, before = time.perf_counter(), trial_cost(store, args.name, forget)
         execute([_spec(args, f"val:{forget}", [], args.tune_seeds)], store=store, sink=_sink(), **_run_kw(args))
-        res = tune_side_by_side(_spec(args, forget, methods, args.tune_seeds).to_dict(), methods, budget=args.budget,
+        res = tune_side_by_side(_spec(args, forget, todo, args.tune_seeds).to_dict(), todo, budget=args.budget,
                                 results=args.results, workers=args.workers)
         entries = res["methods"]
-        chosen[forget] = {m: (e["best"] or {}).get("params", {}) for m, e in entries.items()}
-        log["tuning"][forget] = {"seconds": time.perf_counter() - t0, "budget": args.budget,
-                                 "seeds": args.tune_seeds, "objective": res["objective"],
-                                 "utility_floor": res["utility_floor"],
-                                 "methods": {m: {"best": e["best"], "sensitivity": e["sensitivity"],
-                                                 "space": e["space"], "note": e.get("note")}
-                                             for m, e in entries.items()}}
+        chosen[forget].update({m: (e["best"] or {}).get("params", {}) for m, e in entries.items()})
+        entry = log["tuning"][forget]
+        entry["methods"] = {**entry.get("methods", {}),
+                            **{m: {"best": e["best"], "sensitivity": e["sensitivity"], "space": e["space"],
+                                   "note": e.get("note")} for m, e in entries.items()}}
+        entry.update(seconds=entry.get("seconds", 0.0) + time.perf_counter() - t0, budget=args.budget,
+                     seeds=args.tune_seeds, objective=res["objective"], utility_floor=res["utility_floor"])
         n, secs = trial_cost(store, args.name, forget)
-        log["tuning"][forget].update(trial_runs=n, trial_s=secs)
+        if todo is not methods:  # the kept trials' cost plus this retuning's new trial runs
+            entry["retuned"] = sorted({*entry.get("retuned", []), *todo})
+            n, secs = entry.get("trial_runs", 0) + n - before[0], entry.get("trial_s", 0.0) + secs - before[1]
+        entry.update(trial_runs=n, trial_s=secs)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"key": key, "command": log.get("command"), "date": log.get("date"),
-                                    "chosen": chosen[forget], "tuning": log["tuning"][forget]}, indent=1,
-                                   default=str))
+        path.write_text(json.dumps({"key": key, "command": (kept or {}).get("command") or log.get("command"),
+                                    "date": (kept or {}).get("date") or log.get("date"),
+                                    "chosen": chosen[forget], "tuning": entry}, indent=1, default=str))
     return chosen
 
 
@@ -283,8 +308,11 @@ def scenario_section(args, forget: str, records: list[dict], log: dict, sections
         lines += [f"Tuning: {tuned['budget']} trials per method on val:{forget} (seeds {tuned['seeds']}), "
                   f"{tuned['objective']} to the validation oracle, utility floor {tuned['utility_floor']} points "
                   f"of TA. Cost: {n} trial runs, {secs / 60:.1f} worker-minutes of method time (summed from "
-                  f"their stored records, over every invocation that ran them); the last invocation's tuning "
-                  f"phase took {tuned['seconds'] / 60:.1f} min of wall time.", "",
+                  f"their stored records, over every invocation that ran them); the tuning phase took "
+                  f"{tuned['seconds'] / 60:.1f} min of wall time (the last invocation of the first tuning, plus any "
+                  "retuning)."
+                  + (f" Tuned again later, alone and with the same budget, because their declared search space "
+                     f"changed: {', '.join(tuned['retuned'])}." if tuned.get("retuned") else ""), "",
                   "| method | chosen setting | val Avg.Gap | feasible trials | median | IQR |",
                   "|---|---|---|---|---|---|"]
         for m, e in tuned["methods"].items():

@@ -68,10 +68,17 @@ def test_scenario_sections_of_earlier_runs_are_kept(bench, tmp_path):
     assert links and all((out.parent / link).is_file() for link in links), links
 
 
+def _tune_args(tmp_path):
+    import types
+
+    return types.SimpleNamespace(dataset="cifar10-dev", model="", scenarios=["class:1"], budget=6, tune_seeds=[0],
+                                 name="exp", results=str(tmp_path / "res"), out=str(tmp_path / "doc.md"),
+                                 backend="local", workers=2, amp=False)
+
+
 def test_a_kept_tuning_outcome_is_reused_only_when_it_matches(bench, tmp_path, monkeypatch):
     """The first run tunes and keeps the outcome beside the scenario's section; a later run with the same data,
     model, budget, seeds and methods reuses it without tuning (the store is gone by then); another budget tunes."""
-    import types
 
     calls = []
 
@@ -79,14 +86,12 @@ def test_a_kept_tuning_outcome_is_reused_only_when_it_matches(bench, tmp_path, m
         calls.append(kw["budget"])
         return {"objective": "Avg.Gap", "utility_floor": 2.0,
                 "methods": {m: {"best": {"params": {"lr": 0.01 * kw["budget"]}, "value": 1.0},
-                                "sensitivity": {}, "space": {}} for m in methods}}
+                                "sensitivity": {}, "space": bench.current_space(m)} for m in methods}}
 
     monkeypatch.setattr(bench, "tune_side_by_side", fake_tune)
     monkeypatch.setattr(bench, "execute", lambda *a, **k: None)
     monkeypatch.setattr(bench, "trial_cost", lambda *a: (12, 60.0))
-    args = types.SimpleNamespace(dataset="cifar10-dev", model="", scenarios=["class:1"], budget=6, tune_seeds=[0],
-                                 name="exp", results=str(tmp_path / "res"), out=str(tmp_path / "doc.md"),
-                                 backend="local", workers=2, amp=False)
+    args = _tune_args(tmp_path)
     log = {"tuning": {}, "command": "python first", "date": "d1"}
     first = bench.phase_tune(args, None, ["ft", "ga"], log)
     assert calls == [6] and first == {"class:1": {"ft": {"lr": 0.06}, "ga": {"lr": 0.06}}}
@@ -101,3 +106,39 @@ def test_a_kept_tuning_outcome_is_reused_only_when_it_matches(bench, tmp_path, m
     args.amp = True  # an outcome tuned in float32 is not reused for a bf16 run, nor the other way round
     assert bench.phase_tune(args, None, ["ft", "ga"], {"tuning": {}})["class:1"]["ft"] == {"lr": 0.03}
     assert calls == [6, 3, 3]
+
+
+def test_a_method_whose_search_space_changed_is_tuned_again_alone(bench, tmp_path, monkeypatch):
+    """A kept outcome chosen over another search space is not reused for that method: it alone is tuned again,
+    with the same budget; the other methods' outcomes are kept, and the file says which were retuned and counts
+    the kept trials plus the new ones."""
+    import json
+
+    tuned, costs = [], iter([(0, 0.0), (12, 60.0), (12, 60.0), (15, 75.0)])  # before/after each tuning
+
+    def fake_tune(spec, methods, **kw):
+        tuned.append(sorted(methods))
+        return {"objective": "Avg.Gap", "utility_floor": 2.0,
+                "methods": {m: {"best": {"params": {"lr": 0.5 if m == "ssd" else 0.1}, "value": 1.0},
+                                "sensitivity": {}, "space": bench.current_space(m)} for m in methods}}
+
+    monkeypatch.setattr(bench, "tune_side_by_side", fake_tune)
+    monkeypatch.setattr(bench, "execute", lambda *a, **k: None)
+    monkeypatch.setattr(bench, "trial_cost", lambda *a: next(costs))
+    args = _tune_args(tmp_path)
+    bench.phase_tune(args, None, ["ft", "ssd"], {"tuning": {}, "command": "python first", "date": "d1"})
+    path = tmp_path / "doc" / "scenarios" / "class-1.tuning.json"
+    kept = json.loads(path.read_text())
+    kept["tuning"]["methods"]["ssd"]["space"]["selection_weighting"] = ["choice", 0.1, 1.0, 10.0, 50.0]  # older
+    kept["chosen"]["ssd"] = {"stale": True}
+    path.write_text(json.dumps(kept))
+    assert bench.stale_methods(kept, ["ft", "ssd"]) == ["ssd"]
+    log = {"tuning": {}, "command": "python second", "date": "d2"}
+    chosen = bench.phase_tune(args, None, ["ft", "ssd"], log)
+    assert tuned == [["ft", "ssd"], ["ssd"]]
+    assert chosen == {"class:1": {"ft": {"lr": 0.1}, "ssd": {"lr": 0.5}}}
+    after = json.loads(path.read_text())
+    assert after["chosen"] == chosen["class:1"] and after["command"] == "python first"
+    assert after["tuning"]["retuned"] == ["ssd"] and after["tuning"]["trial_runs"] == 12 + 3
+    assert after["tuning"]["methods"]["ssd"]["space"] == bench.current_space("ssd")
+    assert bench.phase_tune(args, None, ["ft", "ssd"], {"tuning": {}}) == chosen and len(tuned) == 2  # now kept
