@@ -36,7 +36,11 @@ class SCRUBConfig:
                          low=0.0, search=("log", 1e-4, 1.0))
     temperature: float = param(4.0, "distillation temperature T (their kd_T: 4)", low=1e-6)
     forget_batch_size: int = param(512, "batch size of max-passes over D_f (large-scale notebook: 512; "
-                                        "small-scale: 64)", low=1)
+                                        "small-scale: 64; search: those two). It sets how many max-steps an "
+                                        "epoch takes: on the cifar10-dev class forget set (1,000 images) 512 "
+                                        "gives 2 per epoch, and the tuned SCRUB left forget accuracy at 83% "
+                                        "(class:1, seed 0); 64 gives 16 and took it to 0 at the same lr",
+                                   low=1, search=("choice", 64, 512))
     retain_batch_size: int = param(256, "batch size of min-passes over D_r (large-scale notebook: 256; "
                                         "small-scale: 32)", low=1)
     lr_decay_epochs: tuple[int, ...] = param((3, 5, 9), "lr x decay_rate for each of these epochs already passed "
