@@ -136,8 +136,9 @@ def _parallel_step(model: nn.Module, batch: Any, loss_fn: LossFn, opt: torch.opt
 def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, task, *, seed: int, key: str = "train",
           loss_fn: LossFn | None = None, after_backward: Callable[[nn.Module], None] | None = None,
           params: Iterable[torch.nn.Parameter] | None = None, what: str = "training",
-          on_epoch: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
-    """Train `model` in place on `dataset` with `cfg`; `loss_fn(model, batch)` overrides task.loss.
+          on_epoch: Callable[[int, nn.Module], None] | None = None, frozen_bn: bool = False) -> nn.Module:
+    """Train `model` in place on `dataset` with `cfg`; `loss_fn(model, batch)` overrides task.loss. With
+    `frozen_bn` the BatchNorm layers stay in eval mode (they normalise with, and keep, their running statistics).
 
     Under a multi-process launch each rank trains on its slice of the same global batches and gradients are summed
     over the ranks, so the result equals one process with the same batch size (see unlearnlab.distributed)."""
@@ -145,6 +146,10 @@ def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, task, *, seed: i
         loss_fn = _smoothed_loss(task, cfg.label_smoothing)
     loss_fn = loss_fn or task.loss
     model.to(task.device).train()
+    if frozen_bn:
+        for mod in model.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                mod.eval()
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     opt = make_optimizer(params if params is not None else model.parameters(), cfg)

@@ -225,6 +225,8 @@ def _space(method: str, given: dict[str, tuple] | None, task: str = "classifier"
                           "compared with." if method == "retrain" else f"it applies to {m.kinds} models only."))
     if given is None:
         space = search_space(m.config)
+        if task != "classifier":  # no BatchNorm in a causal LM: GA's bn_stats choice would only waste trials there
+            space.pop("bn_stats", None)
     else:
         fields = {f.name: f for f in dataclasses.fields(m.config)}
         space = {}

@@ -11,7 +11,7 @@ from ..data.core import ArrayDataset
 from ..errors import ConfigError
 from ..seeding import torch_seed
 from ..train import train
-from .base import FinetuneConfig, MethodContext, recipe, register
+from .base import FinetuneConfig, MethodContext, bn_stats_param, recipe, register
 from .random_label import materialise
 
 
@@ -32,6 +32,7 @@ class BoundaryExpandConfig(FinetuneConfig):
                                      "class count as wrong, so numbers compare with SalUn's table. Default: drop it "
                                      "(the paper's 'prune the extra neuron'); metrics that compare with the oracle "
                                      "(KL/JS) then see K-way outputs")
+    bn_stats: str = bn_stats_param()
 
 
 def find_head(model: nn.Module) -> tuple[str, nn.Linear]:
@@ -80,7 +81,8 @@ def boundary_expand(model, data, cfg: BoundaryExpandConfig, task, ctx: MethodCon
     _set_module(model, name, wide)
     xf, _ = materialise(data.forget)
     shadow = ArrayDataset(xf, torch.full((len(xf),), data.num_classes, dtype=torch.long))
-    train(model, shadow, recipe(cfg, ctx), task, seed=ctx.seed, key="boundary_expand", what="boundary_expand")
+    train(model, shadow, recipe(cfg, ctx), task, seed=ctx.seed, key="boundary_expand", what="boundary_expand",
+          frozen_bn=cfg.bn_stats == "frozen")
     if cfg.keep_shadow:
         model.eval()
         return model

@@ -11,7 +11,7 @@ from torch import nn
 from ..config import param
 from ..data.core import ArrayDataset, batches
 from ..train import train
-from .base import FinetuneConfig, MethodContext, recipe, register
+from .base import FinetuneConfig, MethodContext, bn_stats_param, recipe, register
 from .random_label import materialise
 
 
@@ -31,6 +31,7 @@ class BoundaryShrinkConfig(FinetuneConfig):
                       search=("log", 1e-5, 1e-2))
     schedule: str = param("constant", "learning-rate schedule (constant in both codebases)",
                           choices=("constant", "cosine", "step", "linear"))
+    bn_stats: str = bn_stats_param()
 
 
 def fgsm_point(x: torch.Tensor, gx: torch.Tensor, epsilon: float, pixel_norm=None) -> torch.Tensor:
@@ -77,4 +78,4 @@ def boundary_shrink(model, data, cfg: BoundaryShrinkConfig, task, ctx: MethodCon
     del frozen
     xf, _ = materialise(data.forget)
     return train(model, ArrayDataset(xf, y_adv), recipe(cfg, ctx), task, seed=ctx.seed, key="boundary_shrink",
-                 what="boundary_shrink")
+                 what="boundary_shrink", frozen_bn=cfg.bn_stats == "frozen")

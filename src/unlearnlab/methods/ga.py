@@ -5,7 +5,7 @@ import dataclasses
 
 from ..config import param
 from ..train import train
-from .base import FinetuneConfig, MethodContext, recipe, register
+from .base import FinetuneConfig, MethodContext, bn_stats_param, recipe, register
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +22,7 @@ class GAConfig(FinetuneConfig):
     warmup: float = param(0.0, "fraction of the steps with a linear warm-up (classifiers: none; on a causal LM, GA "
                                "takes the LM methods' defaults, OpenUnlearning's TOFU experiment: 0.1 = 1 of 10 "
                                "epochs, lr 1e-5, AdamW, weight decay 0.01, batch 32)", low=0.0, high=1.0)
+    bn_stats: str = bn_stats_param()
 
 
 @register("ga", GAConfig, "Gradient ascent on the forget set",
@@ -29,4 +30,4 @@ class GAConfig(FinetuneConfig):
 def ga(model, data, cfg: GAConfig, task, ctx: MethodContext):
     """Minimise -CE(D_f)."""
     return train(model, data.forget, recipe(cfg, ctx), task, seed=ctx.seed, key="ga", what="ga",
-                 loss_fn=lambda m, b: -task.loss(m, b))
+                 loss_fn=lambda m, b: -task.loss(m, b), frozen_bn=cfg.bn_stats == "frozen")
