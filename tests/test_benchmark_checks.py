@@ -142,3 +142,17 @@ def test_a_method_whose_search_space_changed_is_tuned_again_alone(bench, tmp_pat
     assert after["tuning"]["retuned"] == ["ssd"] and after["tuning"]["trial_runs"] == 12 + 3
     assert after["tuning"]["methods"]["ssd"]["space"] == bench.current_space("ssd")
     assert bench.phase_tune(args, None, ["ft", "ssd"], {"tuning": {}}) == chosen and len(tuned) == 2  # now kept
+
+
+def test_the_ga_check_reads_the_frozen_batchnorm_row_beside_the_reference_one(bench):
+    """GA at the README lr runs with the reference codes' train-mode BatchNorm and with frozen statistics: the
+    verdict is the reference row's; the frozen row's UA shift is said beside it."""
+    def rec(method, seed, ua, config=None):
+        return {"spec": {"method": method, "seed": seed, "config": config or {}}, "metrics": {"UA": ua}}
+
+    records = [rec("original", s, 2.0) for s in (0, 1)]
+    records += [rec("ga", s, 80.0, {"lr": bench.GA_README_LR, "bn_stats": "update"}) for s in (0, 1)]
+    records += [rec("ga", s, 40.0, {"lr": bench.GA_README_LR, "bn_stats": "frozen"}) for s in (0, 1)]
+    records += [rec("ga", s, 99.0, {"lr": 0.003, "bn_stats": "frozen"}) for s in (0, 1)]  # the tuned row
+    line = next(ln for ln in bench.checks(_board([]), records) if ln.startswith("- GA barely"))
+    assert "**not reproduced**" in line and "UA moves 78.00" in line and "frozen" in line and "it moves 38.00" in line
