@@ -366,6 +366,11 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
     lines.append("- one original alone on the whole machine: `time unlearnlab train --dataset cifar10-dev --out "
                  f"/tmp/orig` (the regime's time budget is measured that way): {ALONE}"
                  + (f"; {ALONE_AMP}" if args.amp else ""))
+    diag = out.with_suffix("") / "diagnostics.md"
+    if diag.is_file():
+        lines += ["", f"Why GA, Boundary Shrink/Expand (`bn_stats`), SSD (its α grid) and SCRUB (`forget_batch_size` "
+                      f"in its search) have options for this model: `{diag.parent.name}/{diag.name}` "
+                      "(benchmarks/classifier_diagnostics.py)."]
     lines += ["", "## Scenarios", ""]
     for name in [slug(s) for s in known] + extra:
         lines += [(sections / f"{name}.md").read_text(encoding="utf-8").rstrip(), ""]
