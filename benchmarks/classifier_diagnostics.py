@@ -120,7 +120,7 @@ def main() -> None:
     lines = [f"# Method diagnostics on {args.dataset} ({meta['arch']}), forget {args.forget}", "",
              f"Produced by `python benchmarks/classifier_diagnostics.py {' '.join(sys.argv[1:])}` on "
              f"{platform.processor() or platform.machine()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
-             f"Original: seed {meta.get('seed')}, test accuracy {meta.get('test_acc', float('nan')) * 100:.2f}%; "
+             f"Original: seed {meta.get('seed')}, test accuracy {meta.get('test_acc', float('nan')):.2f}%; "
              f"forget set {len(data.forget)} examples.", "",
              f"## 1. BatchNorm statistics drift (GA: batch {bs}, {per_epoch} batches per epoch, {epochs} epochs = "
              f"{epochs * per_epoch} batches)", "",
