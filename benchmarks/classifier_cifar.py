@@ -142,8 +142,8 @@ def phase_tune(args, store: Store, methods: list[str], log: dict) -> dict[str, d
     return chosen
 
 
-def phase_report(args, store: Store, methods: list[str], chosen: dict[str, dict]) -> tuple[list, float]:
-    """The selected (or default) settings on the reported forget sets, all seeds, one job graph."""
+def report_specs(args, methods: list[str], chosen: dict[str, dict]) -> list:
+    """The reported phase's specs: the selected (or default) settings on the reported forget sets, all seeds."""
     specs = []
     for forget in args.scenarios:
         specs.append(_spec(args, forget, methods, args.seeds, chosen.get(forget, {})))
@@ -152,11 +152,27 @@ def phase_report(args, store: Store, methods: list[str], chosen: dict[str, dict]
             for bn in ("update", "frozen"):
                 specs.append(_spec(args, forget, ["ga"], args.seeds,
                                    {"ga": {"lr": GA_README_LR, **({"bn_stats": bn} if bn != "update" else {})}}))
+    return specs
+
+
+def phase_report(args, store: Store, methods: list[str], chosen: dict[str, dict]) -> tuple[list, float]:
+    """The reported specs as one job graph."""
     t0 = time.perf_counter()
-    res = execute(specs, store=store, sink=_sink(), **_run_kw(args))
+    res = execute(report_specs(args, methods, chosen), store=store, sink=_sink(), **_run_kw(args))
     for e in res["errors"]:
         print(f"error: {e}", file=sys.stderr)
     return [r for recs in res["records"] for r in recs], time.perf_counter() - t0
+
+
+def reported_records(store: Store, specs: list) -> list[dict]:
+    """The stored runs of exactly these specs (their methods' runs and the noise floors): runs of the same
+    experiment name made with settings or code of before (an earlier tuning outcome, a config field added since)
+    are not this report's rows."""
+    from unlearnlab.engine.runner import expand
+    from unlearnlab.store import spec_key
+
+    keys = {j.key.removeprefix("run:") for j in expand(specs).jobs.values() if j.kind in ("run", "floor")}
+    return [r for r in store.list_runs() if spec_key(r["spec"]) in keys]
 
 
 # the last measurement of the line above (update it when the recipe changes)
@@ -414,8 +430,7 @@ def main() -> None:
         log["phases"][f"reported runs ({', '.join(args.scenarios)}: originals, oracles, methods, floors)"] = secs
         log["report_s"] = secs
         log_path.write_text(json.dumps(log, indent=1, default=str))
-    records = [r for r in store.list_runs() if r["spec"].get("name") == args.name
-               and r["spec"]["forget"] in args.scenarios and r["spec"].get("seed") in args.seeds]
+    records = reported_records(store, report_specs(args, methods, log.get("chosen", {})))
     if not records:
         sys.exit("no stored runs to report; run without --report-only first")
     write_doc(args, [r for r in records if r.get("status", "completed") == "completed"], log, Path(args.out))

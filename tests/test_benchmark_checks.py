@@ -156,3 +156,24 @@ def test_the_ga_check_reads_the_frozen_batchnorm_row_beside_the_reference_one(be
     records += [rec("ga", s, 99.0, {"lr": 0.003, "bn_stats": "frozen"}) for s in (0, 1)]  # the tuned row
     line = next(ln for ln in bench.checks(_board([]), records) if ln.startswith("- GA barely"))
     assert "**not reproduced**" in line and "UA moves 78.00" in line and "frozen" in line and "it moves 38.00" in line
+
+
+def test_the_report_holds_the_runs_of_the_current_settings_only(bench, tmp_path):
+    """Runs of the same experiment name made with an earlier setting (a superseded tuning outcome) stay in the
+    store but are not rows of the report: it holds the current specs' runs and noise floors, nothing else."""
+    from unlearnlab.engine.runner import execute
+    from unlearnlab.spec import from_dict
+    from unlearnlab.store import Store
+
+    store = Store(tmp_path / "res")
+    base = {"dataset": "blobs", "model": "mlp", "recipe": {"epochs": 3}, "forget": "random:10%", "seeds": [0, 1],
+            "name": "exp", "methods": ["ft"]}
+    old = from_dict({**base, "overrides": {"ft": {"epochs": 1, "lr": 0.05}}})
+    new = from_dict({**base, "overrides": {"ft": {"epochs": 1, "lr": 0.01}}})
+    execute([old], store=store)
+    execute([new], store=store)
+    rows = bench.reported_records(store, [new])
+    ft = [r for r in rows if r["spec"]["method"] == "ft"]
+    assert len(ft) == 2 and {r["spec"]["config"]["lr"] for r in ft} == {0.01}
+    assert {r["spec"]["method"] for r in rows} == {"original", "retrain", "ft", "oracle-floor"}
+    assert len(store.list_runs()) > len(rows)  # the superseded runs are still stored

@@ -310,3 +310,20 @@ def test_a_method_that_did_not_move_the_forget_metric_is_flagged(tmp_path):
     assert not any("DID NOT FORGET" in r["flags"] for r in board["rows"] if r["method"] in ("ga", "ft", "salun"))
     assert "changed nothing or too little: noop, weak" in reading(board)
     assert "**weak: DID NOT FORGET**" in result["markdown"].read_text()
+
+
+def test_a_near_no_op_is_flagged_when_the_forget_metric_has_a_zero_floor():
+    """Class forgetting: every oracle has UA 100, so the two-oracle floor of UA is exactly 0 and any move, however
+    small, would clear it. A method that moved UA by 0.2 of the original's 98-point distance to the oracle (under
+    5%) did not forget; one that moved it by 40 did."""
+    from unlearnlab.engine.reading import did_not_forget
+    from unlearnlab.engine.report import KINDS
+
+    def row(*uas):
+        return {"by_seed": {s: {"UA": u} for s, u in enumerate(uas)}}
+
+    kind, floor = KINDS["classifier"], {"metrics": {"UA": {"mean": 0.0, "hi": 0.0}}}
+    original, oracle = row(2.0, 2.2), row(100.0, 100.0)
+    assert did_not_forget(row(2.2, 2.4), original, floor, kind, oracle)
+    assert not did_not_forget(row(42.0, 45.0), original, floor, kind, oracle)
+    assert not did_not_forget(row(2.2, 2.4), original, floor, kind)  # without the oracle row: the floor alone

@@ -64,10 +64,27 @@ def nothing_to_forget(original: dict, floor: dict | None, oracle: dict | None, k
     return _within_floor(original, oracle, floor, kind["forget"])
 
 
-def did_not_forget(row: dict, original: dict | None, floor: dict | None, kind: dict) -> bool:
+NEGLIGIBLE = 0.05  # a method that closed less than this fraction of the original-to-oracle forget gap did not forget
+
+
+def did_not_forget(row: dict, original: dict | None, floor: dict | None, kind: dict,
+                   oracle: dict | None = None) -> bool:
     """True when a method's forget-set metric stayed as close to the original's as two oracles are to each other:
     it changed its weights (not CHANGED NOTHING) but not what the forget set measures, a near no-op (e.g. a tuned
     setting whose learning rate is too small to matter, chosen because every stronger one broke the utility
     floor). Judged against the floor's mean, not its upper end: with a few seeds that end is wide, and a method
-    that moved the metric by several floors must not be called a no-op."""
-    return _within_floor(row, original, floor, kind["forget"], upper=False)
+    that moved the metric by several floors must not be called a no-op. With the `oracle` row, a move of less than
+    NEGLIGIBLE (5%) of the original's distance to the oracle also counts: on class forgetting every oracle has
+    forget accuracy 0, the floor of that metric is exactly 0, and a method that moved it by 0.2 of 98 points would
+    otherwise pass as having forgotten."""
+    if _within_floor(row, original, floor, kind["forget"], upper=False):
+        return True
+    m = kind["forget"]
+    if original is None or oracle is None or floor is None:
+        return False
+    moved = [abs(v.get(m, math.nan) - original["by_seed"][s].get(m, math.nan)) for s, v in row["by_seed"].items()
+             if s in original["by_seed"]]
+    gap = [abs(original["by_seed"][s].get(m, math.nan) - v.get(m, math.nan)) for s, v in oracle["by_seed"].items()
+           if s in original["by_seed"]]
+    moved, gap = [g for g in moved if _fin(g)], [g for g in gap if _fin(g)]
+    return bool(moved and gap) and float(np.mean(moved)) < NEGLIGIBLE * float(np.mean(gap))

@@ -186,7 +186,7 @@ def _flag(row: dict, best: dict | None, floor: dict | None, original: dict | Non
 
     if not row["reference"] and _unchanged(row, original, kind["same"]):
         flags.append("CHANGED NOTHING")
-    elif not row["reference"] and did_not_forget(row, original, floor, kind):
+    elif not row["reference"] and did_not_forget(row, original, floor, kind, oracle_row):
         flags.append("DID NOT FORGET")
 
     if row["method_name"] == "original" and nothing_to_forget(row, floor, oracle_row, kind):
@@ -353,7 +353,8 @@ def _notes(b: dict) -> list[tuple]:
         fm = KINDS[b["kind"]]["forget"]
         if "DID NOT FORGET" in r["flags"]:
             items.append(f"**{m}: DID NOT FORGET** — its {fm} moved from the original's by no more than two oracles "
-                         f"differ ({_pm(f['metrics'][fm])}): it changed the model, but not what the forget set "
+                         f"differ ({_pm(f['metrics'][fm])}), or by less than 5% of the original's distance to the "
+                         "oracle: it changed the model, but not what the forget set "
                          "measures. A tuned setting this weak usually means every stronger one broke the utility "
                          "floor on the validation set; read the row as 'not usable here', not as a ranking.")
         if "NOTHING TO FORGET" in r["flags"]:
