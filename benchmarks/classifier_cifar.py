@@ -293,6 +293,12 @@ def trial_cost(store: Store, name: str, forget: str) -> tuple[int, float]:
     return len(rows), sum(float((r.get("timings") or {}).get("wall_s") or 0.0) for r in rows)
 
 
+def run_minutes(records: list[dict]) -> float:
+    """Summed method wall time of a section's runs (not the originals', oracles' or floors' evaluations)."""
+    return sum(float((r.get("timings") or {}).get("wall_s") or 0.0) for r in records
+               if r["spec"]["method"] not in ("original", "retrain", "oracle-floor")) / 60
+
+
 def coverage(present: list[str], seeds: list[int]) -> list[str]:
     """What this doc covers against the full protocol (all scenarios, 5 seeds), said before any number."""
     missing = [s for s in SCENARIOS if s not in present]
@@ -322,8 +328,9 @@ def scenario_section(args, forget: str, records: list[dict], log: dict, sections
     tuned = log["tuning"].get(forget)
     when = (f"Run: `{log['command']}` on {platform.processor() or platform.machine()}, {log['cores']} cores, "
             f"{log['date']}; the reported runs of that invocation took {log.get('report_s', math.nan) / 60:.1f} min "
-            f"({', '.join(args.scenarios)})" + (f", this scenario's tuning {tuned['seconds'] / 60:.1f} min"
-                                                if tuned else "") + "."
+            f"({', '.join(args.scenarios)}; runs stored by earlier invocations of the same command are reused, and "
+            f"this section's method runs sum to {run_minutes(records):.1f} worker-minutes by their records)"
+            + (f", this scenario's tuning {tuned['seconds'] / 60:.1f} min" if tuned else "") + "."
             + (" Precision: bf16 autocast (`--amp`: the models, the methods in methods.base.AUTOCAST and "
                "evaluation; docs/performance.md measures its effect)." if args.amp else ""))
     lines = [f"### forget {forget}", "", when, "", f"Reading: {reading(board)}", "", *regime(records, forget), ""]
