@@ -248,7 +248,11 @@ def checks(board: dict, records: list[dict]) -> list[str]:
         out.append(f"- SalUn's Avg.Gap below FT, GA, RL, IU, BS and ℓ1: **{word}**"
                    f" — " + "; ".join(verdicts) + f" (noise floor {floor:.2f}).")
     rl, orc = _row(board, "random_label"), _row(board, "retrain")
-    if rl is not None and orc is not None and "MIA-Eff" in rl["metrics"]:
+    random = any(str(r["spec"].get("forget", "")).startswith("random:") for r in records)
+    if not random and orc is not None and "MIA-Eff" in orc["metrics"]:
+        out.append("- RL over-forgets on random forgetting: **not applicable** (not a random-forgetting scenario; "
+                   f"here the oracle's MIA-Eff is {orc['metrics']['MIA-Eff']['mean']:.2f}).")
+    elif rl is not None and orc is not None and "MIA-Eff" in rl["metrics"]:
         f_mia = (board.get("floor") or {}).get("metrics", {}).get("MIA-Eff", {}).get("mean", math.nan)
         gap = rl["metrics"]["MIA-Eff"]["mean"] - orc["metrics"]["MIA-Eff"]["mean"]
         over = gap > max(5.0, 2 * f_mia) if math.isfinite(f_mia) else gap > 5.0

@@ -177,3 +177,17 @@ def test_the_report_holds_the_runs_of_the_current_settings_only(bench, tmp_path)
     assert len(ft) == 2 and {r["spec"]["config"]["lr"] for r in ft} == {0.01}
     assert {r["spec"]["method"] for r in rows} == {"original", "retrain", "ft", "oracle-floor"}
     assert len(store.list_runs()) > len(rows)  # the superseded runs are still stored
+
+
+def test_rl_over_forgetting_is_checked_on_random_forgetting_only(bench):
+    """SalUn's 'RL over-forgets' finding is about random forgetting: a class scenario says it does not apply (with
+    the oracle's MIA-Eff) instead of calling it not reproduced."""
+    def row(method, mia):
+        return {**_row(method, method, [1.0, 1.0], reference=method == "retrain"),
+                "metrics": {"MIA-Eff": {"mean": mia}}}
+
+    board = _board([row("retrain", 100.0), row("random_label", 100.0)])
+    for forget, word in (("class:1", "**not applicable**"), ("random:10%", "**not reproduced**")):
+        records = [{"spec": {"method": "ft", "seed": 0, "forget": forget, "config": {}}, "metrics": {"UA": 1.0}}]
+        line = next(ln for ln in bench.checks(board, records) if ln.startswith("- RL over-forgets"))
+        assert word in line, line
