@@ -125,7 +125,8 @@ def test_tune_selects_on_val_only_then_reports(store, monkeypatch):
     for method in ("ft", "ga"):
         e = r["methods"][method]
         assert len(e["trials"]) == 3 and [t["number"] for t in e["trials"]] == [0, 1, 2]
-        assert set(e["space"]) == set(C.search_space(METHODS.get(method).config))
+        # SPEC's model has no BatchNorm: GA's declared bn_stats choice is left out (both values train the same)
+        assert set(e["space"]) == set(C.search_space(METHODS.get(method).config)) - {"bn_stats"}
         feasible = [t for t in e["trials"] if t["feasible"]]
         assert e["best"]["params"] in [t["params"] for t in feasible]
         assert e["best"]["value"] == min(t["value"] for t in feasible)

@@ -64,3 +64,13 @@ def test_train_with_frozen_bn_leaves_other_modules_in_train_mode(trained_cnn, bl
     train(model, blobs_data.forget, dataclasses.replace(recipe, epochs=1), task4, seed=0, loss_fn=loss_fn,
           frozen_bn=True)
     assert seen and all(not s["BatchNorm2d"] for s in seen) and all(s[type(model).__name__] for s in seen)
+
+
+def test_the_tuner_drops_bn_stats_for_a_classifier_without_batchnorm():
+    """On an MLP both bn_stats values train the same model: the tuner does not spend trials on the choice."""
+    from unlearnlab.engine.tune import _has_batchnorm, _space
+
+    assert _has_batchnorm({"dataset": "digits", "model": "cnn", "forget": "class:3"})
+    assert not _has_batchnorm({"dataset": "digits", "model": "mlp", "forget": "class:3"})
+    assert "bn_stats" in _space("ga", None, "classifier", batchnorm=True)
+    assert "bn_stats" not in _space("ga", None, "classifier", batchnorm=False)

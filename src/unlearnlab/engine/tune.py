@@ -97,7 +97,8 @@ def tune(spec: dict, methods: list[str] | str, *, budget: int, store=None, objec
         raise ConfigError(f"Stable Diffusion runs have no retrained oracle to take a gap to: tune maximises "
                           f"{NO_ORACLE_OBJECTIVE} under a floor on RA relative to the original's; drop --objective "
                           f"{objective}.")
-    plans = {m: _space(m, (spaces or {}).get(m), task) for m in dict.fromkeys(names)}
+    batchnorm = task == "classifier" and _has_batchnorm(run_spec)
+    plans = {m: _space(m, (spaces or {}).get(m), task, batchnorm) for m in dict.fromkeys(names)}
     say = progress or (lambda msg: None)
     direction = "maximize" if objective in MAXIMIZED or reference == "original" else "minimize"
     summary: dict[str, Any] = {
@@ -212,8 +213,29 @@ def _check_args(names: list[str], budget: int, floor: float, sampler: str, task:
         raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}. Got {sampler!r} instead.")
 
 
-def _space(method: str, given: dict[str, tuple] | None, task: str = "classifier") -> dict[str, tuple]:
-    """The search space of `method`: `given` (checked against its config) or the one its config declares."""
+def _has_batchnorm(run_spec: dict) -> bool:
+    """Whether the classifier the trials train has BatchNorm layers; True when that cannot be told (a model that
+    cannot be built here fails in the trials themselves, with their error)."""
+    import torch
+
+    try:
+        from ..api import as_spec
+        from ..data import load_dataset
+        from ..models import build_model
+
+        spec = as_spec(run_spec)
+        bundle = load_dataset(spec.dataset, seed=0)
+        model = build_model(spec.model_spec(), tuple(bundle.train[0][0].shape), bundle.num_classes)
+    except Exception:  # noqa: BLE001 (only a hint to narrow a search space; the trials report real errors)
+        return True
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def _space(method: str, given: dict[str, tuple] | None, task: str = "classifier",
+           batchnorm: bool = True) -> dict[str, tuple]:
+    """The search space of `method`: `given` (checked against its config) or the one its config declares. A
+    declared `bn_stats` choice is dropped where there is no BatchNorm (a causal LM, a classifier without it): both
+    values would train the same model, and the trials would be wasted on it."""
     import dataclasses
 
     from ..config import check_search, search_space
@@ -225,7 +247,7 @@ def _space(method: str, given: dict[str, tuple] | None, task: str = "classifier"
                           "compared with." if method == "retrain" else f"it applies to {m.kinds} models only."))
     if given is None:
         space = search_space(m.config)
-        if task != "classifier":  # no BatchNorm in a causal LM: GA's bn_stats choice would only waste trials there
+        if task != "classifier" or not batchnorm:
             space.pop("bn_stats", None)
     else:
         fields = {f.name: f for f in dataclasses.fields(m.config)}
