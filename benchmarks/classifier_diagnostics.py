@@ -14,6 +14,8 @@ On one original (trained with the dataset's default recipe if `--original` does 
    sparse (the authors set α per model).
 3. SCRUB's max-steps: forget accuracy after SCRUB at its forget batch size 512 (large-scale notebook) and 64
    (small-scale notebook): how many max-steps an epoch takes on this forget set.
+4. Fisher forgetting's cost: its retain-set Fisher (a per-example Jacobian) at several vmap chunk sizes, in
+   examples per second, with the largest difference between the Fishers (the values must agree).
 
 Accuracies are on the whole forget set and test set (the test set includes the forgotten class, as the
 benchmark's TA does). The output markdown says the command, the machine and the date.
@@ -27,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from unlearnlab import api
@@ -94,6 +97,25 @@ def scrub_batches(model, data, task, seed: int, lr: float) -> list[str]:
     return rows
 
 
+def fisher_chunks(model, data, task, n: int, chunks: tuple[int, ...] = (32, 8, 1)) -> list[str]:
+    """Fisher forgetting's retain-set Fisher on `n` retain examples at several per-example Jacobian chunk sizes:
+    examples per second, and the largest difference to the first chunk's Fisher (relative to its largest value)."""
+    from unlearnlab.data.core import subset
+    from unlearnlab.methods.fisher_forgetting import true_fisher
+
+    ds = subset(data.retain, np.arange(min(n, len(data.retain))))
+    rows = ["| chunk (examples per vmap) | examples / s | max relative difference |", "|---|---|---|"]
+    ref = None
+    for c in chunks:
+        t0 = time.perf_counter()
+        f = true_fisher(model, ds, task, chunk_size=c)
+        rate = len(ds) / (time.perf_counter() - t0)
+        ref = ref or f
+        diff = max(float((f[k] - ref[k]).abs().max() / ref[k].abs().max().clamp_min(1e-30)) for k in f)
+        rows.append(f"| {c} | {rate:.1f} | {diff:.1e} |")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="cifar10-dev")
@@ -103,6 +125,7 @@ def main() -> None:
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (as the benchmark's --amp)")
     ap.add_argument("--scrub-lr", type=float, default=2.7e-3, help="SCRUB's lr (default: class:1's tuned value)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--fisher-examples", type=int, default=192, help="retain examples of the Fisher speed part")
     ap.add_argument("--out", default="docs/benchmark_cifar10/diagnostics.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -129,6 +152,9 @@ def main() -> None:
              *selection(model, data, task, args.seed), "",
              f"## 3. SCRUB max-steps (lr {args.scrub_lr:g}, msteps 3, the other fields at their defaults)", "",
              *scrub_batches(model, data, task, args.seed, args.scrub_lr), "",
+             f"## 4. Fisher forgetting's retain Fisher by chunk size ({args.fisher_examples} retain examples, "
+             f"{args.threads} thread(s), float32)", "",
+             *fisher_chunks(model, data, task, args.fisher_examples), "",
              f"Total: {(time.perf_counter() - t0) / 60:.1f} min."]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")

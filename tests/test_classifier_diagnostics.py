@@ -29,3 +29,11 @@ def test_ssd_selection_shrinks_as_alpha_grows(bench, trained_cnn, blobs_data, ta
     for name in ("ssd", "lfssd"):
         fracs = [float(r.split("|")[3]) for r in rows[2:] if r.split("|")[1].strip() == name]
         assert len(fracs) == len(bench.SSD_GRID) and fracs == sorted(fracs, reverse=True) and fracs[0] > 0
+
+
+def test_fisher_chunks_agree_and_report_a_rate(bench, trained_cnn, blobs_data, task4):
+    rows = bench.fisher_chunks(trained_cnn, blobs_data, task4, 12, chunks=(4, 1))
+    assert len(rows) == 4
+    for r in rows[2:]:
+        _, chunk, rate, diff, _ = r.split("|")
+        assert float(rate) > 0 and float(diff) < 1e-4

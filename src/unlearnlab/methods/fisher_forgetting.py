@@ -40,8 +40,12 @@ class FisherForgettingConfig:
     alpha: float = param(1e-6, "noise scale α (the SSD authors' port uses 1e-6; Golatkar's function default 3e-6; "
                                "REFERENCES range 1e-9..1e-6, the log search grid). Larger forgets more and costs "
                                "accuracy", low=0.0, search=("log", 1e-9, 1e-6))
-    chunk_size: int = param(32, "examples per vectorised per-example Jacobian chunk (their code: batch size 1); "
-                                "lowered automatically to fit max_memory_mb", low=1)
+    chunk_size: int = param(0, "examples per vectorised per-example Jacobian chunk (their code: batch size 1); 0 = "
+                               "auto: 1 on a CPU, 32 on an accelerator. On the CPU, vmap's batched per-example "
+                               "convolution gradients are slower than one example at a time: the cifar10-dev "
+                               "FastCNN's retain Fisher ran at 14.2 examples/s with chunks of 1 against 6.6 with 32 "
+                               "and 8.3 with 8 (same values to 5e-7; benchmarks/classifier_diagnostics.py). Lowered "
+                               "automatically to fit max_memory_mb", low=0)
     max_memory_mb: float = param(1024.0, "memory cap for one chunk of per-example Jacobians (chunk x classes x "
                                          "parameters floats)", low=1.0)
     class_rule: bool = param(True, "for full-class forgetting, zero the forgotten class's output row (Golatkar)")
@@ -49,7 +53,13 @@ class FisherForgettingConfig:
                             "an unbiased estimate of the same expectation and bounds the cost on large D_r", low=0)
 
 
-def true_fisher(model: nn.Module, dataset, task, chunk_size: int = 32,
+def fisher_chunk(chunk_size: int, device: torch.device | str) -> int:
+    """The chunk of examples per vectorised Jacobian: `chunk_size`, or with 0 one example on a CPU and 32 on an
+    accelerator (see FisherForgettingConfig.chunk_size)."""
+    return chunk_size if chunk_size > 0 else (1 if torch.device(device).type == "cpu" else 32)
+
+
+def true_fisher(model: nn.Module, dataset, task, chunk_size: int = 0,
                 max_memory_mb: float = 1024.0) -> dict[str, torch.Tensor]:
     """Diagonal Fisher (1/n)Σ_i Σ_y p(y|x_i)·(∂ log p(y|x_i)/∂θ)² in eval mode, vectorised over examples.
 
@@ -71,7 +81,8 @@ def true_fisher(model: nn.Module, dataset, task, chunk_size: int = 32,
         with torch.no_grad():
             prob = F.softmax(model(x).float(), dim=-1)
         check_finite(prob, step, "fisher_forgetting (Fisher pass)")
-        chunk = chunk or max(1, min(chunk_size, int(max_memory_mb * 2**20 // (4 * prob.shape[1] * dim))))
+        chunk = chunk or max(1, min(fisher_chunk(chunk_size, task.device),
+                                    int(max_memory_mb * 2**20 // (4 * prob.shape[1] * dim))))
         for s in range(0, len(x), chunk):
             j = jac(params, x[s:s + chunk])
             w = prob[s:s + chunk].reshape(-1)
