@@ -15,7 +15,8 @@ On one original (trained with the dataset's default recipe if `--original` does 
 3. SCRUB's max-steps: forget accuracy after SCRUB at its forget batch size 512 (large-scale notebook) and 64
    (small-scale notebook): how many max-steps an epoch takes on this forget set.
 4. Fisher forgetting's cost: its retain-set Fisher (a per-example Jacobian) at several vmap chunk sizes, in
-   examples per second, with the largest difference between the Fishers (the values must agree).
+   examples per second, with the largest difference between the Fishers (the values must agree); 5. the same for
+   influence unlearning's per-example gradients. Both methods' chunk_size 0 picks the CPU's best from these.
 
 Accuracies are on the whole forget set and test set (the test set includes the forgotten class, as the
 benchmark's TA does). The output markdown says the command, the machine and the date.
@@ -116,6 +117,22 @@ def fisher_chunks(model, data, task, n: int, chunks: tuple[int, ...] = (32, 8, 1
     return rows
 
 
+def gradient_chunks(model, data, task, n: int, chunks: tuple[int, ...] = (128, 32, 8, 1)) -> list[str]:
+    """Influence unlearning's per-example loss gradients on `n` retain examples at several vmap chunk sizes."""
+    from unlearnlab.methods.influence import per_example_grads
+
+    x, y = next(batches(data.retain, n))
+    rows = ["| chunk (examples per vmap) | examples / s | max relative difference |", "|---|---|---|"]
+    ref = None
+    for c in chunks:
+        t0 = time.perf_counter()
+        g = per_example_grads(model.eval(), x, y, task, chunk_size=c)
+        rate = len(x) / (time.perf_counter() - t0)
+        ref = g if ref is None else ref
+        rows.append(f"| {c} | {rate:.1f} | {float((g - ref).abs().max() / ref.abs().max()):.1e} |")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="cifar10-dev")
@@ -155,6 +172,9 @@ def main() -> None:
              f"## 4. Fisher forgetting's retain Fisher by chunk size ({args.fisher_examples} retain examples, "
              f"{args.threads} thread(s), float32)", "",
              *fisher_chunks(model, data, task, args.fisher_examples), "",
+             f"## 5. Influence unlearning's per-example gradients by chunk size ({args.fisher_examples} retain "
+             "examples)", "",
+             *gradient_chunks(model, data, task, args.fisher_examples), "",
              f"Total: {(time.perf_counter() - t0) / 60:.1f} min."]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -37,3 +37,8 @@ def test_fisher_chunks_agree_and_report_a_rate(bench, trained_cnn, blobs_data, t
     for r in rows[2:]:
         _, chunk, rate, diff, _ = r.split("|")
         assert float(rate) > 0 and float(diff) < 1e-4
+
+
+def test_gradient_chunks_agree(bench, trained_cnn, blobs_data, task4):
+    rows = bench.gradient_chunks(trained_cnn, blobs_data, task4, 12, chunks=(8, 1))
+    assert len(rows) == 4 and all(float(r.split("|")[3]) < 1e-4 for r in rows[2:])

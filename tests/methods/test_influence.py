@@ -28,6 +28,7 @@ def test_woodfisher_matches_dense_inverse_on_logistic_regression():
     x = torch.randn(40, 5, generator=gen, dtype=torch.float64)
     y = torch.randint(0, 3, (40,), generator=gen)
     g = per_example_grads(model.eval(), x, y, task, chunk_size=16)
+    torch.testing.assert_close(per_example_grads(model, x, y, task), g)  # chunk_size 0: the device's (CPU: 8)
     # per-example gradients equal plain autograd on each example
     for i in (0, 17, 39):
         gi = torch.autograd.grad(F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]), list(model.parameters()))

@@ -121,6 +121,13 @@ class FinetuneConfig:
                                  "on augmented loaders; off by default so that runs on vectors are unchanged)")
 
 
+def auto_chunk(chunk_size: int, device: torch.device | str, cpu: int, accelerator: int) -> int:
+    """Examples per vmap chunk of per-example gradients: `chunk_size`, or with 0 the measured best for the device.
+    On a CPU, vmap's batched per-example convolution gradients slow down past ~10-30 gradient rows per chunk
+    (benchmarks/classifier_diagnostics.py); accelerators want large chunks."""
+    return chunk_size if chunk_size > 0 else (cpu if torch.device(device).type == "cpu" else accelerator)
+
+
 def bn_stats_param() -> Any:
     """The `bn_stats` field of the methods that train on forget-set batches alone (GA, Boundary Shrink/Expand)."""
     return param("update", "BatchNorm while training on forget-set batches alone: 'update' (the reference codes: "

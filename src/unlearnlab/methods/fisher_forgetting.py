@@ -15,7 +15,7 @@ from ..config import param
 from ..data.core import batches, fingerprint, labels_of, subset
 from ..seeding import numpy_rng, torch_generator
 from ..train import check_finite
-from .base import MethodContext, register
+from .base import MethodContext, auto_chunk, register
 
 EPS = 1e-8        # Golatkar et al.: var = 1 / (F + 1e-8)
 MAX_VAR = 1e3     # ... clamped to 1e3 ...
@@ -54,9 +54,9 @@ class FisherForgettingConfig:
 
 
 def fisher_chunk(chunk_size: int, device: torch.device | str) -> int:
-    """The chunk of examples per vectorised Jacobian: `chunk_size`, or with 0 one example on a CPU and 32 on an
-    accelerator (see FisherForgettingConfig.chunk_size)."""
-    return chunk_size if chunk_size > 0 else (1 if torch.device(device).type == "cpu" else 32)
+    """The chunk of examples per vectorised Jacobian: `chunk_size`, or with 0 one example (10 Jacobian rows) on a
+    CPU and 32 on an accelerator (see FisherForgettingConfig.chunk_size)."""
+    return auto_chunk(chunk_size, device, cpu=1, accelerator=32)
 
 
 def true_fisher(model: nn.Module, dataset, task, chunk_size: int = 0,

@@ -15,7 +15,7 @@ from ..data.core import batches, subset
 from ..errors import ConfigError
 from ..seeding import numpy_rng
 from ..train import check_finite
-from .base import MethodContext, register
+from .base import MethodContext, auto_chunk, register
 
 LossOfLogits = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -40,8 +40,10 @@ class InfluenceConfig:
     damping: float = param(1.0, "λ: F̂ = λI + (1/m)GᵀG (their recursion starts from the identity, i.e. λ=1)", low=1e-12)
     batch_size: int = param(128, "batch size for the forget/retain mean gradients (Jia et al. code: args.batch_size)",
                             low=1)
-    chunk_size: int = param(128, "examples per vectorised (vmap) per-example-gradient chunk; lower it for big "
-                                 "models", low=1)
+    chunk_size: int = param(0, "examples per vectorised (vmap) per-example-gradient chunk; 0 = auto: 8 on a CPU, "
+                               "128 on an accelerator (the cifar10-dev FastCNN's per-example gradients ran at 43.6 "
+                               "examples/s in chunks of 8 against 22.8 in chunks of 128 on a CPU, same values to "
+                               "3e-7); lower it for big models", low=0)
     max_memory_mb: float = param(2048.0, "memory cap for the m x d per-example gradient matrix; m is lowered to "
                                          "fit (deviation: the paper's sequential recursion needs O(d) memory)", low=1.0)
 
@@ -67,7 +69,7 @@ def mean_grad(model: nn.Module, dataset, task, batch_size: int, what: str) -> to
     return total / max(n, 1)
 
 
-def per_example_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task, chunk_size: int = 128,
+def per_example_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task, chunk_size: int = 0,
                       loss_of: Callable[[Any, Any], torch.Tensor] | None = None) -> torch.Tensor:
     """[B, d] matrix of per-example gradients of task.loss (or `loss_of(fmodel, batch)`) via torch.func.vmap.
 
@@ -88,6 +90,7 @@ def per_example_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task, 
         return torch.cat([g[n].reshape(g[n].shape[0], -1) for n in names], dim=1)
 
     x, y = x.to(task.device), y.to(task.device)
+    chunk_size = auto_chunk(chunk_size, x.device, cpu=8, accelerator=128)
     try:
         per = vmap(grad(one), in_dims=(None, 0, 0))
         return torch.cat([flatten(per(detached, x[s:s + chunk_size], y[s:s + chunk_size]))
