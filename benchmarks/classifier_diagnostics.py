@@ -153,6 +153,7 @@ def main() -> None:
     bundle = load_dataset(args.dataset, seed=args.seed)
     data = make_split(bundle.train, bundle.test, args.forget, seed=args.seed, num_classes=bundle.num_classes)
     task = ClassifierTask(bundle.num_classes, amp=args.amp)
+    fp32 = ClassifierTask(bundle.num_classes)  # Fisher forgetting and influence run in float32 (methods.base.AUTOCAST)
     model = load_checkpoint(args.original, build_model(meta["arch"], data.input_shape, bundle.num_classes))
     bs, epochs = GAConfig().batch_size, GAConfig().epochs
     per_epoch = -(-len(data.forget) // bs)
@@ -170,11 +171,11 @@ def main() -> None:
              f"## 3. SCRUB max-steps (lr {args.scrub_lr:g}, msteps 3, the other fields at their defaults)", "",
              *scrub_batches(model, data, task, args.seed, args.scrub_lr), "",
              f"## 4. Fisher forgetting's retain Fisher by chunk size ({args.fisher_examples} retain examples, "
-             f"{args.threads} thread(s), float32)", "",
-             *fisher_chunks(model, data, task, args.fisher_examples), "",
+             f"{args.threads} thread(s), float32 as the method runs)", "",
+             *fisher_chunks(model, data, fp32, args.fisher_examples), "",
              f"## 5. Influence unlearning's per-example gradients by chunk size ({args.fisher_examples} retain "
-             "examples)", "",
-             *gradient_chunks(model, data, task, args.fisher_examples), "",
+             "examples, float32 as the method runs)", "",
+             *gradient_chunks(model, data, fp32, args.fisher_examples), "",
              f"Total: {(time.perf_counter() - t0) / 60:.1f} min."]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
