@@ -25,7 +25,9 @@ def test_salun_check_compares_with_the_tuned_ga_row(bench):
     board = _board([_row("salun", "salun", [4.0, 4.1, 4.2]), *others, *ga])
     line = bench.checks(board, [])[0]
     assert "**not reproduced**" in line and "ga: above" in line, line
-    assert bench._row(board, "ga")["config"]["lr"] == 0.0026
+    from cifar_checks import _row as pick  # the script's sibling module (benchmarks/ is on sys.path)
+
+    assert pick(board, "ga")["config"]["lr"] == 0.0026
     line = bench.checks(_board([_row("salun", "salun", [4.0, 4.1, 4.2]), *others, ga[0] | {
         "by_seed": {s: {"Avg.Gap": g} for s, g in enumerate([7.0, 7.2, 7.1])}}]), [])[0]
     assert "**reproduced**" in line and "ga: below" in line, line
