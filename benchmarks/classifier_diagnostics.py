@@ -9,7 +9,7 @@ On one original (trained with the dataset's default recipe if `--original` does 
    Shrink and Boundary Expand run them in the reference codes; forget and test accuracy after each count of
    batches. A large change means a forget-only method "forgets" through the running statistics whatever its
    gradient does (their `bn_stats: frozen` option keeps the original's statistics).
-2. SSD / LFSSD selection: the importances once, then SSD's dampening at every α of their search grids (λ = 1): the
+2. SSD / LFSSD selection: the importances once, then SSD's dampening at every α of SSD's search grid (λ = 1): the
    fraction of parameters selected, forget and test accuracy. Shows where on α's scale this model's selection is
    sparse (the authors set α per model).
 3. SCRUB's max-steps: forget accuracy after SCRUB at its forget batch size 512 (large-scale notebook) and 64
@@ -166,7 +166,7 @@ def main() -> None:
              f"## 1. BatchNorm statistics drift (GA: batch {bs}, {per_epoch} batches per epoch, {epochs} epochs = "
              f"{epochs * per_epoch} batches)", "",
              *bn_drift(model, data, task, [0, per_epoch, 20, epochs * per_epoch], bs, args.seed), "",
-             "## 2. SSD / LFSSD selection over their α grids (λ = 1)", "",
+             "## 2. SSD / LFSSD selection over SSD's α grid (λ = 1; LFSSD's grid is its first four values)", "",
              *selection(model, data, task, args.seed), "",
              f"## 3. SCRUB max-steps (lr {args.scrub_lr:g}, msteps 3, the other fields at their defaults)", "",
              *scrub_batches(model, data, task, args.seed, args.scrub_lr), "",

@@ -43,8 +43,9 @@ class FisherForgettingConfig:
     chunk_size: int = param(0, "examples per vectorised per-example Jacobian chunk (their code: batch size 1); 0 = "
                                "auto: 1 on a CPU, 32 on an accelerator. On the CPU, vmap's batched per-example "
                                "convolution gradients are slower than one example at a time: the cifar10-dev "
-                               "FastCNN's retain Fisher ran at 13.4 examples/s with chunks of 1 against 8.1 with 32 "
-                               "and 8.3 with 8 (same values to 5e-7; docs/benchmark_cifar10/diagnostics.md). "
+                               "FastCNN's retain Fisher ran at 13.3-13.4 examples/s with chunks of 1 against 5.7-8.1 "
+                               "with 32 (two runs on a busy 2-core CPU; same values to 5e-7; "
+                               "docs/benchmark_cifar10/diagnostics.md). "
                                "Lowered automatically to fit max_memory_mb", low=0)
     max_memory_mb: float = param(1024.0, "memory cap for one chunk of per-example Jacobians (chunk x classes x "
                                          "parameters floats)", low=1.0)

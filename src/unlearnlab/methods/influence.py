@@ -41,9 +41,10 @@ class InfluenceConfig:
     batch_size: int = param(128, "batch size for the forget/retain mean gradients (Jia et al. code: args.batch_size)",
                             low=1)
     chunk_size: int = param(0, "examples per vectorised (vmap) per-example-gradient chunk; 0 = auto: 8 on a CPU, "
-                               "128 on an accelerator (the cifar10-dev FastCNN's per-example gradients ran at 63.1 "
-                               "examples/s in chunks of 8 against 49.9 in chunks of 128 on a CPU, same values to "
-                               "3e-7; docs/benchmark_cifar10/diagnostics.md); lower it for big models", low=0)
+                               "128 on an accelerator (the cifar10-dev FastCNN's per-example gradients ran at 53-63 "
+                               "examples/s in chunks of 8 against 40-50 in chunks of 128, two runs on a busy 2-core "
+                               "CPU, same values to 3e-7; docs/benchmark_cifar10/diagnostics.md); lower it for big "
+                               "models", low=0)
     max_memory_mb: float = param(2048.0, "memory cap for the m x d per-example gradient matrix; m is lowered to "
                                          "fit (deviation: the paper's sequential recursion needs O(d) memory)", low=1.0)
 
