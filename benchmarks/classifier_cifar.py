@@ -90,8 +90,7 @@ def stale_methods(kept: dict, methods: list[str]) -> list[str]:
     """Methods of a kept tuning outcome whose search space is not the one their config declares now (or that it
     lacks): their outcome was chosen over another space, so they are tuned again; the others are kept."""
     entries = (kept.get("tuning") or {}).get("methods") or {}
-    return [m for m in methods if m not in entries or json.loads(json.dumps(entries[m].get("space"))) !=
-            json.loads(json.dumps(current_space(m)))]
+    return [m for m in methods if m not in entries or entries[m].get("space") != current_space(m)]
 
 
 def phase_tune(args, store: Store, methods: list[str], log: dict) -> dict[str, dict]:
@@ -148,9 +147,8 @@ def report_specs(args, methods: list[str], chosen: dict[str, dict]) -> list:
         specs.append(_spec(args, forget, methods, args.seeds, chosen.get(forget, {})))
         if "ga" in methods:  # the README setting, for the "GA barely forgets at small lr" check, with the
             # reference codes' train-mode BatchNorm and with its statistics frozen (their drift alone forgets a class)
-            for bn in ("update", "frozen"):
-                specs.append(_spec(args, forget, ["ga"], args.seeds,
-                                   {"ga": {"lr": GA_README_LR, **({"bn_stats": bn} if bn != "update" else {})}}))
+            specs += [_spec(args, forget, ["ga"], args.seeds, {"ga": {"lr": GA_README_LR, "bn_stats": bn}})
+                      for bn in ("update", "frozen")]
     return specs
 
 

@@ -38,14 +38,14 @@ def test_frozen_keeps_the_running_statistics_and_still_trains(method, trained_cn
 
 def test_the_default_is_the_reference_behaviour_and_it_is_searched():
     from unlearnlab.config import search_space
-    from unlearnlab.engine.tune import _space
+    from unlearnlab.engine.search_space import method_space
     from unlearnlab.methods import METHODS
 
     for method in FORGET_ONLY:
         cfg = METHODS.get(method).config
         assert cfg().bn_stats == "update"
         assert search_space(cfg)["bn_stats"] == ("choice", "update", "frozen")
-    assert "bn_stats" not in _space("ga", None, "qa")  # a causal LM has no BatchNorm: no wasted trials
+    assert "bn_stats" not in method_space("ga", None, "qa")  # a causal LM has no BatchNorm: no wasted trials
 
 
 def test_train_with_frozen_bn_leaves_other_modules_in_train_mode(trained_cnn, blobs_data, task4, recipe):
@@ -68,9 +68,9 @@ def test_train_with_frozen_bn_leaves_other_modules_in_train_mode(trained_cnn, bl
 
 def test_the_tuner_drops_bn_stats_for_a_classifier_without_batchnorm():
     """On an MLP both bn_stats values train the same model: the tuner does not spend trials on the choice."""
-    from unlearnlab.engine.tune import _has_batchnorm, _space
+    from unlearnlab.engine.search_space import has_batchnorm, method_space
 
-    assert _has_batchnorm({"dataset": "digits", "model": "cnn", "forget": "class:3"})
-    assert not _has_batchnorm({"dataset": "digits", "model": "mlp", "forget": "class:3"})
-    assert "bn_stats" in _space("ga", None, "classifier", batchnorm=True)
-    assert "bn_stats" not in _space("ga", None, "classifier", batchnorm=False)
+    assert has_batchnorm({"dataset": "digits", "model": "cnn", "forget": "class:3"})
+    assert not has_batchnorm({"dataset": "digits", "model": "mlp", "forget": "class:3"})
+    assert "bn_stats" in method_space("ga", None, "classifier", batchnorm=True)
+    assert "bn_stats" not in method_space("ga", None, "classifier", batchnorm=False)

@@ -50,12 +50,18 @@ def _within_floor(a: dict, b: dict, floor: dict | None, m: str, upper: bool = Tr
     end, which two floor pairs make wide)."""
     if b is None or floor is None or m not in floor["metrics"]:
         return False
+    gap = _mean_gap(a, b, m)
+    f = floor["metrics"][m]
+    bound = max(f["mean"], f.get("hi", f["mean"])) if upper else f["mean"]
+    return _fin(gap) and _fin(f.get("mean")) and gap <= bound
+
+
+def _mean_gap(a: dict, b: dict, m: str) -> float:
+    """Mean over the seeds rows `a` and `b` share of |a - b| on metric `m` (nan when none is finite)."""
     gaps = [abs(v.get(m, math.nan) - b["by_seed"][s].get(m, math.nan)) for s, v in a["by_seed"].items()
             if s in b["by_seed"]]
     gaps = [g for g in gaps if _fin(g)]
-    f = floor["metrics"][m]
-    bound = max(f["mean"], f.get("hi", f["mean"])) if upper else f["mean"]
-    return bool(gaps) and _fin(f.get("mean")) and float(np.mean(gaps)) <= bound
+    return float(np.mean(gaps)) if gaps else math.nan
 
 
 def nothing_to_forget(original: dict, floor: dict | None, oracle: dict | None, kind: dict) -> bool:
@@ -79,12 +85,7 @@ def did_not_forget(row: dict, original: dict | None, floor: dict | None, kind: d
     otherwise pass as having forgotten."""
     if _within_floor(row, original, floor, kind["forget"], upper=False):
         return True
-    m = kind["forget"]
     if original is None or oracle is None or floor is None:
         return False
-    moved = [abs(v.get(m, math.nan) - original["by_seed"][s].get(m, math.nan)) for s, v in row["by_seed"].items()
-             if s in original["by_seed"]]
-    gap = [abs(original["by_seed"][s].get(m, math.nan) - v.get(m, math.nan)) for s, v in oracle["by_seed"].items()
-           if s in original["by_seed"]]
-    moved, gap = [g for g in moved if _fin(g)], [g for g in gap if _fin(g)]
-    return bool(moved and gap) and float(np.mean(moved)) < NEGLIGIBLE * float(np.mean(gap))
+    moved, gap = _mean_gap(row, original, kind["forget"]), _mean_gap(oracle, original, kind["forget"])
+    return _fin(moved) and _fin(gap) and moved < NEGLIGIBLE * gap

@@ -28,7 +28,7 @@ def has_batchnorm(run_spec: dict) -> bool:
 
 
 def method_space(method: str, given: dict[str, tuple] | None, task: str = "classifier",
-           batchnorm: bool = True) -> dict[str, tuple]:
+                 batchnorm: bool = True) -> dict[str, tuple]:
     """The search space of `method`: `given` (checked against its config) or the one its config declares. A
     declared `bn_stats` choice is dropped where there is no BatchNorm (a causal LM, a classifier without it): both
     values would train the same model, and the trials would be wasted on it."""

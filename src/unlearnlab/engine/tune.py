@@ -59,9 +59,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigError
-from .search_space import default_params, suggest
-from .search_space import has_batchnorm as _has_batchnorm
-from .search_space import method_space as _space
+from .search_space import default_params, has_batchnorm, method_space, suggest
 
 SAMPLERS = ("tpe", "random")
 NEAR_BEST = {"classifier": 1.0, "qa": 0.01, "diffusion": 1.0}  # "within 1 point of the best" (LM: 0-1 scale)
@@ -99,8 +97,8 @@ def tune(spec: dict, methods: list[str] | str, *, budget: int, store=None, objec
         raise ConfigError(f"Stable Diffusion runs have no retrained oracle to take a gap to: tune maximises "
                           f"{NO_ORACLE_OBJECTIVE} under a floor on RA relative to the original's; drop --objective "
                           f"{objective}.")
-    batchnorm = task == "classifier" and _has_batchnorm(run_spec)
-    plans = {m: _space(m, (spaces or {}).get(m), task, batchnorm) for m in dict.fromkeys(names)}
+    batchnorm = task == "classifier" and has_batchnorm(run_spec)
+    plans = {m: method_space(m, (spaces or {}).get(m), task, batchnorm) for m in dict.fromkeys(names)}
     say = progress or (lambda msg: None)
     direction = "maximize" if objective in MAXIMIZED or reference == "original" else "minimize"
     summary: dict[str, Any] = {
