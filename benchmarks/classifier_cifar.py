@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 from cifar_checks import GA_README_LR, checks, regime
+from cifar_summary import scenario_summary, summary_lines, write_summary
 from report_doc import leaderboard_lines, run_log, tune_side_by_side
 
 from unlearnlab.engine.events import LineRenderer
@@ -274,6 +275,8 @@ def scenario_section(args, forget: str, records: list[dict], log: dict, sections
                                                          "report.html`") for ln in board_md]
     sections.mkdir(parents=True, exist_ok=True)
     (sections / f"{slug(forget)}.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    write_summary(sections / f"{slug(forget)}.summary.json", scenario_summary(board, forget, log["command"],
+                                                                             log["date"]))
 
 
 def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
@@ -291,7 +294,10 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
              "Each scenario's section below says the command, machine and date of the run that produced it: the "
              "protocol is many hours on 2 cores, so scenarios are added one run at a time (sections live in "
              f"`{sections.parent.name}/{sections.name}/`; a run rewrites only its own scenarios').", "",
-             *coverage(known + extra, args.seeds), f"## Time (the latest run: `{log['command']}`, {log['date']})", ""]
+             *coverage(known + extra, args.seeds),
+             *summary_lines([json.loads(p.read_text()) for s in known
+                             if (p := sections / f"{slug(s)}.summary.json").is_file()]),
+             f"## Time (the latest run: `{log['command']}`, {log['date']})", ""]
     for k, v in log["phases"].items():
         lines.append(f"- {k}: {v / 60:.1f} min")
     for role, ts in times.items():

@@ -66,6 +66,13 @@ def test_scenario_sections_of_earlier_runs_are_kept(bench, tmp_path):
     assert "Run: `python bench B`" in doc[first:second] and "Run: `python bench A`" in doc[second:]
     assert "not yet: random:50%, class:3, class:8, subclass:5:50%" in doc
     assert (out.parent / "bench" / "scenarios" / "class-1.md").is_file()
+    # the summary across scenarios opens the doc, one column per section present, in protocol order
+    assert doc.index("## Summary across scenarios") < first
+    head = next(ln for ln in doc.splitlines() if ln.startswith("| method | random:10%"))
+    assert head.startswith("| method | random:10% | class:1 | best or tied | mean rank |"), head
+    noop = next(ln for ln in doc.splitlines() if ln.startswith("| noop |"))
+    assert noop.count("✗") == 2, noop  # it changed nothing in both scenarios
+    assert (out.parent / "bench" / "scenarios" / "class-1.summary.json").is_file()
     links = re.findall(r"\]\(([^)]+\.png)\)", doc)
     assert links and all((out.parent / link).is_file() for link in links), links
 
@@ -193,3 +200,29 @@ def test_rl_over_forgetting_is_checked_on_random_forgetting_only(bench):
         records = [{"spec": {"method": "ft", "seed": 0, "forget": forget, "config": {}}, "metrics": {"UA": 1.0}}]
         line = next(ln for ln in bench.checks(board, records) if ln.startswith("- RL over-forgets"))
         assert word in line, line
+
+
+def test_the_summary_ranks_each_methods_selected_setting(bench):
+    """Across scenarios a method is its selected setting: GA's tuned row, not the README-lr rows of the check;
+    ranks are among those rows; bold marks best or tied, ✗ a method that did not forget."""
+    from cifar_summary import scenario_summary, summary_lines
+
+    def row(label, method, mean, flags=(), lr=None, reference=False):
+        return {"method": label, "method_name": method, "config": {"lr": lr} if lr else {}, "reference": reference,
+                "primary": {"mean": mean, "lo": mean - 1, "hi": mean + 1}, "flags": list(flags)}
+
+    board = {"primary": "Avg.Gap", "floor": {"primary": {"mean": 0.4}},
+             "rows": [row("original", "original", 9.0, reference=True),
+                      row("ga (lr=0.0001)", "ga", 1.0, ["best"], lr=bench.GA_README_LR),
+                      row("salun", "salun", 2.0, ["ties best"]), row("ga (lr=0.003)", "ga", 3.0, lr=0.003),
+                      row("ssd", "ssd", 8.9, ["DID NOT FORGET"])]}
+    a = scenario_summary(board, "class:1", "cmd", "today")
+    assert a["rows"]["ga"]["label"] == "ga (lr=0.003)" and a["rows"]["ga"]["rank"] == 2
+    assert a["rows"]["salun"]["rank"] == 1 and a["floor"] == 0.4 and a["original"] == 9.0
+    b = {**a, "scenario": "class:3", "rows": {**a["rows"], "ga": {**a["rows"]["ga"], "rank": 1, "flags": ["best"]}}}
+    lines = summary_lines([a, b])
+    text = "\n".join(lines)
+    assert "| salun | **2.00** (1) | **2.00** (1) | 2 of 2 | 1.0 |" in text, text
+    assert "| ga | 3.00 (2) | **3.00** (1) | 1 of 2 | 1.5 |" in text, text
+    assert "| ssd | 8.90 (3) ✗ | 8.90 (3) ✗ | 0 of 2 | 3.0 |" in text, text
+    assert "| noise floor (oracle vs oracle) | 0.40 | 0.40 | | |" in text
