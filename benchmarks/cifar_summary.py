@@ -14,16 +14,18 @@ from cifar_checks import _row
 NOT_FORGOT = ("CHANGED NOTHING", "DID NOT FORGET")
 
 
-def scenario_summary(board: dict, forget: str, command: str, date: str) -> dict:
+def scenario_summary(board: dict, forget: str, command: str, date: str, cost: dict | None = None) -> dict:
     """One scenario's summary: per method its selected setting's row (for GA the tuned one, not the README-lr rows
-    of the check), ranked among those rows only; the original's and the floor's Avg.Gap."""
+    of the check), ranked among those rows only; the original's and the floor's Avg.Gap; `cost`: worker-minutes
+    of its tuning trials and of its reported method runs, from their records."""
     methods = sorted({r["method_name"] for r in board["rows"] if not r["reference"]})
     picked = {m: _row(board, m) for m in methods}
     order = sorted(methods, key=lambda m: (not math.isfinite(picked[m]["primary"]["mean"]),
                                            picked[m]["primary"]["mean"]))
     ref = {r["method_name"]: r for r in board["rows"] if r["reference"]}
     floor = (board.get("floor") or {}).get("primary", {}).get("mean", math.nan)
-    return {"scenario": forget, "command": command, "date": date, "primary": board["primary"], "floor": floor,
+    return {"scenario": forget, "command": command, "date": date, "cost": cost or {}, "primary": board["primary"],
+            "floor": floor,
             "original": ref["original"]["primary"]["mean"] if "original" in ref else math.nan,
             "rows": {m: {"label": picked[m]["method"], "mean": picked[m]["primary"]["mean"],
                          "lo": picked[m]["primary"].get("lo"), "hi": picked[m]["primary"].get("hi"),
@@ -70,5 +72,17 @@ def summary_lines(summaries: list[dict]) -> list[str]:
                      + f" | {top} of {sum(1 for r in rows if r)} | {mean_rank(m):.1f} |")
     for name, key in (("noise floor (oracle vs oracle)", "floor"), ("original (no unlearning)", "original")):
         lines.append(f"| {name} | " + " | ".join(f"{s[key]:.2f}" for s in summaries) + " | | |")
-    lines += ["", "Runs: " + "; ".join(f"{s['scenario']} {s['date']}" for s in summaries) + ".", ""]
+    lines += ["", "Runs: " + "; ".join(f"{s['scenario']} {s['date']}" for s in summaries) + "."]
+    costs = [s for s in summaries if s.get("cost")]
+    if costs:
+        tune = sum(s["cost"].get("tuning_min", 0.0) for s in costs)
+        runs = sum(s["cost"].get("methods_min", 0.0) for s in costs)
+        lines += ["", f"Compute, summed from the runs' records (worker-minutes; the local backend runs one job per "
+                      f"core): tuning {tune:.0f}, reported method runs {runs:.0f}, over "
+                      + ", ".join(f"{s['scenario']} ({s['cost'].get('tuning_min', 0.0):.0f} + "
+                                  f"{s['cost'].get('methods_min', 0.0):.0f})" for s in costs)
+                      + "; the models behind them (one original per seed, shared by the scenarios, and each "
+                      "scenario's oracles and validation models) are in the sections' regime lines and the time "
+                      "section below."]
+    lines.append("")
     return lines

@@ -249,8 +249,8 @@ def scenario_section(args, forget: str, records: list[dict], log: dict, sections
                "evaluation; docs/performance.md measures its effect)." if args.amp else ""))
     lines = [f"### forget {forget}", "", when, "", f"Reading: {reading(board)}", "", *regime(records, forget), ""]
     if tuned:
-        n, secs = ((tuned["trial_runs"], tuned["trial_s"]) if "trial_runs" in tuned
-                   else trial_cost(Store(args.results), args.name, forget))
+        n, secs = n_secs = ((tuned["trial_runs"], tuned["trial_s"]) if "trial_runs" in tuned
+                            else trial_cost(Store(args.results), args.name, forget))
         lines += [f"Tuning: {tuned['budget']} trials per method on val:{forget} (seeds {tuned['seeds']}), "
                   f"{tuned['objective']} to the validation oracle, utility floor {tuned['utility_floor']} points "
                   f"of TA. Cost: {n} trial runs, {secs / 60:.1f} worker-minutes of method time (summed from "
@@ -275,8 +275,9 @@ def scenario_section(args, forget: str, records: list[dict], log: dict, sections
                                                          "report.html`") for ln in board_md]
     sections.mkdir(parents=True, exist_ok=True)
     (sections / f"{slug(forget)}.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    cost = {"methods_min": run_minutes(records), **({"tuning_min": n_secs[1] / 60} if tuned else {})}
     write_summary(sections / f"{slug(forget)}.summary.json", scenario_summary(board, forget, log["command"],
-                                                                             log["date"]))
+                                                                             log["date"], cost))
 
 
 def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
