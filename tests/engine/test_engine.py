@@ -139,6 +139,23 @@ def test_progress_lines_when_stderr_is_a_pipe(tmp_path):
     assert any("epoch 2/2" in x for x in lines)  # the training loop's epoch/step events reach the renderer
 
 
+def test_eta_times_model_builds_apart_from_runs():
+    """A resumed sweep first 'builds' models it finds cached (a second each): the ETA of the runs left must come
+    from the runs' own time, not from those builds'."""
+    from unlearnlab.engine.events import Tracker
+
+    t = Tracker()
+    t.update({"kind": "plan", "jobs": 12, "builds": 4, "workers": 2})
+    for i in range(4):  # four cached-model builds, one second each
+        t.update({"kind": "start", "job": f"build original seed {i} (x)", "t": 0.0})
+        t.update({"kind": "done", "job": f"build original seed {i} (x)", "t": 1.0})
+    assert t.eta_s() == 8 * 1.0 / 2  # no run timed yet: the builds' median stands in
+    t.update({"kind": "start", "job": "ft seed 0 (x)", "t": 1.0})
+    t.update({"kind": "done", "job": "ft seed 0 (x)", "t": 101.0})
+    assert t.eta_s() == 7 * 100.0 / 2  # 7 runs left at 100 s over 2 workers, not 7 x ~1 s
+    assert "ETA 5m50s" in t.summary()
+
+
 def _metrics(res) -> dict:
     return {(r["spec"]["method"], r["spec"]["seed"]): r["metrics"] for r in res["records"][0]}
 

@@ -114,7 +114,9 @@ class Tracker:
         self.done = self.failed = self.cached = 0
         self.running: dict[str, dict] = {}
         self.t0 = time.time()
-        self.durations: list[float] = []
+        self.durations: list[float] = []  # runs and floors
+        self.build_durations: list[float] = []  # model builds (training, or loading a cached model: ~1 s)
+        self.builds = self.builds_finished = 0
         self.workers = 1  # parallel jobs, from the plan event
 
     def update(self, ev: dict) -> None:
@@ -122,6 +124,7 @@ class Tracker:
         k, job = ev["kind"], ev.get("job", "")
         if k == "plan":  # several graphs in one session (an audit's populations) add up
             self.total += int(ev.get("jobs", 0))
+            self.builds += int(ev.get("builds", 0))
             self.workers = int(ev.get("workers", self.workers))
         elif k == "start":
             self.running[job] = {"since": ev["t"], "detail": ""}
@@ -129,6 +132,8 @@ class Tracker:
             self.running[job]["detail"] = _step_text(ev)
         elif k in ("done", "failed", "cached"):
             info = self.running.pop(job, None)
+            build = job.startswith("build ")
+            self.builds_finished += build
             if k == "cached":
                 self.cached += 1
             elif k == "failed":
@@ -136,7 +141,7 @@ class Tracker:
             else:
                 self.done += 1
                 if info is not None:
-                    self.durations.append(ev["t"] - info["since"])
+                    (self.build_durations if build else self.durations).append(ev["t"] - info["since"])
 
     @property
     def finished(self) -> int:
@@ -144,11 +149,20 @@ class Tracker:
         return self.done + self.failed + self.cached
 
     def eta_s(self) -> float | None:
-        """Seconds left: median job time x remaining jobs / parallel workers (None before a job has finished)."""
-        if not self.durations:
+        """Seconds left: remaining model builds x their median time plus remaining runs x theirs, over the parallel
+        workers (None before a job has finished). Builds and runs are timed apart: a build that finds its model
+        cached takes a second, and a resumed sweep's first jobs are such builds, so one median of both would
+        promise the remaining hour of runs in half a minute. A kind not timed yet borrows the other's median."""
+        def med(xs: list[float]) -> float | None:
+            return sorted(xs)[len(xs) // 2] if xs else None
+
+        run, build = med(self.durations), med(self.build_durations)
+        if run is None and build is None:
             return None
-        med = sorted(self.durations)[len(self.durations) // 2]
-        return med * max(0, self.total - self.finished) / max(1, self.workers)
+        left_builds = max(0, self.builds - self.builds_finished)
+        left_runs = max(0, self.total - self.finished - left_builds)
+        return (left_builds * (build if build is not None else run)
+                + left_runs * (run if run is not None else build)) / max(1, self.workers)
 
     def summary(self) -> str:
         """'12/30 jobs (3 reused, 1 failed), 2 running, ETA 4m10s'."""

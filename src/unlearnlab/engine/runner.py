@@ -287,7 +287,8 @@ def execute(specs: list, *, store=None, backend: str = "serial", workers: int | 
         sched = _Scheduler(graph, store, be, sink, resume)
         order = sched.prune()
         sink({"kind": "plan", "t": time.time(), "jobs": len(graph.jobs) - graph.count("build") + sum(
-            graph.jobs[k].kind == "build" for k in order), "backend": be.name, "workers": be.workers,
+            graph.jobs[k].kind == "build" for k in order), "builds": sum(graph.jobs[k].kind == "build" for k in order),
+            "backend": be.name, "workers": be.workers,
             "detail": f"{graph.count('build')} models, {graph.count('run')} runs, {graph.count('floor')} floors; "
                       f"{len(order)} to compute, {be.workers} worker(s)"})
         for ev in sched.reused:
