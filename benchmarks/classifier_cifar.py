@@ -35,6 +35,7 @@ import json
 import math
 import platform
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -237,6 +238,7 @@ def scenario_section(args, forget: str, records: list[dict], log: dict, sections
     """Write the section of one scenario (how it was run, reading, regime, tuning, checks, its leaderboard with the
     figures beside it) to sections/<slug>.md."""
     rep_dir = sections / slug(forget)
+    shutil.rmtree(rep_dir / "figures", ignore_errors=True)  # an earlier run's figures (other names) are not this one's
     rep = build_report(records, rep_dir, title=f"forget {forget}", command=log["command"])
     board = rep["scenarios"][0]
     tuned = log["tuning"].get(forget)
