@@ -186,6 +186,35 @@ def test_figures_are_real_png_and_svg(built):
         assert head.startswith(b"\x89PNG\r\n\x1a\n") if p.suffix == ".png" else b"<svg" in head
 
 
+def test_a_long_legend_goes_beside_the_axes():
+    """With a benchmark's many rows the legend sits beside the axes (the figure widened), never over the points."""
+    pytest.importorskip("matplotlib")
+    from unlearnlab.engine.figures import LEGEND_INSIDE, _styles, fig_accuracy, fig_per_class
+
+    recs = classifier_records("many")
+    extra = [dict(r, id=f"lr{k}{i:02d}", spec={**r["spec"], "config": {"lr": 10.0 ** -k}})
+             for k in range(3, 3 + 2 * LEGEND_INSIDE) for i, r in enumerate(recs) if r["spec"]["method"] == "ga"]
+    sc = scenarios(recs + extra)[0]
+    board = leaderboard(sc)
+    assert len(board["rows"]) > LEGEND_INSIDE
+    fig = fig_accuracy(board, sc)
+    ax = fig.axes[0]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # lays the figure out (constrained layout) as saving it does
+    renderer = canvas.get_renderer()
+    legend, frame = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert legend.x0 >= frame.x1 and fig.get_figwidth() > 6.4
+    styles = _styles(board)
+    assert len(set(v[:2] for v in styles.values())) == len(styles)  # no two rows share marker and colour
+    per = fig_per_class(board, sc)
+    assert per.legends and not any(a.get_legend() for a in per.axes)  # one legend beside both panels
+    small = leaderboard(scenarios(classifier_records("few"))[0])
+    ax = fig_accuracy(small, scenarios(classifier_records("few"))[0]).axes[0]
+    assert ax.get_legend() is not None and ax.figure.get_figwidth() == 6.4  # short: inside, as before
+
+
 def test_missing_matplotlib_and_pandas_say_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ConfigError, match=r"pip install 'unlearnlab\[report\]'"):

@@ -19,6 +19,7 @@ from ..errors import ConfigError
 REF_STYLE = {"retrain": ("*", "black", 14, "oracle (retrain)"), "original": ("X", "tab:red", 11, "original")}
 _PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan",
             "tab:gray", "#1f3a93", "#8e44ad", "#16a085", "#d35400", "#7f8c8d")
+_MARKERS = ("o", "s", "^", "D")
 
 
 def require_matplotlib() -> Any:
@@ -52,7 +53,8 @@ def _styles(board: dict) -> dict[str, tuple[str, str, float, str]]:
             out[row["method"]] = (marker, colour, size, label if row["method"] == row["method_name"] else row["method"])
         else:
             noop = next((f" ({f})" for f in ("CHANGED NOTHING", "DID NOT FORGET") if f in row["flags"]), "")
-            out[row["method"]] = ("o", _PALETTE[i % len(_PALETTE)], 7, row["method"] + noop)
+            marker = _MARKERS[i // len(_PALETTE) % len(_MARKERS)]  # past the palette, a colour comes back with
+            out[row["method"]] = (marker, _PALETTE[i % len(_PALETTE)], 7, row["method"] + noop)  # another marker
             i += 1
     return out
 
@@ -75,6 +77,21 @@ def _new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (6.4
 
     fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
     return fig, fig.subplots(nrows, ncols, squeeze=False, **kw)
+
+
+LEGEND_INSIDE = 8  # legend entries that fit inside an axes without covering its points
+
+
+def _legend(ax: Any, **kw: Any) -> None:
+    """The axes' legend: inside ("best") when short; beside the axes when long (a benchmark's 16 rows covered the
+    oracle's point), the figure widened by the legend's width so the axes keep their size."""
+    n = len(ax.get_legend_handles_labels()[1])
+    if n <= LEGEND_INSIDE:
+        ax.legend(fontsize=7, loc="best", **kw)
+        return
+    ncols = 1 if n <= 24 else 2
+    ax.figure.set_figwidth(ax.figure.get_figwidth() + 3.2 * ncols)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, ncols=ncols, **kw)
 
 
 def _means_plot(ax: Any, board: dict, xkey: str, ykey: str) -> int:
@@ -117,7 +134,7 @@ def fig_accuracy(board: dict, sc: dict):
         ax.axhline(oracle["metrics"]["TA"]["mean"], color="black", ls=":", lw=1)
     ax.set(xlabel="UA = 100 − forget accuracy (%)", ylabel="TA, test accuracy (%)")
     _title(ax, "Forgetting vs test accuracy", board)
-    ax.legend(fontsize=7, loc="best")
+    _legend(ax)
     ax.grid(alpha=0.3)
     return fig
 
@@ -133,7 +150,7 @@ def fig_quality(board: dict, sc: dict):
     ax.set_yscale("log")
     ax.set(xlabel="Model Utility", ylabel="Forget Quality (log; higher is better)")
     _title(ax, "Forget quality vs model utility", board)
-    ax.legend(fontsize=7, loc="best")
+    _legend(ax)
     ax.grid(alpha=0.3, which="both")
     return fig
 
@@ -178,7 +195,7 @@ def fig_cost(board: dict, sc: dict):
     ax.set(xlabel="cost: RTE / retrain (fraction of retraining time)",
            ylabel=f"{prim} ({'higher' if higher else 'lower'} is better)")
     _title(ax, f"{prim} vs cost", board)
-    ax.legend(fontsize=7, loc="best")
+    _legend(ax)
     ax.grid(alpha=0.3, which="both")
     return fig
 
@@ -217,7 +234,12 @@ def fig_per_class(board: dict, sc: dict):
         ax.set_xticks(range(0, n, 1 if n <= 30 else max(1, n // 20)))
         ax.grid(alpha=0.3, axis="y")
     axes[-1][0].set_xlabel("class")
-    axes[0][0].legend(fontsize=7, ncols=min(len(per), 6), loc="lower left")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if len(labels) <= LEGEND_INSIDE:
+        axes[0][0].legend(fontsize=7, ncols=min(len(labels), 4), loc="lower left")
+    else:  # beside both panels, the figure widened by its width (inside, 16 rows covered the bars)
+        fig.set_figwidth(fig.get_figwidth() + 3.2)
+        fig.legend(handles, labels, fontsize=7, loc="outside right upper")
     return fig
 
 
