@@ -238,14 +238,16 @@ def scenario_section(args, forget: str, records: list[dict], log: dict, sections
     """Write the section of one scenario (how it was run, reading, regime, tuning, checks, its leaderboard with the
     figures beside it) to sections/<slug>.md."""
     rep_dir = sections / slug(forget)
+    stamp = {**log, **log.get("runs", {}).get(forget, {})}  # the run that computed this scenario, not the latest
     shutil.rmtree(rep_dir / "figures", ignore_errors=True)  # an earlier run's figures (other names) are not this one's
-    rep = build_report(records, rep_dir, title=f"forget {forget}", command=log["command"])
+    rep = build_report(records, rep_dir, title=f"forget {forget}", command=stamp["command"])
     board = rep["scenarios"][0]
     tuned = log["tuning"].get(forget)
-    when = (f"Run: `{log['command']}` on {platform.processor() or platform.machine()}, {log['cores']} cores, "
-            f"{log['date']}; the reported runs of that invocation took {log.get('report_s', math.nan) / 60:.1f} min "
-            f"({', '.join(args.scenarios)}; runs stored by earlier invocations of the same command are reused, and "
-            f"this section's method runs sum to {run_minutes(records):.1f} worker-minutes by their records)"
+    when = (f"Run: `{stamp['command']}` on {platform.processor() or platform.machine()}, {stamp['cores']} cores, "
+            f"{stamp['date']}; the reported runs of that invocation took "
+            f"{stamp.get('report_s', math.nan) / 60:.1f} min ({', '.join(stamp.get('scenarios', args.scenarios))}; "
+            "runs stored by earlier invocations of the same command are reused, and this section's"
+            f" method runs sum to {run_minutes(records):.1f} worker-minutes by their records)"
             + (f", this scenario's tuning {tuned['seconds'] / 60:.1f} min" if tuned else "") + "."
             + (" Precision: bf16 autocast (`--amp`: the models, the methods in methods.base.AUTOCAST and "
                "evaluation; docs/performance.md measures its effect)." if args.amp else ""))
@@ -278,8 +280,8 @@ def scenario_section(args, forget: str, records: list[dict], log: dict, sections
     sections.mkdir(parents=True, exist_ok=True)
     (sections / f"{slug(forget)}.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     cost = {"methods_min": run_minutes(records), **({"tuning_min": n_secs[1] / 60} if tuned else {})}
-    write_summary(sections / f"{slug(forget)}.summary.json", scenario_summary(board, forget, log["command"],
-                                                                             log["date"], cost))
+    write_summary(sections / f"{slug(forget)}.summary.json", scenario_summary(board, forget, stamp["command"],
+                                                                             stamp["date"], cost))
 
 
 def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
@@ -358,6 +360,8 @@ def main() -> None:
         records, secs = phase_report(args, store, methods, log.get("chosen", chosen))
         log["phases"][f"reported runs ({', '.join(args.scenarios)}: originals, oracles, methods, floors)"] = secs
         log["report_s"] = secs
+        log.setdefault("runs", {}).update({f: {**{k: log[k] for k in ("command", "date", "cores", "report_s")},
+                                               "scenarios": args.scenarios} for f in args.scenarios})
         log_path.write_text(json.dumps(log, indent=1, default=str))
     records = reported_records(store, report_specs(args, methods, log.get("chosen", {})))
     if not records:

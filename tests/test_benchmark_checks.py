@@ -73,6 +73,13 @@ def test_scenario_sections_of_earlier_runs_are_kept(bench, tmp_path):
     noop = next(ln for ln in doc.splitlines() if ln.startswith("| noop |"))
     assert noop.count("✗") == 2, noop  # it changed nothing in both scenarios
     assert (out.parent / "bench" / "scenarios" / "class-1.summary.json").is_file()
+    # a later --report-only of class:1 keeps the stamp of the run that computed it, not the log's latest command
+    args.scenarios = ["class:1"]
+    recs = [{**r, "spec": {**r["spec"], "forget": "class:1"}} for r in mod.classifier_records("exp")]
+    bench.write_doc(args, recs, {**log, "command": "python bench C", "runs": {"class:1": {
+        "command": "python bench A", "date": "then", "cores": 2, "report_s": 60.0, "scenarios": ["class:1"]}}}, out)
+    doc = out.read_text()
+    assert "Run: `python bench A` on" in doc and "python bench C`" not in doc.split("## Scenarios")[1]
     links = re.findall(r"\]\(([^)]+\.png)\)", doc)
     assert links and all((out.parent / link).is_file() for link in links), links
 
