@@ -234,11 +234,23 @@ def slug(forget: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", forget).strip("-")
 
 
+STAMP = ("command", "date", "cores", "report_s", "scenarios")
+
+
+def run_stamp(log: dict, forget: str, sections: Path) -> dict:
+    """How the run that computed `forget`'s rows was invoked (command, date, cores, its reported phase's time):
+    the log's entry for the scenario, else the one its section's summary kept, else the log's latest run (a
+    --report-only of one scenario must not name another scenario's command)."""
+    kept = sections / f"{slug(forget)}.summary.json"
+    old = (json.loads(kept.read_text()).get("stamp") or {}) if kept.is_file() else {}
+    return {**log, **{k: v for k, v in old.items() if v is not None}, **log.get("runs", {}).get(forget, {})}
+
+
 def scenario_section(args, forget: str, records: list[dict], log: dict, sections: Path) -> None:
     """Write the section of one scenario (how it was run, reading, regime, tuning, checks, its leaderboard with the
     figures beside it) to sections/<slug>.md."""
     rep_dir = sections / slug(forget)
-    stamp = {**log, **log.get("runs", {}).get(forget, {})}  # the run that computed this scenario, not the latest
+    stamp = run_stamp(log, forget, sections)
     shutil.rmtree(rep_dir / "figures", ignore_errors=True)  # an earlier run's figures (other names) are not this one's
     rep = build_report(records, rep_dir, title=f"forget {forget}", command=stamp["command"])
     board = rep["scenarios"][0]
@@ -280,8 +292,9 @@ def scenario_section(args, forget: str, records: list[dict], log: dict, sections
     sections.mkdir(parents=True, exist_ok=True)
     (sections / f"{slug(forget)}.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     cost = {"methods_min": run_minutes(records), **({"tuning_min": n_secs[1] / 60} if tuned else {})}
-    write_summary(sections / f"{slug(forget)}.summary.json", scenario_summary(board, forget, stamp["command"],
-                                                                             stamp["date"], cost))
+    write_summary(sections / f"{slug(forget)}.summary.json",
+                  {**scenario_summary(board, forget, stamp["command"], stamp["date"], cost),
+                   "stamp": {k: stamp.get(k) for k in STAMP}})
 
 
 def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
@@ -360,8 +373,8 @@ def main() -> None:
         records, secs = phase_report(args, store, methods, log.get("chosen", chosen))
         log["phases"][f"reported runs ({', '.join(args.scenarios)}: originals, oracles, methods, floors)"] = secs
         log["report_s"] = secs
-        log.setdefault("runs", {}).update({f: {**{k: log[k] for k in ("command", "date", "cores", "report_s")},
-                                               "scenarios": args.scenarios} for f in args.scenarios})
+        log.setdefault("runs", {}).update({f: {**{k: log[k] for k in STAMP[:-1]}, "scenarios": args.scenarios}
+                                           for f in args.scenarios})
         log_path.write_text(json.dumps(log, indent=1, default=str))
     records = reported_records(store, report_specs(args, methods, log.get("chosen", {})))
     if not records:

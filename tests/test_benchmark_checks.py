@@ -80,6 +80,9 @@ def test_scenario_sections_of_earlier_runs_are_kept(bench, tmp_path):
         "command": "python bench A", "date": "then", "cores": 2, "report_s": 60.0, "scenarios": ["class:1"]}}}, out)
     doc = out.read_text()
     assert "Run: `python bench A` on" in doc and "python bench C`" not in doc.split("## Scenarios")[1]
+    bench.write_doc(args, recs, {**log, "command": "python bench D"}, out)  # a log without the scenario's entry:
+    doc = out.read_text()  # the stamp its section's summary kept
+    assert "Run: `python bench A` on" in doc and "python bench D`" not in doc.split("## Scenarios")[1]
     links = re.findall(r"\]\(([^)]+\.png)\)", doc)
     assert links and all((out.parent / link).is_file() for link in links), links
 
