@@ -149,14 +149,16 @@ class Tracker:
         return self.done + self.failed + self.cached
 
     def eta_s(self) -> float | None:
-        """Seconds left: remaining model builds x their median time plus remaining runs x theirs, over the parallel
+        """Seconds left: remaining model builds x their mean time plus remaining runs x theirs, over the parallel
         workers (None before a job has finished). Builds and runs are timed apart: a build that finds its model
-        cached takes a second, and a resumed sweep's first jobs are such builds, so one median of both would
-        promise the remaining hour of runs in half a minute. A kind not timed yet borrows the other's median."""
-        def med(xs: list[float]) -> float | None:
-            return sorted(xs)[len(xs) // 2] if xs else None
+        cached takes a second, and a resumed sweep's first jobs are such builds, so one average of both would
+        promise the remaining hour of runs in half a minute. A kind not timed yet borrows the other's mean. The
+        mean, not the median: job times are skewed (one method's run can take 5x the others'), and the time left
+        is a sum of them."""
+        def mean(xs: list[float]) -> float | None:
+            return sum(xs) / len(xs) if xs else None
 
-        run, build = med(self.durations), med(self.build_durations)
+        run, build = mean(self.durations), mean(self.build_durations)
         if run is None and build is None:
             return None
         left_builds = max(0, self.builds - self.builds_finished)
