@@ -321,8 +321,8 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
     for role, ts in times.items():
         if ts:
             lines.append(f"- {role} models: {len(ts)} trained, median {np.median(ts):.0f} s each with the "
-                         f"{args.backend} backend ({args.workers or 'one per core'} job(s) at a time, the cores "
-                         f"shared between them; cached in `{args.results}`, a rerun reuses them)")
+                         f"{args.backend} backend ({f'{args.workers} jobs' if args.workers else 'one job per core'}"
+                         f" at a time, the cores shared between them; cached in `{args.results}`, a rerun reuses them)")
     lines.append("- one original alone on the whole machine: `time unlearnlab train --dataset cifar10-dev --out "
                  f"/tmp/orig` (the regime's time budget is measured that way): {ALONE}"
                  + (f"; {ALONE_AMP}" if args.amp else ""))
