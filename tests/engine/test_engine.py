@@ -44,6 +44,31 @@ def test_graph_shares_originals_and_oracles():
     assert len(floors) == 2 and all(j.rspec["config"] == {"other_seed": 1} for j in floors)
 
 
+def test_parallel_slots_start_the_methods_that_took_longest_first(tmp_path):
+    """Longest-processing-time order: with 2+ slots the runs of a method this store timed as slow start before
+    the fast ones (so a slow last seed does not run alone at the end); builds stay first, serial keeps plan order."""
+    import types
+
+    from unlearnlab.engine.runner import _Scheduler
+
+    class Timed:  # a store whose records say GA takes 100 s and FT 1 s on blobs
+        root = tmp_path
+
+        def list_runs(self, dataset=None, **_):
+            return [{"spec": {"method": m, "dataset": "blobs"}, "timings": {"wall_s": t}}
+                    for m, t in (("ga", 100.0), ("ga", 90.0), ("ft", 1.0))] if dataset == "blobs" else []
+
+    g = expand([from_dict({**BASE, "forget": "random:10%", "methods": ["ft", "ga"], "seeds": 2})])
+
+    def order(slots: int) -> list[str]:
+        sched = _Scheduler(g, Timed(), types.SimpleNamespace(slots=slots), lambda ev: None, False)
+        return [g.jobs[k].method or g.jobs[k].kind for k in sched.prune()]
+
+    par = order(2)
+    assert par[:4] == ["build"] * 4 and par[4:6] == ["ga", "ga"], par
+    assert par.index("ga") < par.index("ft") and order(1).index("ft") < order(1).index("ga")
+
+
 def test_lm_target_is_one_job_for_many_methods():
     spec = from_dict({"task": "qa", "model": "tiny", "dataset": "qa:authors=6,facts=2", "forget": "10%",
                       "methods": ["ga", "npo", "grad_diff"], "seeds": [0], "epochs": 1})
