@@ -38,6 +38,15 @@ def _tune_one(spec: dict, method: str, budget: int, results: str, threads: int, 
                 run_kwargs={"backend": "serial", "events": LineRenderer(sys.stderr, every_s=60)})
 
 
+def longest_first(methods: list[str], dataset: str | None, results: str | Path) -> list[str]:
+    """`methods` by their median stored run time on `dataset`, slowest first (untimed ones last, in order): the
+    studies start longest first, so the slowest study (Fisher forgetting's) does not start late and end alone."""
+    from unlearnlab.store import Store
+
+    med = Store(results).method_seconds(dataset)
+    return sorted(methods, key=lambda m: -med.get(m, 0.0))
+
+
 def tune_side_by_side(spec: dict, methods: list[str], *, budget: int, results: str | Path, workers: int | None,
                       warm_start: bool = False) -> dict:
     """engine/tune.py's selection for every method, one method's study per worker process, so tuning keeps every
@@ -55,8 +64,9 @@ def tune_side_by_side(spec: dict, methods: list[str], *, budget: int, results: s
     # a killed benchmark takes its tuning workers with it (else they go on computing with the code of before an edit)
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=exit_with_parent,
                              initargs=(os.getpid(),)) as pool:
-        futs = {m: pool.submit(_tune_one, spec, m, budget, str(results), threads, warm_start) for m in methods}
-        done = {m: f.result() for m, f in futs.items()}
+        futs = {m: pool.submit(_tune_one, spec, m, budget, str(results), threads, warm_start)
+                for m in longest_first(methods, spec.get("dataset"), results)}
+        done = {m: futs[m].result() for m in methods}
     first = next(iter(done.values()))
     keep = ("objective", "utility_floor", "validation_forget", "budget", "warm_start", "direction")
     return {**{k: first.get(k) for k in keep}, "methods": {m: d["methods"][m] for m, d in done.items()}}

@@ -109,6 +109,15 @@ def test_list_runs_filters_order_and_limit(store):
             store.list_runs(limit=bad)
 
 
+def test_method_seconds_is_the_median_per_method_on_a_dataset(store):
+    for t, m, d in ((1.0, "ga", "digits"), (9.0, "ga", "digits"), (5.0, "ga", "digits"), (7.0, "ft", "digits"),
+                    (100.0, "ga", "cifar10")):
+        store.add_run({**make_record(dataset=d, method=m), "timings": {"wall_s": t}})
+    store.add_run({**make_record(method="ft"), "timings": {}})  # untimed: not counted
+    assert store.method_seconds("digits") == {"ga": 5.0, "ft": 7.0}
+    assert store.method_seconds("cifar10") == {"ga": 100.0} and store.method_seconds("none") == {}
+
+
 def test_get_run_prefixes_and_did_you_mean(store):
     ids = [store.add_run(make_record(seed=i)) for i in range(20)]  # 20 ids over 16 first digits: a shared prefix
     rid = ids[0]

@@ -54,9 +54,8 @@ def test_parallel_slots_start_the_methods_that_took_longest_first(tmp_path):
     class Timed:  # a store whose records say GA takes 100 s and FT 1 s on blobs
         root = tmp_path
 
-        def list_runs(self, dataset=None, **_):
-            return [{"spec": {"method": m, "dataset": "blobs"}, "timings": {"wall_s": t}}
-                    for m, t in (("ga", 100.0), ("ga", 90.0), ("ft", 1.0))] if dataset == "blobs" else []
+        def method_seconds(self, dataset=None):
+            return {"ga": 100.0, "ft": 1.0} if dataset == "blobs" else {}
 
     g = expand([from_dict({**BASE, "forget": "random:10%", "methods": ["ft", "ga"], "seeds": 2})])
 

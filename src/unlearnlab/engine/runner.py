@@ -155,15 +155,11 @@ class _Scheduler:
         Methods the store has not timed, and a serial backend, keep the plan order."""
         if self.store is None or self.backend.slots < 2:
             return keys
-        med: dict[tuple, float] = {}
-        for ds in {self.g.jobs[k].spec.get("dataset") for k in keys}:
-            times: dict[str, list[float]] = {}
-            for r in self.store.list_runs(dataset=ds):
-                t = (r.get("timings") or {}).get("wall_s")
-                if isinstance(t, (int, float)) and t > 0:
-                    times.setdefault(str(r["spec"].get("method")), []).append(float(t))
-            med.update({(ds, m): sorted(v)[len(v) // 2] for m, v in times.items()})
-        return sorted(keys, key=lambda k: -med.get((self.g.jobs[k].spec.get("dataset"), self.g.jobs[k].method), 0.0))
+        from ..store import _name_of
+
+        ds = {k: _name_of(self.g.jobs[k].spec.get("dataset")) for k in keys}  # a dataset may be a {name, path} dict
+        med = {(d, m): t for d in set(ds.values()) for m, t in self.store.method_seconds(d).items()}
+        return sorted(keys, key=lambda k: -med.get((ds[k], self.g.jobs[k].method), 0.0))
 
     def _finish(self, key: str, res: dict) -> None:
         job = self.g.jobs[key]
