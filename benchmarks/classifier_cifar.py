@@ -234,6 +234,7 @@ def slug(forget: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", forget).strip("-")
 
 
+TPE_STARTUP = 10  # optuna.samplers.TPESampler's n_startup_trials default: random trials before TPE models anything
 STAMP = ("command", "date", "cores", "report_s", "scenarios")
 
 
@@ -274,7 +275,11 @@ def scenario_section(args, forget: str, records: list[dict], log: dict, sections
                   f"{tuned['seconds'] / 60:.1f} min of wall time (the last invocation of the first tuning, plus any "
                   "retuning)."
                   + (f" Tuned again later, alone and with the same budget, because their declared search space "
-                     f"changed: {', '.join(tuned['retuned'])}." if tuned.get("retuned") else ""), "",
+                     f"changed: {', '.join(tuned['retuned'])}." if tuned.get("retuned") else "")
+                  + (f" With {tuned['budget']} trials Optuna's TPE is still in its random start-up (its first "
+                     f"{TPE_STARTUP} trials), and each method's sampler is seeded by the method's name, so every "
+                     "scenario draws the same settings of a method and picks the best of them on its own validation "
+                     "set: the tuning is a paired random search." if tuned["budget"] <= TPE_STARTUP else ""), "",
                   "| method | chosen setting | val Avg.Gap | feasible trials | median | IQR |",
                   "|---|---|---|---|---|---|"]
         for m, e in tuned["methods"].items():

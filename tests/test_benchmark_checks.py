@@ -237,3 +237,11 @@ def test_the_summary_ranks_each_methods_selected_setting(bench):
     assert "| ssd | 8.90 (3) ✗ | 8.90 (3) ✗ | 0 of 2 | 3.0 |" in text, text
     assert "| noise floor (oracle vs oracle) | 0.40 | 0.40 | | |" in text
     assert "tuning 100, reported method runs 240, over class:1 (50 + 120), class:3 (50 + 120)" in text, text
+
+
+def test_the_tpe_start_up_the_doc_states_is_optunas(bench):
+    """The tuning line says 6 trials are TPE's random start-up: true only while Optuna's default is what we say."""
+    import inspect
+
+    optuna = pytest.importorskip("optuna")
+    assert inspect.signature(optuna.samplers.TPESampler).parameters["n_startup_trials"].default == bench.TPE_STARTUP
