@@ -25,7 +25,8 @@ def leaderboard_lines(rep: dict, rep_dir: Path, heading: str) -> list[str]:
     return [heading, "", f"Also as HTML: `{rep_dir.name}/report.html`.", "", md.split("\n", 1)[1] if "\n" in md else md]
 
 
-def _tune_one(spec: dict, method: str, budget: int, results: str, threads: int, warm_start: bool) -> dict:
+def _tune_one(spec: dict, method: str, budget: int, results: str, threads: int, warm_start: bool,
+              stratify: bool = False) -> dict:
     """One method's study in a worker process (serial backend, `threads` torch threads)."""
     import torch
 
@@ -35,7 +36,7 @@ def _tune_one(spec: dict, method: str, budget: int, results: str, threads: int, 
 
     torch.set_num_threads(threads)
     return tune(spec, [method], budget=budget, store=Store(results), final=False, warm_start=warm_start,
-                run_kwargs={"backend": "serial", "events": LineRenderer(sys.stderr, every_s=60)})
+                stratify=stratify, run_kwargs={"backend": "serial", "events": LineRenderer(sys.stderr, every_s=60)})
 
 
 def longest_first(methods: list[str], dataset: str | None, results: str | Path) -> list[str]:
@@ -48,7 +49,7 @@ def longest_first(methods: list[str], dataset: str | None, results: str | Path) 
 
 
 def tune_side_by_side(spec: dict, methods: list[str], *, budget: int, results: str | Path, workers: int | None,
-                      warm_start: bool = False) -> dict:
+                      warm_start: bool = False, stratify: bool = False) -> dict:
     """engine/tune.py's selection for every method, one method's study per worker process, so tuning keeps every
     core busy (a trial is one serial job). Each study is seeded per method, so the trials are those of one
     tune() call over all methods. Train the validation original and oracle first (one job graph), or each worker
@@ -64,7 +65,7 @@ def tune_side_by_side(spec: dict, methods: list[str], *, budget: int, results: s
     # a killed benchmark takes its tuning workers with it (else they go on computing with the code of before an edit)
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=exit_with_parent,
                              initargs=(os.getpid(),)) as pool:
-        futs = {m: pool.submit(_tune_one, spec, m, budget, str(results), threads, warm_start)
+        futs = {m: pool.submit(_tune_one, spec, m, budget, str(results), threads, warm_start, stratify)
                 for m in longest_first(methods, spec.get("dataset"), results)}
         done = {m: futs[m].result() for m in methods}
     first = next(iter(done.values()))

@@ -91,8 +91,8 @@ def _tune_args(tmp_path):
     import types
 
     return types.SimpleNamespace(dataset="cifar10-dev", model="", scenarios=["class:1"], budget=6, tune_seeds=[0],
-                                 name="exp", results=str(tmp_path / "res"), out=str(tmp_path / "doc.md"),
-                                 backend="local", workers=2, amp=False)
+                                 stratify=False, name="exp", results=str(tmp_path / "res"),
+                                 out=str(tmp_path / "doc.md"), backend="local", workers=2, amp=False)
 
 
 def test_a_kept_tuning_outcome_is_reused_only_when_it_matches(bench, tmp_path, monkeypatch):

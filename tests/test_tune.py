@@ -223,6 +223,34 @@ def test_warm_start_tries_the_default_first(monkeypatch):
     assert all(t["params"]["lr"] != default_lr for t in warm["trials"][1:])
 
 
+def test_stratify_tries_every_categorical_value_before_repeating_one(monkeypatch):
+    """SSD's selection weighting has 6 values; 6 plain draws repeated some and missed others (100 and 1, in every
+    scenario, the sampler being seeded per method). Stratified, 6 trials try each value once, the continuous field
+    still varies, and a method with no categorical field gets exactly its plain trials."""
+    from unlearnlab.engine.tune import stratified_choices
+
+    monkeypatch.setattr(api, "run", _fake_run(lambda p: 1.0, lambda p: 90.0))
+    alphas = (0.1, 1.0, 10.0, 50.0, 100.0, 500.0)
+    space = {"ssd": {"selection_weighting": ("choice", *alphas), "dampening_constant": ("log", 0.1, 10.0)}}
+    kw = {"budget": 6, "seed": 0, "final": False, "spaces": space}
+    plain = [t["params"] for t in api.tune(SPEC, "ssd", **kw)["methods"]["ssd"]["trials"]]
+    r = api.tune(SPEC, "ssd", stratify=True, **kw)
+    strat = [t["params"] for t in r["methods"]["ssd"]["trials"]]
+    assert r["stratify"] is True and len(strat) == 6
+    assert sorted(p["selection_weighting"] for p in strat) == list(alphas)
+    assert len({p["selection_weighting"] for p in plain}) < 6  # the plain draws repeat (seed 0, as the benchmark)
+    assert len({p["dampening_constant"] for p in strat}) == 6
+    lr_only = {"ft": {"lr": ("log", 1e-3, 1e-1)}}
+    same = [api.tune(SPEC, "ft", budget=4, seed=0, final=False, spaces=lr_only, stratify=st)["methods"]["ft"]["trials"]
+            for st in (False, True)]
+    assert [t["params"] for t in same[0]] == [t["params"] for t in same[1]]
+    # past the start-up the sampler is free again; several fields are permuted independently; none: nothing fixed
+    many = stratified_choices({"a": ("choice", 1, 2), "b": ("choice", "x", "y", "z"), "c": ("log", 1, 2)}, 6, 7)
+    assert [sorted(str(m["a"]) for m in many[i:i + 2]) for i in (0, 2, 4)] == [["1", "2"]] * 3
+    assert sorted(m["b"] for m in many[:3]) == ["x", "y", "z"] and all("c" not in m for m in many)
+    assert stratified_choices({"c": ("log", 1, 2)}, 6, 7) == []
+
+
 def test_tune_rejects_bad_requests():
     with pytest.raises(ConfigError, match="budget"):
         api.tune(SPEC, ["ft"], budget=0)

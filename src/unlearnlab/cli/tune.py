@@ -48,6 +48,9 @@ def tune_cmd(
     warm_start: bool = typer.Option(False, "--warm-start", help="make each method's first trial its default setting "
                                     "(config defaults under --set), so the choice is never worse on the validation "
                                     "set than the default; the other budget - 1 trials come from the sampler"),
+    stratify: bool = typer.Option(False, "--stratify", help="spread each categorical field's values over the "
+                                  "sampler's random start-up trials (no value repeats before each was tried), "
+                                  "instead of independent draws that can repeat some and miss others"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, mps"),
     backend: str | None = typer.Option(None, help="where each trial's jobs run (as `unlearnlab run --backend`: "
                                        "local, serial or ray); default: api.run's"),
@@ -82,7 +85,7 @@ def tune_cmd(
             job = bar.add_task("starting", total=None)
             result = api.tune(spec, method, budget=budget, store=store, utility_floor=floor, objective=objective,
                               sampler=sampler, seed=tune_seed, progress=lambda m: bar.update(job, description=m),
-                              run_kwargs=run_kwargs, warm_start=warm_start)
+                              run_kwargs=run_kwargs, warm_start=warm_start, stratify=stratify)
     except UnlearnLabError as e:
         fail(e)
     if as_json:

@@ -5,10 +5,10 @@ Sweep keys: every RunSpec key (dataset, forget, model, methods, seeds, split_see
 options, attacks, original), where dataset, forget, model and split_seed may be lists (axes), plus
     name     the sweep's name (stored as each run's spec name; `unlearnlab sweep status NAME`, `report NAME`)
     grid     {"METHOD.FIELD": [v1, v2, ...]}: every combination of a method's grid values is a separate run
-    tune     {"budget": N, "utility_floor": 2.0, "seeds": [0], "warm_start": false}: tune every method with the
-             same trial budget first, on a validation forget set (on `seeds`, default the sweep's), then run the
-             chosen settings on all the sweep's seeds (engine/tune.py; warm_start: each method's first trial is
-             its default setting)
+    tune     {"budget": N, "utility_floor": 2.0, "seeds": [0], "warm_start": false, "stratify": false}: tune
+             every method with the same trial budget first, on a validation forget set (on `seeds`, default the
+             sweep's), then run the chosen settings on all the sweep's seeds (engine/tune.py; warm_start: each
+             method's first trial is its default setting; stratify: categorical values spread over the start-up)
     backend, workers, address   defaults for where it runs (the command line overrides them)
 """
 from __future__ import annotations
@@ -20,7 +20,8 @@ from typing import Any
 from ..errors import ConfigError
 
 AXES = ("dataset", "forget", "model", "split_seed")
-TUNE_KEYS = frozenset({"utility_floor", "objective", "seed", "sampler", "warm_start", "spaces"})  # of tune()
+TUNE_KEYS = frozenset({"utility_floor", "objective", "seed", "sampler", "warm_start", "stratify",
+                       "spaces"})  # of tune()
 SWEEP_ONLY = ("name", "grid", "tune", "backend", "workers", "address")
 
 
@@ -136,8 +137,9 @@ def _tune_first(d: dict, specs: list, **run_kw: Any) -> tuple[list, dict]:
     if unknown:
         raise ConfigError(f"tune block: unknown key(s) {', '.join(unknown)}; allowed: budget, seeds, "
                           f"{', '.join(sorted(TUNE_KEYS))}.")
-    if not isinstance(opts.get("warm_start", False), bool):
-        raise ConfigError(f"tune.warm_start must be true or false. Got {opts['warm_start']!r} instead.")
+    for flag in ("warm_start", "stratify"):
+        if not isinstance(opts.get(flag, False), bool):
+            raise ConfigError(f"tune.{flag} must be true or false. Got {opts[flag]!r} instead.")
     store = run_kw.pop("store")
     out, chosen = [], {}
     for spec in specs:
