@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 from cifar_checks import GA_README_LR, checks, regime
+from cifar_cost import model_times, run_minutes, study_cost, trial_cost
 from cifar_summary import scenario_summary, summary_lines, write_summary
 from report_doc import leaderboard_lines, run_log, tune_side_by_side
 
@@ -118,7 +119,7 @@ def phase_tune(args, store: Store, methods: list[str], log: dict) -> dict[str, d
                 continue
         else:
             chosen[forget], log["tuning"][forget] = {}, {"methods": {}}
-        t0, before = time.perf_counter(), trial_cost(store, args.name, forget)
+        t0 = time.perf_counter()
         execute([_spec(args, f"val:{forget}", [], args.tune_seeds)], store=store, sink=_sink(), **_run_kw(args))
         res = tune_side_by_side(_spec(args, forget, todo, args.tune_seeds).to_dict(), todo, budget=args.budget,
                                 results=args.results, workers=args.workers, stratify=args.stratify)
@@ -127,13 +128,20 @@ def phase_tune(args, store: Store, methods: list[str], log: dict) -> dict[str, d
         entry = log["tuning"][forget]
         entry["methods"] = {**entry.get("methods", {}),
                             **{m: {"best": e["best"], "sensitivity": e["sensitivity"], "space": e["space"],
-                                   "note": e.get("note")} for m, e in entries.items()}}
+                                   "note": e.get("note"),
+                                   "cost": study_cost(store, args.name, forget, m, e.get("trials", []))}
+                               for m, e in entries.items()}}
         entry.update(seconds=entry.get("seconds", 0.0) + time.perf_counter() - t0, budget=args.budget,
                      seeds=args.tune_seeds, objective=res["objective"], utility_floor=res["utility_floor"])
-        n, secs = trial_cost(store, args.name, forget)
-        if todo is not methods:  # the kept trials' cost plus this retuning's new trial runs
+        costs = [e["cost"] for e in entry["methods"].values() if e.get("cost")]
+        n, secs = sum(c[0] for c in costs), sum(c[1] for c in costs)
+        if todo is not methods:  # retuned alone: kept methods recorded before per-method costs keep their share
             entry["retuned"] = sorted({*entry.get("retuned", []), *todo})
-            n, secs = entry.get("trial_runs", 0) + n - before[0], entry.get("trial_s", 0.0) + secs - before[1]
+            old = [m for m, e in entry["methods"].items() if not e.get("cost")]
+            if old:
+                new = [entry["methods"][m]["cost"] for m in todo]
+                n = entry.get("trial_runs", 0) + sum(c[0] for c in new)
+                secs = entry.get("trial_s", 0.0) + sum(c[1] for c in new)
         entry.update(trial_runs=n, trial_s=secs)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"key": key, "command": (kept or {}).get("command") or log.get("command"),
@@ -182,36 +190,6 @@ ALONE = ("the default fastcnn:width=64: 3 min 51 s wall, train 94.10% / test 81.
 ALONE_AMP = ("with `--amp` (bf16 autocast, the machine has AMX): 1 min 58 s, train 93.79% / test 80.50% (seed 0; "
              "seed 1: 1 min 55 s, 94.07 / 80.65%), against 4 min 25 s and 81.25% in float32 in the same sequence of "
              "runs, idle 2-core Intel Xeon, 2026-12-01 (docs/performance.md)")
-
-
-def model_times(store: Store, records: list[dict], seeds: list[int]) -> dict[str, list[float]]:
-    """Training seconds of the models behind the reported rows: the originals of `seeds` (one per seed, shared by
-    every scenario and its validation form) from the store's model index, and the oracles from the reported
-    scenarios' retrain records (their wall time is the oracle's training). The index alone also holds the
-    validation oracles and models of other seeds."""
-    out: dict[str, list[float]] = {"original": [], "oracle": []}
-    for index in (store.root / "models").glob("*/*.json"):
-        meta = json.loads(index.read_text()).get("meta", {})
-        if meta.get("role") == "original" and meta.get("seed") in seeds and meta.get("train_s"):
-            out["original"].append(float(meta["train_s"]))
-    out["oracle"] = [float(r["timings"]["wall_s"]) for r in records
-                     if r["spec"]["method"] == "retrain" and (r.get("timings") or {}).get("wall_s")]
-    return out
-
-
-def trial_cost(store: Store, name: str, forget: str) -> tuple[int, float]:
-    """(trial runs, their summed method wall seconds) on val:<forget>, from the stored trial records: the tuning's
-    compute whatever number of invocations (resumed runs) it took."""
-    rows = [r for r in store.list_runs() if r["spec"].get("forget") == f"val:{forget}"
-            and str(r["spec"].get("name", "")).startswith(f"{name}:") and r["spec"]["method"] not in
-            ("original", "retrain")]
-    return len(rows), sum(float((r.get("timings") or {}).get("wall_s") or 0.0) for r in rows)
-
-
-def run_minutes(records: list[dict]) -> float:
-    """Summed method wall time of a section's runs (not the originals', oracles' or floors' evaluations)."""
-    return sum(float((r.get("timings") or {}).get("wall_s") or 0.0) for r in records
-               if r["spec"]["method"] not in ("original", "retrain", "oracle-floor")) / 60
 
 
 def coverage(present: list[str], seeds: list[int]) -> list[str]:
@@ -271,9 +249,9 @@ def scenario_section(args, forget: str, records: list[dict], log: dict, sections
         lines += [f"Tuning: {tuned['budget']} trials per method on val:{forget} (seeds {tuned['seeds']}), "
                   f"{tuned['objective']} to the validation oracle, utility floor {tuned['utility_floor']} points "
                   f"of TA. Cost: {n} trial runs, {secs / 60:.1f} worker-minutes of method time (summed from "
-                  f"their stored records, over every invocation that ran them); the tuning phase took "
-                  f"{tuned['seconds'] / 60:.1f} min of wall time (the last invocation of the first tuning, plus any "
-                  "retuning)."
+                  "the stored records of the studies behind the chosen settings, whichever invocation ran them); "
+                  f"the tuning phase took {tuned['seconds'] / 60:.1f} min of wall time (the last invocation of "
+                  "the first tuning, plus any retuning)."
                   + (f" Tuned again later, alone and with the same budget, because their declared search space "
                      f"changed: {', '.join(tuned['retuned'])}." if tuned.get("retuned") else "")
                   + (f" With {tuned['budget']} trials Optuna's TPE is still in its random start-up (its first "
@@ -351,8 +329,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--budget", type=int, default=6, help="tuning trials per method (0: paper defaults)")
     ap.add_argument("--tune-seeds", type=int, default=1)
-    ap.add_argument("--stratify", action="store_true", help="tuning tries each categorical value once before "
-                    "repeating one (engine/tune.py stratify); a kept tuning outcome is reused only with the same flag")
+    ap.add_argument("--no-stratify", dest="stratify", action="store_false", help="plain seeded start-up draws "
+                    "instead of trying each categorical value once before repeating one (engine/tune.py stratify, "
+                    "the default here: 6 plain draws never gave SSD its α=100); a kept tuning outcome is reused only "
+                    "with the same choice")
     ap.add_argument("--amp", action="store_true", help="bf16 autocast for the models, the methods that support it "
                     "and evaluation, on CUDA or a CPU with bf16 units (recipe amp; docs/performance.md): the "
                     "width-64 FastCNN trains 2.25x faster on an AMX CPU")

@@ -109,7 +109,7 @@ def test_a_kept_tuning_outcome_is_reused_only_when_it_matches(bench, tmp_path, m
 
     monkeypatch.setattr(bench, "tune_side_by_side", fake_tune)
     monkeypatch.setattr(bench, "execute", lambda *a, **k: None)
-    monkeypatch.setattr(bench, "trial_cost", lambda *a: (12, 60.0))
+    monkeypatch.setattr(bench, "study_cost", lambda *a: [6, 30.0])  # per method
     args = _tune_args(tmp_path)
     log = {"tuning": {}, "command": "python first", "date": "d1"}
     first = bench.phase_tune(args, None, ["ft", "ga"], log)
@@ -133,7 +133,7 @@ def test_a_method_whose_search_space_changed_is_tuned_again_alone(bench, tmp_pat
     the kept trials plus the new ones."""
     import json
 
-    tuned, costs = [], iter([(0, 0.0), (12, 60.0), (12, 60.0), (15, 75.0)])  # before/after each tuning
+    tuned, costs = [], iter([[6, 30.0], [6, 30.0], [9, 45.0]])  # ft's study, ssd's, ssd's again
 
     def fake_tune(spec, methods, **kw):
         tuned.append(sorted(methods))
@@ -143,7 +143,7 @@ def test_a_method_whose_search_space_changed_is_tuned_again_alone(bench, tmp_pat
 
     monkeypatch.setattr(bench, "tune_side_by_side", fake_tune)
     monkeypatch.setattr(bench, "execute", lambda *a, **k: None)
-    monkeypatch.setattr(bench, "trial_cost", lambda *a: next(costs))
+    monkeypatch.setattr(bench, "study_cost", lambda *a: next(costs))
     args = _tune_args(tmp_path)
     bench.phase_tune(args, None, ["ft", "ssd"], {"tuning": {}, "command": "python first", "date": "d1"})
     path = tmp_path / "doc" / "scenarios" / "class-1.tuning.json"
@@ -158,7 +158,8 @@ def test_a_method_whose_search_space_changed_is_tuned_again_alone(bench, tmp_pat
     assert chosen == {"class:1": {"ft": {"lr": 0.1}, "ssd": {"lr": 0.5}}}
     after = json.loads(path.read_text())
     assert after["chosen"] == chosen["class:1"] and after["command"] == "python first"
-    assert after["tuning"]["retuned"] == ["ssd"] and after["tuning"]["trial_runs"] == 12 + 3
+    # the cost is that of the studies behind the chosen settings: ft's kept one and ssd's new one
+    assert after["tuning"]["retuned"] == ["ssd"] and after["tuning"]["trial_runs"] == 6 + 9
     assert after["tuning"]["methods"]["ssd"]["space"] == bench.current_space("ssd")
     assert bench.phase_tune(args, None, ["ft", "ssd"], {"tuning": {}}) == chosen and len(tuned) == 2  # now kept
 
@@ -245,3 +246,27 @@ def test_the_tpe_start_up_the_doc_states_is_optunas(bench):
 
     optuna = pytest.importorskip("optuna")
     assert inspect.signature(optuna.samplers.TPESampler).parameters["n_startup_trials"].default == bench.TPE_STARTUP
+
+
+def test_a_studys_cost_counts_its_own_trials_only(tmp_path):
+    """A study's cost is its trial runs (on val:<scenario>, under the benchmark's name, with one of its trials'
+    settings): a superseded study of the same method, another method or the reported runs do not count."""
+    from cifar_cost import study_cost
+
+    from unlearnlab.store import Store
+
+    store = Store(tmp_path / "res")
+
+    def add(method, forget, name, config, secs):
+        store.add_run({"spec": {"dataset": "cifar10-dev", "forget": forget, "model": "m", "method": method,
+                                "name": name, "config": config, "seed": 0}, "timings": {"wall_s": secs}})
+
+    add("ssd", "val:class:3", "exp:val", {"selection_weighting": 100.0, "dampening_constant": 3.5}, 30.0)
+    add("ssd", "val:class:3", "exp:val", {"selection_weighting": 500.0, "dampening_constant": 0.1}, 20.0)
+    add("ssd", "val:class:3", "exp:val", {"selection_weighting": 10.0, "dampening_constant": 1.0}, 99.0)  # old
+    add("ssd", "class:3", "exp", {"selection_weighting": 100.0, "dampening_constant": 3.5}, 99.0)  # reported
+    add("lfssd", "val:class:3", "exp:val", {"selection_weighting": 100.0, "dampening_constant": 3.5}, 99.0)
+    add("ssd", "val:class:3", "other:val", {"selection_weighting": 100.0, "dampening_constant": 3.5}, 99.0)
+    trials = [{"params": {"selection_weighting": 100.0, "dampening_constant": 3.5}},
+              {"params": {"selection_weighting": 500.0, "dampening_constant": 0.1}}]
+    assert study_cost(store, "exp", "class:3", "ssd", trials) == [2, 50.0]

@@ -1,0 +1,48 @@
+"""The CIFAR benchmark's cost accounting (benchmarks/classifier_cifar.py), from the runs' stored records: the models'
+training times, a section's method minutes, and a tuning study's trial runs."""
+from __future__ import annotations
+
+import json
+
+from unlearnlab.store import Store
+
+
+def model_times(store: Store, records: list[dict], seeds: list[int]) -> dict[str, list[float]]:
+    """Training seconds of the models behind the reported rows: the originals of `seeds` (one per seed, shared by
+    every scenario and its validation form) from the store's model index, and the oracles from the reported
+    scenarios' retrain records (their wall time is the oracle's training). The index alone also holds the
+    validation oracles and models of other seeds."""
+    out: dict[str, list[float]] = {"original": [], "oracle": []}
+    for index in (store.root / "models").glob("*/*.json"):
+        meta = json.loads(index.read_text()).get("meta", {})
+        if meta.get("role") == "original" and meta.get("seed") in seeds and meta.get("train_s"):
+            out["original"].append(float(meta["train_s"]))
+    out["oracle"] = [float(r["timings"]["wall_s"]) for r in records
+                     if r["spec"]["method"] == "retrain" and (r.get("timings") or {}).get("wall_s")]
+    return out
+
+
+def study_cost(store: Store, name: str, forget: str, method: str, trials: list[dict]) -> list:
+    """[runs, summed wall seconds] of one method's study: its stored trial runs on val:<forget> whose config holds
+    one of `trials`' settings (runs of superseded studies, another sampler or search space, do not count; a trial
+    answered from the store counts the compute it took when it ran)."""
+    wanted = [t["params"] for t in trials]
+    rows = [r for r in store.list_runs(method=method) if r["spec"].get("forget") == f"val:{forget}"
+            and str(r["spec"].get("name", "")).startswith(f"{name}:")
+            and any(all((r["spec"].get("config") or {}).get(k) == v for k, v in p.items()) for p in wanted)]
+    return [len(rows), sum(float((r.get("timings") or {}).get("wall_s") or 0.0) for r in rows)]
+
+
+def trial_cost(store: Store, name: str, forget: str) -> tuple[int, float]:
+    """(trial runs, their summed method wall seconds) on val:<forget>, from the stored trial records: the tuning's
+    compute whatever number of invocations (resumed runs) it took."""
+    rows = [r for r in store.list_runs() if r["spec"].get("forget") == f"val:{forget}"
+            and str(r["spec"].get("name", "")).startswith(f"{name}:") and r["spec"]["method"] not in
+            ("original", "retrain")]
+    return len(rows), sum(float((r.get("timings") or {}).get("wall_s") or 0.0) for r in rows)
+
+
+def run_minutes(records: list[dict]) -> float:
+    """Summed method wall time of a section's runs (not the originals', oracles' or floors' evaluations)."""
+    return sum(float((r.get("timings") or {}).get("wall_s") or 0.0) for r in records
+               if r["spec"]["method"] not in ("original", "retrain", "oracle-floor")) / 60
