@@ -112,6 +112,7 @@ def phase_tune(args, store: Store, methods: list[str], log: dict) -> dict[str, d
         if kept is not None and kept.get("key") == key:
             todo = stale_methods(kept, methods)
             chosen[forget], log["tuning"][forget] = dict(kept["chosen"]), kept["tuning"]
+            kept["tuning"].setdefault("stratify", bool(key.get("stratify")))  # outcomes kept before it was said
             print(f"tuning of {forget}: reusing {path} ({kept.get('command', '')}, {kept.get('date', '')})"
                   + (f" except {', '.join(todo)}: search space changed, tuned again" if todo else ""),
                   file=sys.stderr)
@@ -132,7 +133,8 @@ def phase_tune(args, store: Store, methods: list[str], log: dict) -> dict[str, d
                                    "cost": study_cost(store, args.name, forget, m, e.get("trials", []))}
                                for m, e in entries.items()}}
         entry.update(seconds=entry.get("seconds", 0.0) + time.perf_counter() - t0, budget=args.budget,
-                     seeds=args.tune_seeds, objective=res["objective"], utility_floor=res["utility_floor"])
+                     seeds=args.tune_seeds, objective=res["objective"], utility_floor=res["utility_floor"],
+                     stratify=args.stratify)
         costs = [e["cost"] for e in entry["methods"].values() if e.get("cost")]
         n, secs = sum(c[0] for c in costs), sum(c[1] for c in costs)
         if todo is not methods:  # retuned alone: kept methods recorded before per-method costs keep their share
@@ -257,7 +259,10 @@ def scenario_section(args, forget: str, records: list[dict], log: dict, sections
                   + (f" With {tuned['budget']} trials Optuna's TPE is still in its random start-up (its first "
                      f"{TPE_STARTUP} trials), and each method's sampler is seeded by the method's name, so every "
                      "scenario draws the same settings of a method and picks the best of them on its own validation "
-                     "set: the tuning is a paired random search." if tuned["budget"] <= TPE_STARTUP else ""), "",
+                     "set: the tuning is a paired random search" + (
+                         " whose categorical fields are stratified (each value tried once before any repeats)."
+                         if tuned.get("stratify") else " (plain draws: a categorical value can repeat while "
+                         "another is never tried).") if tuned["budget"] <= TPE_STARTUP else ""), "",
                   "| method | chosen setting | val Avg.Gap | feasible trials | median | IQR |",
                   "|---|---|---|---|---|---|"]
         for m, e in tuned["methods"].items():
