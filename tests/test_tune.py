@@ -240,6 +240,10 @@ def test_stratify_tries_every_categorical_value_before_repeating_one(monkeypatch
     assert sorted(p["selection_weighting"] for p in strat) == list(alphas)
     assert len({p["selection_weighting"] for p in plain}) < 6  # the plain draws repeat (seed 0, as the benchmark)
     assert len({p["dampening_constant"] for p in strat}) == 6
+    # a larger budget starts with the same trials (stored runs answer them when the budget is raised)
+    more = api.tune(SPEC, "ssd", **{**kw, "budget": 12}, stratify=True)["methods"]["ssd"]["trials"]
+    more = [t["params"] for t in more]
+    assert more[:6] == strat
     lr_only = {"ft": {"lr": ("log", 1e-3, 1e-1)}}
     same = [api.tune(SPEC, "ft", budget=4, seed=0, final=False, spaces=lr_only, stratify=st)["methods"]["ft"]["trials"]
             for st in (False, True)]
