@@ -22,24 +22,30 @@ def model_times(store: Store, records: list[dict], seeds: list[int]) -> dict[str
     return out
 
 
+def _trial_runs(store: Store, name: str, forget: str, method: str | None = None) -> list[dict]:
+    """The stored tuning-trial runs on val:<forget> under the benchmark's experiment `name` (of `method`)."""
+    return [r for r in store.list_runs(method=method) if r["spec"].get("forget") == f"val:{forget}"
+            and str(r["spec"].get("name", "")).startswith(f"{name}:") and r["spec"]["method"] not in
+            ("original", "retrain")]
+
+
+def _cost(rows: list[dict]) -> tuple[int, float]:
+    return len(rows), sum(float((r.get("timings") or {}).get("wall_s") or 0.0) for r in rows)
+
+
 def study_cost(store: Store, name: str, forget: str, method: str, trials: list[dict]) -> list:
     """[runs, summed wall seconds] of one method's study: its stored trial runs on val:<forget> whose config holds
     one of `trials`' settings (runs of superseded studies, another sampler or search space, do not count; a trial
     answered from the store counts the compute it took when it ran)."""
     wanted = [t["params"] for t in trials]
-    rows = [r for r in store.list_runs(method=method) if r["spec"].get("forget") == f"val:{forget}"
-            and str(r["spec"].get("name", "")).startswith(f"{name}:")
-            and any(all((r["spec"].get("config") or {}).get(k) == v for k, v in p.items()) for p in wanted)]
-    return [len(rows), sum(float((r.get("timings") or {}).get("wall_s") or 0.0) for r in rows)]
+    return list(_cost([r for r in _trial_runs(store, name, forget, method) if any(
+        all((r["spec"].get("config") or {}).get(k) == v for k, v in p.items()) for p in wanted)]))
 
 
 def trial_cost(store: Store, name: str, forget: str) -> tuple[int, float]:
     """(trial runs, their summed method wall seconds) on val:<forget>, from the stored trial records: the tuning's
-    compute whatever number of invocations (resumed runs) it took."""
-    rows = [r for r in store.list_runs() if r["spec"].get("forget") == f"val:{forget}"
-            and str(r["spec"].get("name", "")).startswith(f"{name}:") and r["spec"]["method"] not in
-            ("original", "retrain")]
-    return len(rows), sum(float((r.get("timings") or {}).get("wall_s") or 0.0) for r in rows)
+    compute whatever number of invocations (resumed runs) it took (for outcomes kept without per-study costs)."""
+    return _cost(_trial_runs(store, name, forget))
 
 
 def run_minutes(records: list[dict]) -> float:

@@ -49,6 +49,7 @@ from report_doc import leaderboard_lines, run_log, tune_side_by_side
 from unlearnlab.engine.events import LineRenderer
 from unlearnlab.engine.report import build_report, reading
 from unlearnlab.engine.runner import execute
+from unlearnlab.engine.tune import TPE_STARTUP
 from unlearnlab.spec import from_dict
 from unlearnlab.store import Store
 from unlearnlab.tasks.classifier import method_names
@@ -214,7 +215,6 @@ def slug(forget: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", forget).strip("-")
 
 
-TPE_STARTUP = 10  # optuna.samplers.TPESampler's n_startup_trials default: random trials before TPE models anything
 STAMP = ("command", "date", "cores", "report_s", "scenarios")
 
 

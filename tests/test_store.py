@@ -115,6 +115,7 @@ def test_method_seconds_is_the_median_per_method_on_a_dataset(store):
         store.add_run({**make_record(dataset=d, method=m), "timings": {"wall_s": t}})
     store.add_run({**make_record(method="ft"), "timings": {}})  # untimed: not counted
     assert store.method_seconds("digits") == {"ga": 5.0, "ft": 7.0}
+    assert store.method_seconds({"name": "digits", "path": None}) == {"ga": 5.0, "ft": 7.0}  # a spec's dataset
     assert store.method_seconds("cifar10") == {"ga": 100.0} and store.method_seconds("none") == {}
 
 

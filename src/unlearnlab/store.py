@@ -303,11 +303,11 @@ class Store(ArtifactStore):
         rows = self._query(sql, tuple(args) + ((limit,) if limit else ()))
         return [_loads(r[0]) for r in rows]
 
-    def method_seconds(self, dataset: str | None = None) -> dict[str, float]:
-        """Median wall seconds of the stored runs per method (on `dataset`): what a scheduler expects a method's
-        next run to take (engine/runner.py starts the slowest first)."""
+    def method_seconds(self, dataset: str | dict | None = None) -> dict[str, float]:
+        """Median wall seconds of the stored runs per method (on `dataset`, a name or a spec's {name, path}): what
+        a scheduler expects a method's next run to take (engine/runner.py starts the slowest first)."""
         times: dict[str, list[float]] = {}
-        for r in self.list_runs(dataset=dataset):
+        for r in self.list_runs(dataset=_name_of(dataset)):
             t = (r.get("timings") or {}).get("wall_s")
             if isinstance(t, (int, float)) and t > 0:
                 times.setdefault(str(r["spec"].get("method")), []).append(float(t))

@@ -155,11 +155,16 @@ class _Scheduler:
         Methods the store has not timed, and a serial backend, keep the plan order."""
         if self.store is None or self.backend.slots < 2:
             return keys
-        from ..store import _name_of
+        by_dataset: dict[str, dict[str, float]] = {}  # one store query per dataset (a name or a {name, path})
 
-        ds = {k: _name_of(self.g.jobs[k].spec.get("dataset")) for k in keys}  # a dataset may be a {name, path} dict
-        med = {(d, m): t for d in set(ds.values()) for m, t in self.store.method_seconds(d).items()}
-        return sorted(keys, key=lambda k: -med.get((ds[k], self.g.jobs[k].method), 0.0))
+        def expected(key: str) -> float:
+            job = self.g.jobs[key]
+            ds = job.spec.get("dataset")
+            if repr(ds) not in by_dataset:
+                by_dataset[repr(ds)] = self.store.method_seconds(ds)
+            return by_dataset[repr(ds)].get(job.method, 0.0)
+
+        return sorted(keys, key=lambda k: -expected(k))
 
     def _finish(self, key: str, res: dict) -> None:
         job = self.g.jobs[key]
