@@ -173,11 +173,16 @@ def test_eta_times_model_builds_apart_from_runs():
     for i in range(4):  # four cached-model builds, one second each
         t.update({"kind": "start", "job": f"build original seed {i} (x)", "t": 0.0})
         t.update({"kind": "done", "job": f"build original seed {i} (x)", "t": 1.0})
-    assert t.eta_s() == 8 * 1.0 / 2  # no run timed yet: the builds' median stands in
+    assert t.eta_s() is None and "ETA" not in t.summary()  # 8 runs left, none timed: unknown, not 8 x 1 s
     t.update({"kind": "start", "job": "ft seed 0 (x)", "t": 1.0})
     t.update({"kind": "done", "job": "ft seed 0 (x)", "t": 101.0})
     assert t.eta_s() == 7 * 100.0 / 2  # 7 runs left at 100 s over 2 workers, not 7 x ~1 s
     assert "ETA 5m50s" in t.summary()
+    u = Tracker()  # builds left and no build timed yet: they borrow the runs' mean
+    u.update({"kind": "plan", "jobs": 3, "builds": 1, "workers": 1})
+    u.update({"kind": "start", "job": "ft seed 0 (x)", "t": 0.0})
+    u.update({"kind": "done", "job": "ft seed 0 (x)", "t": 10.0})
+    assert u.eta_s() == 2 * 10.0
 
 
 def _metrics(res) -> dict:
