@@ -45,6 +45,13 @@ def _cell(row: dict | None) -> str:
     return (f"**{val}**" if top else val) + f" ({row['rank']})" + mark
 
 
+def _tuning(summary: dict) -> str:
+    """'6, stratified' / '6, plain' (how the column's settings were chosen: a plain draw can miss a categorical
+    value, e.g. SSD's α=100); '?' for a section written before its summary said so."""
+    t = summary.get("tuning") or {}
+    return f"{t['budget']}, {'stratified' if t.get('stratify') else 'plain'}" if "budget" in t else "?"
+
+
 def summary_lines(summaries: list[dict]) -> list[str]:
     """The table across scenarios (rows: methods by their mean rank; columns: scenarios in protocol order)."""
     if not summaries:
@@ -72,6 +79,7 @@ def summary_lines(summaries: list[dict]) -> list[str]:
                      + f" | {top} of {sum(1 for r in rows if r)} | {mean_rank(m):.1f} |")
     for name, key in (("noise floor (oracle vs oracle)", "floor"), ("original (no unlearning)", "original")):
         lines.append(f"| {name} | " + " | ".join(f"{s[key]:.2f}" for s in summaries) + " | | |")
+    lines.append("| tuning: trials per method, start-up draws | " + " | ".join(map(_tuning, summaries)) + " | | |")
     lines += ["", "Runs: " + "; ".join(f"{s['scenario']} {s['date']}" for s in summaries) + "."]
     costs = [s for s in summaries if s.get("cost")]
     if costs:

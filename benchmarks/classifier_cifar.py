@@ -282,7 +282,8 @@ def scenario_section(args, forget: str, records: list[dict], log: dict, sections
     cost = {"methods_min": run_minutes(records), **({"tuning_min": n_secs[1] / 60} if tuned else {})}
     write_summary(sections / f"{slug(forget)}.summary.json",
                   {**scenario_summary(board, forget, stamp["command"], stamp["date"], cost),
-                   "stamp": {k: stamp.get(k) for k in STAMP}})
+                   "stamp": {k: stamp.get(k) for k in STAMP},
+                   "tuning": {"budget": tuned["budget"], "stratify": bool(tuned.get("stratify"))} if tuned else {}})
 
 
 def write_doc(args, records: list[dict], log: dict, out: Path) -> None:

@@ -230,13 +230,15 @@ def test_the_summary_ranks_each_methods_selected_setting(bench):
     a = scenario_summary(board, "class:1", "cmd", "today", {"tuning_min": 50.0, "methods_min": 120.0})
     assert a["rows"]["ga"]["label"] == "ga (lr=0.003)" and a["rows"]["ga"]["rank"] == 2
     assert a["rows"]["salun"]["rank"] == 1 and a["floor"] == 0.4 and a["original"] == 9.0
-    b = {**a, "scenario": "class:3", "rows": {**a["rows"], "ga": {**a["rows"]["ga"], "rank": 1, "flags": ["best"]}}}
+    b = {**a, "scenario": "class:3", "rows": {**a["rows"], "ga": {**a["rows"]["ga"], "rank": 1, "flags": ["best"]}},
+         "tuning": {"budget": 6, "stratify": True}}
     lines = summary_lines([a, b])
     text = "\n".join(lines)
     assert "| salun | **2.00** (1) | **2.00** (1) | 2 of 2 | 1.0 |" in text, text
     assert "| ga | 3.00 (2) | **3.00** (1) | 1 of 2 | 1.5 |" in text, text
     assert "| ssd | 8.90 (3) ✗ | 8.90 (3) ✗ | 0 of 2 | 3.0 |" in text, text
     assert "| noise floor (oracle vs oracle) | 0.40 | 0.40 | | |" in text
+    assert "| tuning: trials per method, start-up draws | ? | 6, stratified | | |" in text, text  # a says nothing
     assert "tuning 100, reported method runs 240, over class:1 (50 + 120), class:3 (50 + 120)" in text, text
 
 
