@@ -2,6 +2,7 @@
 right rows (GA's tuned row when a README-lr reference row also exists), a missing method is said, never skipped."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -272,3 +273,35 @@ def test_a_studys_cost_counts_its_own_trials_only(tmp_path):
     trials = [{"params": {"selection_weighting": 100.0, "dampening_constant": 3.5}},
               {"params": {"selection_weighting": 500.0, "dampening_constant": 0.1}}]
     assert study_cost(store, "exp", "class:3", "ssd", trials) == [2, 50.0]
+
+
+def test_the_budget_comparison_takes_each_best_among_the_first_trials(bench):
+    """benchmarks/tuning_budget.py: the best of the first `small` trials (feasible only, lowest value, the earliest
+    on ties) against the best of all; a changed choice, the Δ, the order change and the check against the
+    benchmark's kept choice are computed from the trials, not assumed."""
+    import argparse
+
+    import tuning_budget as tb
+
+    def t(n, value, feasible=True, **params):
+        return {"number": n, "value": value, "feasible": feasible, "params": params}
+
+    methods = {"salun": {"trials": [t(0, 3.0, lr=1), t(1, 2.0, lr=2), t(2, 1.0, False, lr=3), t(3, 0.5, lr=4)]},
+               "ft": {"trials": [t(0, 1.0, lr=5), t(1, 1.0, lr=6), t(2, 4.0, lr=7), t(3, 2.0, lr=8)]},
+               "ga": {"trials": [t(0, math.nan, False, lr=9), t(1, math.nan, False, lr=10), t(2, 9.0, lr=11),
+                                 t(3, 8.0, lr=12)]}}
+    rows = {r["method"]: r for r in tb.compare(methods, 2, {"salun": {"lr": 2}, "ft": {"lr": 6}, "ga": {}})}
+    assert rows["salun"]["small"]["params"] == {"lr": 2} and rows["salun"]["large"]["params"] == {"lr": 4}
+    assert rows["salun"]["changed"] and rows["salun"]["delta"] == -1.5  # the infeasible 1.0 is never chosen
+    assert rows["salun"]["feasible_small"] == 2 and rows["salun"]["feasible_large"] == 3
+    assert rows["ft"]["small"]["params"] == {"lr": 5} and not rows["ft"]["changed"]  # a tie: the earliest trial
+    assert rows["ga"]["small"] is None and rows["ga"]["large"]["params"] == {"lr": 12}
+    assert rows["salun"]["kept_matches"] is True and rows["ft"]["kept_matches"] is False
+    assert rows["ga"]["kept_matches"] is True  # no feasible trial: the benchmark kept no setting either
+    tau, small, large = tb.order_change(list(rows.values()))
+    assert small == ["ft", "salun"] and large == ["salun", "ft"] and tau == -1.0  # ga: no feasible trial at 2
+    args = argparse.Namespace(small=2, large=4, scenario="class:3", results="r", tune_seeds=[0], stratify=True,
+                              kept="k.json")
+    text = "\n".join(tb.doc_lines(list(rows.values()), args, {"command": "c", "cores": 2, "date": "d"}, 60.0))
+    assert "**2 of 3 methods choose another setting with 4 trials** (ga, salun)" in text, text
+    assert "NOT for ft: their comparison is void" in text and "tau between" in text and "-1.00" in text, text
