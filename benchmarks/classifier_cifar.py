@@ -309,7 +309,8 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
         lines.append(f"- {k}: {v / 60:.1f} min")
     for role, ts in times.items():
         if ts:
-            lines.append(f"- {role} models: {len(ts)} trained, median {np.median(ts):.0f} s each with the "
+            whose = "" if role == "original" else f" ({', '.join(args.scenarios)})"  # --report-only: its scenarios'
+            lines.append(f"- {role} models{whose}: {len(ts)} trained, median {np.median(ts):.0f} s each with the "
                          f"{args.backend} backend ({f'{args.workers} jobs' if args.workers else 'one job per core'}"
                          f" at a time, the cores shared between them; cached in `{args.results}`, a rerun reuses them)")
     lines.append("- one original alone on the whole machine: `time unlearnlab train --dataset cifar10-dev --out "
@@ -320,6 +321,11 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
         lines += ["", f"Why GA, Boundary Shrink/Expand (`bn_stats`), SSD (its α grid) and SCRUB (`forget_batch_size` "
                       f"in its search) have options for this model: `{diag.parent.name}/{diag.name}` "
                       "(benchmarks/classifier_diagnostics.py)."]
+    budget = out.with_suffix("") / "tuning_budget.md"
+    if budget.is_file():
+        lines += ["", f"Whether {args.budget} trials per method decide the choices (a study at a larger budget on "
+                      f"one scenario's validation set): `{budget.parent.name}/{budget.name}` "
+                      "(benchmarks/tuning_budget.py)."]
     lines += ["", "## Scenarios", ""]
     for name in [slug(s) for s in known] + extra:
         lines += [(sections / f"{name}.md").read_text(encoding="utf-8").rstrip(), ""]
