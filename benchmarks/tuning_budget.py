@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/tuning_budget.py --scenario class:3 --small 6 --large 12 --amp \
         --name bench-cifar-w64 --results results/bench-cifar --out docs/benchmark_cifar10/tuning_budget.md
+    (also writes tuning_budget.json beside it, which benchmarks/classifier_cifar.py quotes in its doc)
 
 benchmarks/classifier_cifar.py gives every method the same number of trials (`--budget`, 6 so far) on
 `val:<scenario>`. With 6 trials Optuna's TPE is still in its random start-up, so the chosen setting is the best of
@@ -151,6 +152,11 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(doc_lines(rows, args, log, time.perf_counter() - t0)), encoding="utf-8")
+    tau = order_change(rows)[0]
+    out.with_suffix(".json").write_text(json.dumps({  # what the benchmark's doc says of it (classifier_cifar.py)
+        "scenario": args.scenario, "small": args.small, "large": args.large, "methods": len(rows),
+        "changed": [r["method"] for r in rows if r["changed"]], "tau": tau, "command": log["command"],
+        "date": log["date"]}, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {out}")
 
 
