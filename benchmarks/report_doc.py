@@ -14,9 +14,14 @@ def run_log(path: Path, empty: dict, report_only: bool) -> dict:
     --report-only where the producing run's stamp is kept (the doc names the command that computed its numbers)."""
     log = json.loads(path.read_text()) if path.is_file() else dict(empty)
     if not report_only or "command" not in log:
-        log.update({"command": "python " + " ".join(sys.argv), "cores": len(os.sched_getaffinity(0)),
-                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+        log.update(stamp())
     return log
+
+
+def stamp() -> dict:
+    """This invocation: its command, the cores it may use and the date."""
+    return {"command": "python " + " ".join(sys.argv), "cores": len(os.sched_getaffinity(0)),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
 def leaderboard_lines(rep: dict, rep_dir: Path, heading: str) -> list[str]:

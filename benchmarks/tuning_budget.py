@@ -4,12 +4,13 @@
         --name bench-cifar-w64 --results results/bench-cifar --out docs/benchmark_cifar10/tuning_budget.md
     (also writes tuning_budget.json beside it, which benchmarks/classifier_cifar.py quotes in its doc)
 
-benchmarks/classifier_cifar.py gives every method the same number of trials (`--budget`, 6 so far) on
-`val:<scenario>`. With 6 trials Optuna's TPE is still in its random start-up, so the chosen setting is the best of
-6 seeded draws; the plain and the stratified draws chose settings up to 4 val Avg.Gap points apart for SalUn and
-SCRUB, the size of the top methods' differences. This script runs each method's study at `--large` trials with
+benchmarks/classifier_cifar.py gives every method the same number of trials (`--budget`; the sections so far ran
+with 6) on `val:<scenario>`. With 6 trials Optuna's TPE is still in its random start-up, so the chosen setting is
+the best of 6 seeded draws; the plain and the stratified draws chose settings up to 4 val Avg.Gap points apart for
+SalUn and SCRUB, the size of the top methods' differences. This script runs each method's study at `--large` trials with
 the benchmark's spec, seeds and sampler (same name, same results store): its first `--small` trials are the
-`--small`-trial study's (same seed, same start-up draws; tests/engine/test_tune.py), so they come from the store
+`--small`-trial study's (same seed, same start-up draws;
+tests/test_tune.py::test_stratify_tries_every_categorical_value_before_repeating_one), so they come from the store
 and only the extra trials run. For each method it reports the best feasible setting among the first `--small`
 trials and among all `--large`, how much the validation Avg.Gap moved, and how the methods' order on the validation
 set changes (Kendall's tau between the two orders). Validation numbers only: the reported forget set is not
@@ -21,23 +22,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import sys
 import time
 from pathlib import Path
 
 from classifier_cifar import _run_kw, _sink, _spec, slug
-from report_doc import tune_side_by_side
+from report_doc import stamp, tune_side_by_side
 
 from unlearnlab.engine.runner import execute
+from unlearnlab.engine.tune import best_trial
 from unlearnlab.store import Store
 from unlearnlab.tasks.classifier import method_names
 
 
 def best_of(trials: list[dict], n: int) -> dict | None:
-    """The best feasible trial among the first `n` (lowest value; ties: the earliest), as engine/tune.py selects."""
-    feasible = [t for t in trials if t["number"] < n and t["feasible"]]
-    return min(feasible, key=lambda t: (t["value"], t["number"])) if feasible else None
+    """The trial engine/tune.py selects among the first `n` (lowest Avg.Gap among the feasible; ties: the earliest)."""
+    return best_trial([t for t in trials if t["number"] < n])
 
 
 def compare(methods: dict[str, dict], small: int, kept: dict | None = None) -> list[dict]:
@@ -134,8 +133,7 @@ def main() -> None:
         ap.error(f"need 0 < --small < --large; got {args.small} and {args.large}")
     args.tune_seeds = list(range(args.tune_seeds))
     methods = method_names(_spec(args, args.scenario, [m.strip() for m in args.methods.split(",")], [0]))
-    log = {"command": "python " + " ".join(sys.argv), "cores": len(os.sched_getaffinity(0)),
-           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    log = stamp()
     kept_path = Path(args.kept or Path(args.bench_doc).with_suffix("") / "scenarios"
                      / f"{slug(args.scenario)}.tuning.json")
     args.kept = str(kept_path)

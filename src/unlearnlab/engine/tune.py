@@ -141,11 +141,16 @@ def tune(spec: dict, methods: list[str] | str, *, budget: int, store=None, objec
     return {**summary, "summary_digest": digest, "records": records}
 
 
-def _entry(trials: list[dict], space: dict, budget: int, direction: str, near: float) -> dict[str, Any]:
-    """One method's summary: its trials, the best feasible one (ties: the earliest) and the sensitivity."""
+def best_trial(trials: list[dict], direction: str = "minimize") -> dict | None:
+    """The selected trial: the best feasible one (ties: the earliest); None when none is feasible."""
     sign = -1 if direction == "maximize" else 1
     feasible = [t for t in trials if t["feasible"]]
-    best = min(feasible, key=lambda t: (sign * t["value"], t["number"])) if feasible else None
+    return min(feasible, key=lambda t: (sign * t["value"], t["number"])) if feasible else None
+
+
+def _entry(trials: list[dict], space: dict, budget: int, direction: str, near: float) -> dict[str, Any]:
+    """One method's summary: its trials, the best feasible one (ties: the earliest) and the sensitivity."""
+    best = best_trial(trials, direction)
     return {"space": {k: list(v) for k, v in space.items()}, "trials": trials,
             "best": None if best is None else {"trial": best["number"], "params": best["params"],
                                                "value": best["value"]},
