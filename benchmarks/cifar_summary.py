@@ -52,6 +52,13 @@ def _tuning(summary: dict) -> str:
     return f"{t['budget']}, {'stratified' if t.get('stratify') else 'plain'}" if "budget" in t else "?"
 
 
+def _tau(summary: dict) -> str:
+    """Kendall's tau between the methods' orders by validation and by reported Avg.Gap (benchmarks/cifar_tuning.py);
+    '?' for a section written before its summary kept it."""
+    tau = (summary.get("tuning") or {}).get("transfer_tau")
+    return "?" if tau is None else ("nan" if not math.isfinite(tau) else f"{tau:.2f}")
+
+
 def summary_lines(summaries: list[dict]) -> list[str]:
     """The table across scenarios (rows: methods by their mean rank; columns: scenarios in protocol order)."""
     if not summaries:
@@ -80,6 +87,8 @@ def summary_lines(summaries: list[dict]) -> list[str]:
     for name, key in (("noise floor (oracle vs oracle)", "floor"), ("original (no unlearning)", "original")):
         lines.append(f"| {name} | " + " | ".join(f"{s[key]:.2f}" for s in summaries) + " | | |")
     lines.append("| tuning: trials per method, start-up draws | " + " | ".join(map(_tuning, summaries)) + " | | |")
+    lines.append("| tuning: validation order vs reported order (Kendall's tau) | "
+                 + " | ".join(_tau(s) for s in summaries) + " | | |")
     lines += ["", "Runs: " + "; ".join(f"{s['scenario']} {s['date']}" for s in summaries) + "."]
     costs = [s for s in summaries if s.get("cost")]
     if costs:

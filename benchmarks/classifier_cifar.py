@@ -44,12 +44,12 @@ import numpy as np
 from cifar_checks import GA_README_LR, checks, regime
 from cifar_cost import model_times, run_minutes, study_cost, trial_cost
 from cifar_summary import scenario_summary, summary_lines, write_summary
+from cifar_tuning import tuning_lines
 from report_doc import leaderboard_lines, run_log, tune_side_by_side
 
 from unlearnlab.engine.events import LineRenderer
 from unlearnlab.engine.report import build_report, reading
 from unlearnlab.engine.runner import execute
-from unlearnlab.engine.tune import TPE_STARTUP
 from unlearnlab.spec import from_dict
 from unlearnlab.store import Store
 from unlearnlab.tasks.classifier import method_names
@@ -245,31 +245,13 @@ def scenario_section(args, forget: str, records: list[dict], log: dict, sections
             + (" Precision: bf16 autocast (`--amp`: the models, the methods in methods.base.AUTOCAST and "
                "evaluation; docs/performance.md measures its effect)." if args.amp else ""))
     lines = [f"### forget {forget}", "", when, "", f"Reading: {reading(board)}", "", *regime(records, forget), ""]
+    summ = scenario_summary(board, forget, stamp["command"], stamp["date"])
+    tr = {}
     if tuned:
         n, secs = n_secs = ((tuned["trial_runs"], tuned["trial_s"]) if "trial_runs" in tuned
                             else trial_cost(Store(args.results), args.name, forget))
-        lines += [f"Tuning: {tuned['budget']} trials per method on val:{forget} (seeds {tuned['seeds']}), "
-                  f"{tuned['objective']} to the validation oracle, utility floor {tuned['utility_floor']} points "
-                  f"of TA. Cost: {n} trial runs, {secs / 60:.1f} worker-minutes of method time (summed from "
-                  "the stored records of the studies behind the chosen settings, whichever invocation ran them); "
-                  f"the tuning phase took {tuned['seconds'] / 60:.1f} min of wall time (the last invocation of "
-                  "the first tuning, plus any retuning)."
-                  + (f" Tuned again later, alone and with the same budget, because their declared search space "
-                     f"changed: {', '.join(tuned['retuned'])}." if tuned.get("retuned") else "")
-                  + (f" With {tuned['budget']} trials Optuna's TPE is still in its random start-up (its first "
-                     f"{TPE_STARTUP} trials), and each method's sampler is seeded by the method's name, so every "
-                     "scenario draws the same settings of a method and picks the best of them on its own validation "
-                     "set: the tuning is a paired random search" + (
-                         " whose categorical fields are stratified (each value tried once before any repeats)."
-                         if tuned.get("stratify") else " (plain draws: a categorical value can repeat while "
-                         "another is never tried).") if tuned["budget"] <= TPE_STARTUP else ""), "",
-                  "| method | chosen setting | val Avg.Gap | feasible trials | median | IQR |",
-                  "|---|---|---|---|---|---|"]
-        for m, e in tuned["methods"].items():
-            st, b = e["sensitivity"], e["best"] or {}
-            lines.append(f"| {m} | {b.get('params', e.get('note'))} | {b.get('value', math.nan):.2f} | "
-                         f"{st['n_feasible']}/{st['n_trials']} | {st['median']:.2f} | {st['iqr']:.2f} |")
-        lines.append("")
+        tl, tr = tuning_lines(forget, tuned, n, secs, {m: r["mean"] for m, r in summ["rows"].items()})
+        lines += tl
     lines += ["Checks (SalUn's qualitative findings):", "", *checks(board, records), ""]
     # the leaderboard, its headings below this section's and its figure links relative to the doc
     board_md = leaderboard_lines(rep, rep_dir, "#### Leaderboard")
@@ -279,11 +261,11 @@ def scenario_section(args, forget: str, records: list[dict], log: dict, sections
                                                          "report.html`") for ln in board_md]
     sections.mkdir(parents=True, exist_ok=True)
     (sections / f"{slug(forget)}.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
-    cost = {"methods_min": run_minutes(records), **({"tuning_min": n_secs[1] / 60} if tuned else {})}
+    summ["cost"] = {"methods_min": run_minutes(records), **({"tuning_min": n_secs[1] / 60} if tuned else {})}
     write_summary(sections / f"{slug(forget)}.summary.json",
-                  {**scenario_summary(board, forget, stamp["command"], stamp["date"], cost),
-                   "stamp": {k: stamp.get(k) for k in STAMP},
-                   "tuning": {"budget": tuned["budget"], "stratify": bool(tuned.get("stratify"))} if tuned else {}})
+                  {**summ, "stamp": {k: stamp.get(k) for k in STAMP},
+                   "tuning": {"budget": tuned["budget"], "stratify": bool(tuned.get("stratify")),
+                              "transfer_tau": tr.get("tau", math.nan)} if tuned else {}})
 
 
 def write_doc(args, records: list[dict], log: dict, out: Path) -> None:

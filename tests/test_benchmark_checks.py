@@ -240,6 +240,7 @@ def test_the_summary_ranks_each_methods_selected_setting(bench):
     assert "| ssd | 8.90 (3) ✗ | 8.90 (3) ✗ | 0 of 2 | 3.0 |" in text, text
     assert "| noise floor (oracle vs oracle) | 0.40 | 0.40 | | |" in text
     assert "| tuning: trials per method, start-up draws | ? | 6, stratified | | |" in text, text  # a says nothing
+    assert "| tuning: validation order vs reported order (Kendall's tau) | ? | ? | | |" in text, text
     assert "tuning 100, reported method runs 240, over class:1 (50 + 120), class:3 (50 + 120)" in text, text
 
 
@@ -248,7 +249,9 @@ def test_the_tpe_start_up_the_doc_states_is_optunas(bench):
     import inspect
 
     optuna = pytest.importorskip("optuna")
-    assert inspect.signature(optuna.samplers.TPESampler).parameters["n_startup_trials"].default == bench.TPE_STARTUP
+    from cifar_tuning import TPE_STARTUP
+
+    assert inspect.signature(optuna.samplers.TPESampler).parameters["n_startup_trials"].default == TPE_STARTUP
 
 
 def test_a_studys_cost_counts_its_own_trials_only(tmp_path):
@@ -305,3 +308,31 @@ def test_the_budget_comparison_takes_each_best_among_the_first_trials(bench):
     text = "\n".join(tb.doc_lines(list(rows.values()), args, {"command": "c", "cores": 2, "date": "d"}, 60.0))
     assert "**2 of 3 methods choose another setting with 4 trials** (ga, salun)" in text, text
     assert "NOT for ft: their comparison is void" in text and "tau between" in text and "-1.00" in text, text
+
+
+def test_the_tuning_table_says_how_the_validation_order_carries_over(bench):
+    """Beside each chosen setting its reported Avg.Gap, and Kendall's tau between the methods' validation and
+    reported orders, naming the methods that move 3 or more places; a method without a feasible trial is left out."""
+    from cifar_tuning import tuning_lines
+
+    sens = {"n_feasible": 6, "n_trials": 6, "median": 1.0, "iqr": 0.5}
+    val = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0, "e": 5.0}
+    tuned = {"budget": 12, "seeds": [0], "objective": "Avg.Gap", "utility_floor": 2.0, "seconds": 60.0,
+             "stratify": True, "methods": {**{m: {"best": {"params": {"lr": 0.1}, "value": v}, "sensitivity": sens}
+                                             for m, v in val.items()},
+                                          "f": {"best": None, "note": "no feasible trial", "sensitivity": sens}}}
+    same = {m: 10 * v for m, v in val.items()} | {"f": 0.5}
+    lines, tr = tuning_lines("class:1", tuned, 72, 600.0, same)
+    assert tr["tau"] == pytest.approx(1.0) and tr["n"] == 5 and tr["moves"] == [] and tr["worse"] == []
+    text = "\n".join(lines)
+    assert "| a | {'lr': 0.1} | 1.00 | 10.00 | 6/6 | 1.00 | 0.50 |" in text, text
+    assert "| f | no feasible trial | nan | 0.50 |" in text, text
+    assert "proposed by TPE" in text  # 12 trials: past the random start-up
+    flipped = {"a": 50.0, "b": 20.0, "c": 30.0, "d": 40.0, "e": 10.0}  # a: 1st -> 5th, e: 5th -> 1st
+    lines, tr = tuning_lines("class:1", tuned, 72, 600.0, flipped)
+    assert tr["tau"] == pytest.approx(-0.4) and [m for m, *_ in tr["moves"]] == ["a", "e"], tr
+    assert "a 1 -> 5; e 5 -> 1" in "\n".join(lines)
+    # ranks kept, but d's gap grows 8-fold where the others' grow 1.5-fold: its choice did not carry over
+    lines, tr = tuning_lines("class:1", tuned, 72, 600.0, {m: 1.5 * v for m, v in val.items()} | {"d": 32.0})
+    assert tr["moves"] == [] and tr["ratio"] == pytest.approx(1.5) and tr["worse"] == [("d", 4.0, 32.0)], tr
+    assert "did not carry over: d 4.00 -> 32.00." in "\n".join(lines)
