@@ -310,7 +310,8 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
                       f"choose another setting with {b['large']} trials than with the first {b['small']} of them "
                       f"({', '.join(b['changed'])}; Kendall's tau of the methods' validation orders {b['tau']:.2f}): "
                       f"at {b['small']} trials the choices are draws, not converged tuning, and so are the rows "
-                      f"they select. `{budget.parent.name}/{budget.stem}.md` (benchmarks/tuning_budget.py)."]
+                      f"they select. `{budget.parent.name}/{budget.stem}.md` (benchmarks/tuning_budget.py). The "
+                      "summary's tuning row gives each column's budget."]
     lines += ["", "## Scenarios", ""]
     for name in [slug(s) for s in known] + extra:
         lines += [(sections / f"{name}.md").read_text(encoding="utf-8").rstrip(), ""]
