@@ -185,6 +185,30 @@ def test_eta_times_model_builds_apart_from_runs():
     assert u.eta_s() == 2 * 10.0
 
 
+def test_eta_times_each_kind_of_job_apart():
+    """When the plan lists its jobs, each method's runs left count at that method's own mean (three 500 s Fisher
+    runs left are not 'ETA 2m20s' because FT took 100 s), a reused job is never counted as left, and a running job
+    counts only what its kind's mean has not yet used."""
+    from unlearnlab.engine.events import Tracker
+
+    pending = [f"{m} seed {s} (x)" for m in ("ft", "fisher_forgetting") for s in range(3)]
+    t = Tracker()
+    t.update({"kind": "plan", "t": 0.0, "jobs": 10, "builds": 0, "workers": 2, "pending": pending})
+    for s in range(4):  # reused runs of the same method: not among the pending ones
+        t.update({"kind": "cached", "job": f"ft seed {s + 3} (x)", "t": 0.0})
+    assert t.eta_s() is None  # nothing timed yet
+    t.update({"kind": "start", "job": "ft seed 0 (x)", "t": 0.0})
+    t.update({"kind": "done", "job": "ft seed 0 (x)", "t": 100.0})
+    assert t.eta_s() == 5 * 100.0 / 2  # Fisher not timed yet: the runs' mean
+    t.update({"kind": "start", "job": "fisher_forgetting seed 0 (x)", "t": 100.0})
+    t.update({"kind": "done", "job": "fisher_forgetting seed 0 (x)", "t": 600.0})
+    assert t.eta_s() == (2 * 100.0 + 2 * 500.0) / 2
+    t.update({"kind": "start", "job": "fisher_forgetting seed 1 (x)", "t": 600.0})
+    t.update({"kind": "progress", "job": "fisher_forgetting seed 1 (x)", "t": 900.0})  # 300 s into its 500
+    assert t.eta_s() == (2 * 100.0 + 200.0 + 500.0) / 2
+    assert "ETA 7m30s" in t.summary()
+
+
 def _metrics(res) -> dict:
     return {(r["spec"]["method"], r["spec"]["seed"]): r["metrics"] for r in res["records"][0]}
 

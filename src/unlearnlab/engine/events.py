@@ -8,9 +8,11 @@ so library code (the training loop) can report unconditionally.
 """
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -118,14 +120,19 @@ class Tracker:
         self.build_durations: list[float] = []  # model builds (training, or loading a cached model: ~1 s)
         self.builds = self.builds_finished = 0
         self.workers = 1  # parallel jobs, from the plan event
+        self.pending: Counter[str] = Counter()  # labels of the jobs still to compute, when the plans list them
+        self.kind_durations: dict[str, list[float]] = {}
+        self.last_t = 0.0  # the latest event's time: 'now' for the running jobs' elapsed time
 
     def update(self, ev: dict) -> None:
         """Fold one event into the counts."""
         k, job = ev["kind"], ev.get("job", "")
+        self.last_t = max(self.last_t, float(ev.get("t", 0.0)))
         if k == "plan":  # several graphs in one session (an audit's populations) add up
             self.total += int(ev.get("jobs", 0))
             self.builds += int(ev.get("builds", 0))
             self.workers = int(ev.get("workers", self.workers))
+            self.pending.update(ev.get("pending", ()))
         elif k == "start":
             self.running[job] = {"since": ev["t"], "detail": ""}
         elif k == "progress" and job in self.running:
@@ -133,6 +140,8 @@ class Tracker:
         elif k in ("done", "failed", "cached"):
             info = self.running.pop(job, None)
             build = job.startswith("build ")
+            if self.pending[job] > 0:  # a reused job was never pending
+                self.pending[job] -= 1
             self.builds_finished += build
             if k == "cached":
                 self.cached += 1
@@ -142,6 +151,7 @@ class Tracker:
                 self.done += 1
                 if info is not None:
                     (self.build_durations if build else self.durations).append(ev["t"] - info["since"])
+                    self.kind_durations.setdefault(_kind_of(job), []).append(ev["t"] - info["since"])
 
     @property
     def finished(self) -> int:
@@ -156,16 +166,40 @@ class Tracker:
         unknown (None): a cached build's second says nothing about a run (a resumed class:3 sweep printed
         'ETA 0m37s' with 67 runs left). Builds not yet timed borrow the runs' mean.
         The mean, not the median: job times are skewed (one method's run can take 5x the others'), and the time left
-        is a sum of them."""
+        is a sum of them. When the plans list their jobs (the runner's do), each kind of job is timed apart:
+        _eta_by_kind."""
         def mean(xs: list[float]) -> float | None:
             return sum(xs) / len(xs) if xs else None
 
         run, build = mean(self.durations), mean(self.build_durations)
+        if +self.pending:
+            return self._eta_by_kind(run, build)
         left_builds = max(0, self.builds - self.builds_finished)
         left_runs = max(0, self.total - self.finished - left_builds)
         if (left_runs and run is None) or (run is None and build is None):
             return None
         return (left_builds * (build if build is not None else run) + left_runs * (run or 0.0)) / max(1, self.workers)
+
+    def _eta_by_kind(self, run: float | None, build: float | None) -> float | None:
+        """The ETA when the plans listed their jobs: each kind of job left (a method's runs, a kind of model build)
+        at its own mean time (SCRUB's or Fisher forgetting's runs can take 5x FT's: one mean over all runs promised
+        '2m20s' with three 500 s Fisher runs left), an untimed kind at the mean of its family (runs, or builds, which
+        borrow the runs' when none is timed); a running job counts only the part of its kind's mean not yet
+        elapsed. Unknown (None) while a kind of run is left and no run at all has been timed."""
+        busy = {j: info for j, info in self.running.items() if self.pending[j] > 0}
+        running, left = Counter(_kind_of(j) for j in busy), Counter()
+        for label, n in (+self.pending).items():
+            left[_kind_of(label)] += n
+        total = 0.0
+        for kind, n in left.items():
+            fam = build if kind.startswith("build ") and build is not None else run
+            m = self.kind_durations.get(kind)
+            each = sum(m) / len(m) if m else fam
+            if each is None:
+                return None
+            total += (n - running[kind]) * each + sum(max(0.0, each - (self.last_t - info["since"]))
+                                                      for j, info in busy.items() if _kind_of(j) == kind)
+        return total / max(1, self.workers)
 
     def summary(self) -> str:
         """'12/30 jobs (3 reused, 1 failed), 2 running, ETA 4m10s'."""
@@ -174,6 +208,12 @@ class Tracker:
                                       f"{self.failed} failed" if self.failed else "") if x)
         return (f"{self.finished}/{self.total} jobs" + (f" ({extra})" if extra else "") +
                 f", {len(self.running)} running" + (f", ETA {_duration(eta)}" if eta is not None else ""))
+
+
+def _kind_of(label: str) -> str:
+    """The kind of a job, from its label: 'fisher_forgetting seed 3 (cifar10-dev class:3)' -> 'fisher_forgetting',
+    'build oracle seed 4 (…)' -> 'build oracle' (the jobs whose times are alike)."""
+    return re.split(r" seed \d| \(", label, maxsplit=1)[0]
 
 
 def _duration(s: float) -> str:

@@ -306,7 +306,7 @@ def execute(specs: list, *, store=None, backend: str = "serial", workers: int | 
         order = sched.prune()
         sink({"kind": "plan", "t": time.time(), "jobs": len(graph.jobs) - graph.count("build") + sum(
             graph.jobs[k].kind == "build" for k in order), "builds": sum(graph.jobs[k].kind == "build" for k in order),
-            "backend": be.name, "workers": be.workers,
+            "backend": be.name, "workers": be.workers, "pending": [graph.jobs[k].label for k in order],
             "detail": f"{graph.count('build')} models, {graph.count('run')} runs, {graph.count('floor')} floors; "
                       f"{len(order)} to compute, {be.workers} worker(s)"})
         for ev in sched.reused:
