@@ -14,9 +14,10 @@ On one original (trained with the dataset's default recipe if `--original` does 
    sparse (the authors set α per model).
 3. SCRUB's max-steps: forget accuracy after SCRUB at its forget batch size 512 (large-scale notebook) and 64
    (small-scale notebook): how many max-steps an epoch takes on this forget set.
-4. Fisher forgetting's cost: its retain-set Fisher (a per-example Jacobian) at several vmap chunk sizes, in
-   examples per second, with the largest difference between the Fishers (the values must agree); 5. the same for
-   influence unlearning's per-example gradients. Both methods' chunk_size 0 picks the CPU's best from these.
+4. Fisher forgetting's cost: its retain-set Fisher as a per-example Jacobian at several vmap chunk sizes and as
+   the layerwise pass (its fisher_pass), in examples per second (median of interleaved rounds), with the largest
+   difference between the Fishers (the values must agree); 5. the same for influence unlearning's per-example
+   gradients by chunk size. Both methods' chunk_size 0 picks the CPU's best from these.
 
 Accuracies are on the whole forget set and test set (the test set includes the forgotten class, as the
 benchmark's TA does). The output markdown says the command, the machine and the date.
@@ -98,23 +99,27 @@ def scrub_batches(model, data, task, seed: int, lr: float) -> list[str]:
     return rows
 
 
-def fisher_chunks(model, data, task, n: int, chunks: tuple[int, ...] = (32, 8, 1)) -> list[str]:
-    """Fisher forgetting's retain-set Fisher on `n` retain examples at several per-example Jacobian chunk sizes:
-    examples per second, and the largest difference to the first chunk's Fisher (relative to its largest value)."""
+def fisher_chunks(model, data, task, n: int, chunks: tuple[int, ...] = (32, 8, 1), repeats: int = 3) -> list[str]:
+    """Fisher forgetting's retain-set Fisher on `n` retain examples: the per-example Jacobian at several chunk
+    sizes and the layerwise pass (fisher_pass), `repeats` interleaved rounds: median examples per second, and the
+    largest difference to the first way's Fisher (relative to its largest value)."""
     from unlearnlab.data.core import subset
     from unlearnlab.methods.fisher_forgetting import true_fisher
 
     ds = subset(data.retain, np.arange(min(n, len(data.retain))))
-    rows = ["| chunk (examples per vmap) | examples / s | max relative difference |", "|---|---|---|"]
-    ref = None
-    for c in chunks:
-        t0 = time.perf_counter()
-        f = true_fisher(model, ds, task, chunk_size=c)
-        rate = len(ds) / (time.perf_counter() - t0)
-        ref = ref or f
-        diff = max(float((f[k] - ref[k]).abs().max() / ref[k].abs().max().clamp_min(1e-30)) for k in f)
-        rows.append(f"| {c} | {rate:.1f} | {diff:.1e} |")
-    return rows
+    ways = [(f"jacobian, chunk {c}", {"chunk_size": c, "how": "jacobian"}) for c in chunks]
+    ways.append(("layerwise (K whole-batch backward passes)", {"how": "layerwise"}))
+    rates: dict[str, list[float]] = {w: [] for w, _ in ways}
+    diffs, ref = {}, None
+    for _ in range(repeats):
+        for name, kw in ways:
+            t0 = time.perf_counter()
+            f = true_fisher(model, ds, task, **kw)
+            rates[name].append(len(ds) / (time.perf_counter() - t0))
+            ref = ref or f
+            diffs[name] = max(float((f[k] - ref[k]).abs().max() / ref[k].abs().max().clamp_min(1e-30)) for k in f)
+    rows = ["| how | examples / s (median) | max relative difference |", "|---|---|---|"]
+    return rows + [f"| {name} | {np.median(rates[name]):.1f} | {diffs[name]:.1e} |" for name, _ in ways]
 
 
 def gradient_chunks(model, data, task, n: int, chunks: tuple[int, ...] = (128, 32, 8, 1)) -> list[str]:
@@ -170,7 +175,8 @@ def main() -> None:
              *selection(model, data, task, args.seed), "",
              f"## 3. SCRUB max-steps (lr {args.scrub_lr:g}, msteps 3, the other fields at their defaults)", "",
              *scrub_batches(model, data, task, args.seed, args.scrub_lr), "",
-             f"## 4. Fisher forgetting's retain Fisher by chunk size ({args.fisher_examples} retain examples, "
+             f"## 4. Fisher forgetting's retain Fisher, per-example Jacobian or layerwise ({args.fisher_examples} "
+             "retain examples, "
              f"{args.threads} thread(s), float32 as the method runs)", "",
              *fisher_chunks(model, data, fp32, args.fisher_examples), "",
              f"## 5. Influence unlearning's per-example gradients by chunk size ({args.fisher_examples} retain "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -56,6 +57,59 @@ def test_true_fisher_matches_naive_loop():
     for w, g, t in zip(want, got.values(), tiny.values()):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-9)
         torch.testing.assert_close(t, w, rtol=1e-4, atol=1e-9)
+
+
+def _naive_fisher(model, x, k):
+    """Golatkar's loop: one example at a time, Σ_y p_y·(∂ log p_y/∂θ)², averaged over examples."""
+    want = [torch.zeros_like(p) for p in model.parameters()]
+    for i in range(len(x)):
+        logp = F.log_softmax(model(x[i:i + 1]), dim=1)[0]
+        for c in range(k):
+            g = torch.autograd.grad(logp[c], list(model.parameters()), retain_graph=True)
+            for w, gi in zip(want, g):
+                w += logp[c].exp().detach() * gi**2 / len(x)
+    return want
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's note on the test's own layer
+def test_the_layerwise_fisher_matches_the_per_example_loop():
+    """fisher_pass 'layerwise' (K whole-batch backward passes, per-example gradients of Conv2d / BatchNorm / Linear
+    from their inputs and output gradients) gives the naive loop's values: strided and unpadded convolutions, an
+    even kernel with 'same' padding (asymmetric), bias-free layers, BatchNorm1d/2d in eval mode, an in-place ReLU."""
+    gen = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.BatchNorm2d(5), nn.ReLU(inplace=True),
+                          nn.Conv2d(5, 4, 2, padding="same", bias=False), nn.BatchNorm2d(4), nn.GELU(),
+                          nn.Conv2d(4, 4, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 3 * 3, 6),
+                          nn.BatchNorm1d(6), nn.Tanh(), nn.Linear(6, 3, bias=False))
+    model.train()
+    model(torch.randn(32, 3, 8, 8, generator=gen))  # running statistics that are not the identity
+    model.eval()
+    ds = ArrayDataset(torch.randn(12, 3, 8, 8, generator=gen), torch.randint(0, 3, (12,), generator=gen))
+    want = _naive_fisher(model, ds.x, 3)
+    fast = true_fisher(model, ds, ClassifierTask(3), how="layerwise", max_memory_mb=1e-3)  # chunks of one example
+    auto = true_fisher(model, ds, ClassifierTask(3))
+    assert list(fast) == [n for n, _ in model.named_parameters()]
+    for w, f, a in zip(want, fast.values(), auto.values()):
+        torch.testing.assert_close(f, w, rtol=1e-4, atol=1e-10)
+        torch.testing.assert_close(a, f)  # auto takes the layerwise pass on this model
+
+
+def test_a_model_the_layerwise_pass_cannot_handle_takes_the_jacobian():
+    """FastCNN with flip test-time augmentation applies its head twice per forward: 'auto' falls back to the
+    per-example Jacobian (same values as the loop), 'layerwise' says what to use instead."""
+    from unlearnlab.errors import ConfigError
+    from unlearnlab.models.zoo import FastCNN
+
+    gen = torch.Generator().manual_seed(1)
+    ds = ArrayDataset(torch.randn(4, 3, 16, 16, generator=gen), torch.randint(0, 10, (4,), generator=gen))
+    model = FastCNN((3, 16, 16), 10, width=4, tta=1)
+    model.data_init(ds)
+    model.eval()
+    got = true_fisher(model, ds, ClassifierTask(10))
+    for w, g in zip(_naive_fisher(model, ds.x, 10), got.values()):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-10)
+    with pytest.raises(ConfigError, match="fisher_pass='auto'"):
+        true_fisher(model, ds, ClassifierTask(10), how="layerwise")
 
 
 def test_noise_scale_follows_sqrt_alpha_over_fisher():

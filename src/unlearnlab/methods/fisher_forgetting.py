@@ -13,8 +13,10 @@ from torch.func import functional_call, jacrev, vmap
 
 from ..config import param
 from ..data.core import batches, fingerprint, labels_of, subset
+from ..errors import ConfigError
 from ..seeding import numpy_rng, torch_generator
 from ..train import check_finite
+from ._per_example import layerwise_fisher
 from .base import MethodContext, auto_chunk, register
 
 EPS = 1e-8        # Golatkar et al.: var = 1 / (F + 1e-8)
@@ -50,6 +52,14 @@ class FisherForgettingConfig:
     max_memory_mb: float = param(1024.0, "memory cap for one chunk of per-example Jacobians (chunk x classes x "
                                          "parameters floats)", low=1.0)
     class_rule: bool = param(True, "for full-class forgetting, zero the forgotten class's output row (Golatkar)")
+    fisher_pass: str = param("auto", "how the retain Fisher is computed (same values): 'layerwise' (per-example "
+                                     "gradients of Linear, Conv2d and eval-mode BatchNorm layers from K whole-batch "
+                                     "backward passes; methods/_per_example.py), 'jacobian' (a per-example "
+                                     "vmap(jacrev), the reference loop vectorised; any model), 'auto' (layerwise "
+                                     "when every parameterised layer is one of those and none runs twice per "
+                                     "forward, else jacobian). On the cifar10-dev FastCNN: "
+                                     "docs/benchmark_cifar10/diagnostics.md",
+                             choices=("auto", "layerwise", "jacobian"))
     samples: int = param(0, "retain examples in the Fisher estimate; 0 = all of D_r (Golatkar). A seeded subset is "
                             "an unbiased estimate of the same expectation and bounds the cost on large D_r", low=0)
 
@@ -61,12 +71,23 @@ def fisher_chunk(chunk_size: int, device: torch.device | str) -> int:
 
 
 def true_fisher(model: nn.Module, dataset, task, chunk_size: int = 0,
-                max_memory_mb: float = 1024.0) -> dict[str, torch.Tensor]:
+                max_memory_mb: float = 1024.0, how: str = "auto") -> dict[str, torch.Tensor]:
     """Diagonal Fisher (1/n)Σ_i Σ_y p(y|x_i)·(∂ log p(y|x_i)/∂θ)² in eval mode, vectorised over examples.
 
-    Per chunk, vmap(jacrev) gives every example's K x d Jacobian of log-probabilities (one forward per example);
-    the chunk shrinks so that chunk x K x d floats fit in `max_memory_mb`."""
+    `how` (FisherForgettingConfig.fisher_pass): 'layerwise' or 'auto' first try _per_example.layerwise_fisher;
+    'jacobian' (or 'auto' on a model it cannot handle): per chunk, vmap(jacrev) gives every example's K x d
+    Jacobian of log-probabilities (one forward per example); the chunk shrinks so that chunk x K x d floats fit
+    in `max_memory_mb`."""
     model.to(task.device).eval()
+    if how != "jacobian":
+        fast = layerwise_fisher(model, batches(dataset, 1024), task.device, max_memory_mb)
+        if fast is not None:
+            return fast
+        if how == "layerwise":
+            raise ConfigError("fisher_forgetting fisher_pass='layerwise' handles models whose parameterised layers "
+                              "are Linear, Conv2d (zero padding, no groups) and BatchNorm with running statistics, "
+                              "each used once per forward pass; this model has another. Use fisher_pass='auto' or "
+                              "'jacobian'.")
     params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     buffers = dict(model.named_buffers())
     dim = sum(p.numel() for p in params.values())
@@ -108,7 +129,7 @@ def fisher_key(model: nn.Module, dataset, device: torch.device) -> str:
 
 
 def cached_fisher(model: nn.Module, dataset, task, chunk_size: int, max_memory_mb: float,
-                  info: dict | None = None) -> dict[str, torch.Tensor]:
+                  info: dict | None = None, how: str = "auto") -> dict[str, torch.Tensor]:
     """true_fisher, computed once per process for the same weights and examples: the trials of a sweep or a tuner
     that vary only α (or the class rule) share the retain-set pass, the whole cost of the method (a per-example
     Jacobian over D_r); any change of weights or data is a new key. A reuse is noted in `info` (the run record's
@@ -119,7 +140,7 @@ def cached_fisher(model: nn.Module, dataset, task, chunk_size: int, max_memory_m
     if key in _FISHERS:
         _FISHERS.move_to_end(key)
         return _FISHERS[key]
-    out = _FISHERS[key] = true_fisher(model, dataset, task, chunk_size, max_memory_mb)
+    out = _FISHERS[key] = true_fisher(model, dataset, task, chunk_size, max_memory_mb, how)
     while len(_FISHERS) > KEEP:
         _FISHERS.popitem(last=False)
     return out
@@ -171,7 +192,7 @@ def fisher_forgetting(model, data, cfg: FisherForgettingConfig, task, ctx: Metho
     if 0 < cfg.samples < len(retain):
         pick = numpy_rng(ctx.seed, "fisher_forgetting", "samples").choice(len(retain), cfg.samples, replace=False)
         retain = subset(retain, np.sort(pick))
-    fisher = cached_fisher(model, retain, task, cfg.chunk_size, cfg.max_memory_mb, ctx.info)
+    fisher = cached_fisher(model, retain, task, cfg.chunk_size, cfg.max_memory_mb, ctx.info, cfg.fisher_pass)
     head = output_layer(model, data.num_classes)
     cls = forgotten_class(data) if cfg.class_rule else None
     gen = torch_generator(ctx.seed, "fisher_forgetting", "noise")
