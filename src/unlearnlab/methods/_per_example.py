@@ -15,11 +15,12 @@ grouped or non-zero-padded convolutions, BatchNorm without running statistics, o
 forward pass (FastCNN's flip test-time augmentation calls its head twice) return None, and the caller uses the
 per-example Jacobian instead.
 
-Where it pays (CPU, 1 thread, examples/s, per-example Jacobian vs this): a Linear layer's squared per-example
-gradient is (δ²)ᵀ(a²), never materialised, so an MLP on 8x8 digits runs 875 vs 3059; a convolution's must be
-materialised per example (weights are shared over positions), so with many positions it costs as much as the
-Jacobian's or more: cnn on 8x8 275 vs 647, on 32x32 93 vs 45, the cifar10-dev FastCNN 19.9 vs 13.8. Fisher
-forgetting's fisher_pass 'auto' therefore takes this pass only for models without convolutions.
+Where it pays (benchmarks/fisher_pass.py, docs/fisher_pass.md: CPU, 1 thread, this pass's speed over the
+per-example Jacobian's): a Linear layer's squared per-example gradient is (δ²)ᵀ(a²), never materialised, so an MLP
+on 8x8 inputs runs 3.7x faster; a convolution's must be materialised per example (weights are shared over
+positions), so with many positions it costs as much as the Jacobian or more: cnn on 8x8 2.2x, on 32x32 0.50x, the
+cifar10-dev FastCNN 0.68x. Fisher forgetting's fisher_pass 'auto' therefore takes this pass only for models
+without convolutions.
 """
 from __future__ import annotations
 

@@ -58,10 +58,9 @@ class FisherForgettingConfig:
                                      "vmap(jacrev), the reference loop vectorised; any model), 'auto' (layerwise "
                                      "for models without convolutions, when every parameterised layer is one of "
                                      "those and none runs twice per forward; else jacobian). Measured on a CPU, "
-                                     "1 thread, examples/s jacobian vs layerwise: mlp on 8x8 digits 875 vs 3059; "
-                                     "cnn on 8x8 275 vs 647, on 32x32 93 vs 45; cifar10-dev FastCNN 19.9 vs 13.8 "
-                                     "(a convolution's per-example gradient over many positions costs as much "
-                                     "either way; docs/benchmark_cifar10/diagnostics.md)",
+                                     "1 thread, layerwise/jacobian speed: mlp on 8x8 3.7x, cnn on 8x8 2.2x, on "
+                                     "32x32 0.50x, cifar10-dev FastCNN 0.68x (a convolution's per-example gradient "
+                                     "over many positions costs as much either way; docs/fisher_pass.md)",
                              choices=("auto", "layerwise", "jacobian"))
     samples: int = param(0, "retain examples in the Fisher estimate; 0 = all of D_r (Golatkar). A seeded subset is "
                             "an unbiased estimate of the same expectation and bounds the cost on large D_r", low=0)
