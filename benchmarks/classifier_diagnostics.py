@@ -15,7 +15,7 @@ On one original (trained with the dataset's default recipe if `--original` does 
 3. SCRUB's max-steps: forget accuracy after SCRUB at its forget batch size 512 (large-scale notebook) and 64
    (small-scale notebook): how many max-steps an epoch takes on this forget set.
 4. Fisher forgetting's cost: its retain-set Fisher as a per-example Jacobian at several vmap chunk sizes and as
-   the layerwise pass (its fisher_pass), in examples per second (median of interleaved rounds), with the largest
+   the layerwise pass (true_fisher's how), in examples per second (median of interleaved rounds), with the largest
    difference between the Fishers (the values must agree); 5. the same for influence unlearning's per-example
    gradients by chunk size. Both methods' chunk_size 0 picks the CPU's best from these.
 
@@ -101,7 +101,7 @@ def scrub_batches(model, data, task, seed: int, lr: float) -> list[str]:
 
 def fisher_chunks(model, data, task, n: int, chunks: tuple[int, ...] = (32, 8, 1), repeats: int = 3) -> list[str]:
     """Fisher forgetting's retain-set Fisher on `n` retain examples: the per-example Jacobian at several chunk
-    sizes and the layerwise pass (fisher_pass), `repeats` interleaved rounds: median examples per second, and the
+    sizes and the layerwise pass (true_fisher's how), `repeats` interleaved rounds: median examples per second, and the
     largest difference to the first way's Fisher (relative to its largest value)."""
     from unlearnlab.data.core import subset
     from unlearnlab.methods.fisher_forgetting import true_fisher

@@ -2,11 +2,11 @@
 
     .venv/bin/python benchmarks/fisher_pass.py --out docs/fisher_pass.md
 
-`fisher_pass='jacobian'` (a per-example vmap(jacrev) of the K log-probabilities, chunks of one example on a CPU)
-against `'layerwise'` (K whole-batch backward passes, per-example gradients of each layer from its input and
+`true_fisher(how='jacobian')` (a per-example vmap(jacrev) of the K log-probabilities, chunks of one example on a CPU)
+against `how='layerwise'` (K whole-batch backward passes, per-example gradients of each layer from its input and
 output gradient: methods/_per_example.py), interleaved rounds on random inputs, one thread: median examples per
-second and the largest relative difference between the two Fishers. Decides what `'auto'` picks (the layerwise
-pass only for models without convolutions).
+second and the largest relative difference between the two Fishers. Decides what Fisher forgetting uses
+(`how='auto'`: the layerwise pass only for models without convolutions).
 """
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ def main() -> None:
              "A Linear layer's squared per-example gradient is (δ²)ᵀ(a²), never materialised, so models without "
              "convolutions gain; a convolution's per-example gradient has to be materialised (its weights are shared "
              "over positions), which costs as much as the Jacobian's or more once there are many positions. "
-             "`fisher_pass='auto'` takes the layerwise pass only for models without convolutions."]
+             "Fisher forgetting (`true_fisher(how='auto')`) takes the layerwise pass only for models without "
+             "convolutions."]
     Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {args.out}", file=sys.stderr)
 

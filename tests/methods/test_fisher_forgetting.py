@@ -73,7 +73,7 @@ def _naive_fisher(model, x, k):
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's note on the test's own layer
 def test_the_layerwise_fisher_matches_the_per_example_loop(monkeypatch):
-    """fisher_pass 'layerwise' (K whole-batch backward passes, per-example gradients of Conv2d / BatchNorm / Linear
+    """how='layerwise' (K whole-batch backward passes, per-example gradients of Conv2d / BatchNorm / Linear
     from their inputs and output gradients) gives the naive loop's values: strided and unpadded convolutions, an
     even kernel with 'same' padding (asymmetric), bias-free layers, BatchNorm1d/2d in eval mode, an in-place ReLU."""
     gen = torch.Generator().manual_seed(0)
@@ -116,7 +116,7 @@ def test_a_model_the_layerwise_pass_cannot_handle_takes_the_jacobian():
     got = true_fisher(model, ds, ClassifierTask(10))
     for w, g in zip(_naive_fisher(model, ds.x, 10), got.values()):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-10)
-    with pytest.raises(ConfigError, match="fisher_pass='auto'"):
+    with pytest.raises(ConfigError, match="how='auto'"):
         true_fisher(model, ds, ClassifierTask(10), how="layerwise")
 
 

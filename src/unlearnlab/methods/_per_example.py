@@ -19,8 +19,8 @@ Where it pays (benchmarks/fisher_pass.py, docs/fisher_pass.md: CPU, 1 thread, th
 per-example Jacobian's): a Linear layer's squared per-example gradient is (δ²)ᵀ(a²), never materialised, so an MLP
 on 8x8 inputs runs 3.7x faster; a convolution's must be materialised per example (weights are shared over
 positions), so with many positions it costs as much as the Jacobian or more: cnn on 8x8 2.2x, on 32x32 0.50x, the
-cifar10-dev FastCNN 0.68x. Fisher forgetting's fisher_pass 'auto' therefore takes this pass only for models
-without convolutions.
+cifar10-dev FastCNN 0.68x. Fisher forgetting therefore takes this pass only for models without convolutions
+(true_fisher's how='auto').
 """
 from __future__ import annotations
 

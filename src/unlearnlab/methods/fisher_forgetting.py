@@ -37,7 +37,10 @@ class FisherForgettingConfig:
     the forgotten class's output row is set to mean 0, var 1e-4 and the output layer's var is x 10 (their
     class-forgetting code); random forgetting follows their random-forgetting code (no output x 10). Deviation: the
     output layer is the last Linear with num_classes outputs (their test p.size(0)==num_classes also catches hidden
-    layers of that width); the per-example loop (batch size 1) is vectorised with vmap(jacrev), same values."""
+    layers of that width); the per-example loop (batch size 1) is vectorised with vmap(jacrev), same values; a
+    model without convolutions gets the same Fisher layer by layer from K whole-batch backward passes (3.7x faster
+    on an MLP; with convolutions the Jacobian is the faster way: benchmarks/fisher_pass.py, docs/fisher_pass.md).
+    Not a config field: the values are the same, and a field would change every stored run's key."""
 
     alpha: float = param(1e-6, "noise scale α (the SSD authors' port uses 1e-6; Golatkar's function default 3e-6; "
                                "REFERENCES range 1e-9..1e-6, the log search grid). Larger forgets more and costs "
@@ -52,16 +55,6 @@ class FisherForgettingConfig:
     max_memory_mb: float = param(1024.0, "memory cap for one chunk of per-example Jacobians (chunk x classes x "
                                          "parameters floats)", low=1.0)
     class_rule: bool = param(True, "for full-class forgetting, zero the forgotten class's output row (Golatkar)")
-    fisher_pass: str = param("auto", "how the retain Fisher is computed (same values): 'layerwise' (per-example "
-                                     "gradients of Linear, Conv2d and eval-mode BatchNorm layers from K whole-batch "
-                                     "backward passes; methods/_per_example.py), 'jacobian' (a per-example "
-                                     "vmap(jacrev), the reference loop vectorised; any model), 'auto' (layerwise "
-                                     "for models without convolutions, when every parameterised layer is one of "
-                                     "those and none runs twice per forward; else jacobian). Measured on a CPU, "
-                                     "1 thread, layerwise/jacobian speed: mlp on 8x8 3.7x, cnn on 8x8 2.2x, on "
-                                     "32x32 0.50x, cifar10-dev FastCNN 0.68x (a convolution's per-example gradient "
-                                     "over many positions costs as much either way; docs/fisher_pass.md)",
-                             choices=("auto", "layerwise", "jacobian"))
     samples: int = param(0, "retain examples in the Fisher estimate; 0 = all of D_r (Golatkar). A seeded subset is "
                             "an unbiased estimate of the same expectation and bounds the cost on large D_r", low=0)
 
@@ -76,7 +69,7 @@ def true_fisher(model: nn.Module, dataset, task, chunk_size: int = 0,
                 max_memory_mb: float = 1024.0, how: str = "auto") -> dict[str, torch.Tensor]:
     """Diagonal Fisher (1/n)Σ_i Σ_y p(y|x_i)·(∂ log p(y|x_i)/∂θ)² in eval mode, vectorised over examples.
 
-    `how` (FisherForgettingConfig.fisher_pass): 'layerwise', or 'auto' on a model without convolutions, first try
+    `how`: 'layerwise', or 'auto' (the method's way) on a model without convolutions, first try
     _per_example.layerwise_fisher; 'jacobian' (or 'auto' on a model it cannot handle): per chunk, vmap(jacrev)
     gives every example's K x d Jacobian of log-probabilities (one forward per example); the chunk shrinks so that
     chunk x K x d floats fit in `max_memory_mb`."""
@@ -86,10 +79,9 @@ def true_fisher(model: nn.Module, dataset, task, chunk_size: int = 0,
         if fast is not None:
             return fast
         if how == "layerwise":
-            raise ConfigError("fisher_forgetting fisher_pass='layerwise' handles models whose parameterised layers "
-                              "are Linear, Conv2d (zero padding, no groups) and BatchNorm with running statistics, "
-                              "each used once per forward pass; this model has another. Use fisher_pass='auto' or "
-                              "'jacobian'.")
+            raise ConfigError("true_fisher how='layerwise' handles models whose parameterised layers are Linear, "
+                              "Conv2d (zero padding, no groups) and BatchNorm with running statistics, each used "
+                              "once per forward pass; this model has another. Use how='auto' or 'jacobian'.")
     params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     buffers = dict(model.named_buffers())
     dim = sum(p.numel() for p in params.values())
@@ -194,7 +186,7 @@ def fisher_forgetting(model, data, cfg: FisherForgettingConfig, task, ctx: Metho
     if 0 < cfg.samples < len(retain):
         pick = numpy_rng(ctx.seed, "fisher_forgetting", "samples").choice(len(retain), cfg.samples, replace=False)
         retain = subset(retain, np.sort(pick))
-    fisher = cached_fisher(model, retain, task, cfg.chunk_size, cfg.max_memory_mb, ctx.info, cfg.fisher_pass)
+    fisher = cached_fisher(model, retain, task, cfg.chunk_size, cfg.max_memory_mb, ctx.info)
     head = output_layer(model, data.num_classes)
     cls = forgotten_class(data) if cfg.class_rule else None
     gen = torch_generator(ctx.seed, "fisher_forgetting", "noise")
