@@ -66,6 +66,10 @@ def test_parallel_slots_start_the_methods_that_took_longest_first(tmp_path):
     par = order(2)
     assert par[:4] == ["build"] * 4 and par[4:6] == ["ga", "ga"], par
     assert par.index("ga") < par.index("ft") and order(1).index("ft") < order(1).index("ga")
+    sched = _Scheduler(g, Timed(), types.SimpleNamespace(slots=1), lambda ev: None, False)
+    ga = next(k for k, j in g.jobs.items() if j.method == "ga")
+    build = next(k for k, j in g.jobs.items() if j.kind == "build")
+    assert sched.expected_s(ga) == 100.0 and sched.expected_s(build) == 0.0  # what the plan event hands the ETA
 
 
 def test_lm_target_is_one_job_for_many_methods():
@@ -207,6 +211,12 @@ def test_eta_times_each_kind_of_job_apart():
     t.update({"kind": "progress", "job": "fisher_forgetting seed 1 (x)", "t": 900.0})  # 300 s into its 500
     assert t.eta_s() == (2 * 100.0 + 200.0 + 500.0) / 2
     assert "ETA 7m30s" in t.summary()
+    u = Tracker()  # a resumed sweep: the store's records say what Fisher takes before this session timed one
+    u.update({"kind": "plan", "t": 0.0, "jobs": 6, "builds": 0, "workers": 2, "pending": pending,
+              "expected": {f"fisher_forgetting seed {s} (x)": 500.0 for s in range(3)}})
+    u.update({"kind": "start", "job": "ft seed 0 (x)", "t": 0.0})
+    u.update({"kind": "done", "job": "ft seed 0 (x)", "t": 100.0})
+    assert u.eta_s() == (2 * 100.0 + 3 * 500.0) / 2  # not 5 x the 100 s of FT
 
 
 def _metrics(res) -> dict:

@@ -121,6 +121,7 @@ class Tracker:
         self.builds = self.builds_finished = 0
         self.workers = 1  # parallel jobs, from the plan event
         self.pending: Counter[str] = Counter()  # labels of the jobs still to compute, when the plans list them
+        self.expected: dict[str, float] = {}  # what the store's records say a pending job takes (seconds)
         self.kind_durations: dict[str, list[float]] = {}
         self.last_t = 0.0  # the latest event's time: 'now' for the running jobs' elapsed time
 
@@ -133,6 +134,7 @@ class Tracker:
             self.builds += int(ev.get("builds", 0))
             self.workers = int(ev.get("workers", self.workers))
             self.pending.update(ev.get("pending", ()))
+            self.expected.update(ev.get("expected", {}))
         elif k == "start":
             self.running[job] = {"since": ev["t"], "detail": ""}
         elif k == "progress" and job in self.running:
@@ -183,7 +185,8 @@ class Tracker:
     def _eta_by_kind(self, run: float | None, build: float | None) -> float | None:
         """The ETA when the plans listed their jobs: each kind of job left (a method's runs, a kind of model build)
         at its own mean time (SCRUB's or Fisher forgetting's runs can take 5x FT's: one mean over all runs promised
-        '2m20s' with three 500 s Fisher runs left), an untimed kind at the mean of its family (runs, or builds, which
+        '2m20s' with three 500 s Fisher runs left), a kind not yet timed in this session at what the store's records
+        say (the plan's 'expected', engine/runner.py), else at the mean of its family (runs, or builds, which
         borrow the runs' when none is timed); a running job counts only the part of its kind's mean not yet
         elapsed. Unknown (None) while a kind of run is left and no run at all has been timed."""
         busy = {j: info for j, info in self.running.items() if self.pending[j] > 0}
@@ -194,7 +197,8 @@ class Tracker:
         for kind, n in left.items():
             fam = build if kind.startswith("build ") and build is not None else run
             m = self.kind_durations.get(kind)
-            each = sum(m) / len(m) if m else fam
+            stored = [self.expected[j] for j in self.pending if _kind_of(j) == kind and j in self.expected]
+            each = sum(m) / len(m) if m else (sorted(stored)[len(stored) // 2] if stored else fam)
             if each is None:
                 return None
             total += (n - running[kind]) * each + sum(max(0.0, each - (self.last_t - info["since"]))

@@ -125,6 +125,7 @@ class _Scheduler:
         self.running: set[str] = set()
         self.waiting: dict[str, float] = {}  # jobs another process holds -> when we last looked
         self.reused: list[dict] = []  # 'cached' events of stored runs, sent after the plan
+        self._seconds: dict[str, dict[str, float]] = {}  # per dataset (a name or a {name, path}): method_seconds
 
     def _stored(self, job: Job) -> dict | None:
         if self.store is None or not self.resume or job.rspec is None:
@@ -148,6 +149,17 @@ class _Scheduler:
         needed = {d for k in pending for d in self.g.jobs[k].deps}
         return [k for k in self.g.jobs if k in needed] + self._longest_first(pending)
 
+    def expected_s(self, key: str) -> float:
+        """What this store's records say job `key` takes (median wall seconds of its method's runs on its dataset;
+        0 when untimed, for a build, or without a store)."""
+        job = self.g.jobs[key]
+        if self.store is None or job.kind != "run":
+            return 0.0
+        ds = job.spec.get("dataset")
+        if repr(ds) not in self._seconds:
+            self._seconds[repr(ds)] = self.store.method_seconds(ds)
+        return self._seconds[repr(ds)].get(job.method, 0.0)
+
     def _longest_first(self, keys: list[str]) -> list[str]:
         """With parallel slots, the runs of the methods that took longest in this store's records (median wall time
         per dataset and method) start first: the longest-processing-time order, so a slow method's last seed does
@@ -155,16 +167,7 @@ class _Scheduler:
         Methods the store has not timed, and a serial backend, keep the plan order."""
         if self.store is None or self.backend.slots < 2:
             return keys
-        by_dataset: dict[str, dict[str, float]] = {}  # one store query per dataset (a name or a {name, path})
-
-        def expected(key: str) -> float:
-            job = self.g.jobs[key]
-            ds = job.spec.get("dataset")
-            if repr(ds) not in by_dataset:
-                by_dataset[repr(ds)] = self.store.method_seconds(ds)
-            return by_dataset[repr(ds)].get(job.method, 0.0)
-
-        return sorted(keys, key=lambda k: -expected(k))
+        return sorted(keys, key=lambda k: -self.expected_s(k))
 
     def _finish(self, key: str, res: dict) -> None:
         job = self.g.jobs[key]
@@ -307,6 +310,7 @@ def execute(specs: list, *, store=None, backend: str = "serial", workers: int | 
         sink({"kind": "plan", "t": time.time(), "jobs": len(graph.jobs) - graph.count("build") + sum(
             graph.jobs[k].kind == "build" for k in order), "builds": sum(graph.jobs[k].kind == "build" for k in order),
             "backend": be.name, "workers": be.workers, "pending": [graph.jobs[k].label for k in order],
+            "expected": {graph.jobs[k].label: t for k in order if (t := sched.expected_s(k)) > 0},
             "detail": f"{graph.count('build')} models, {graph.count('run')} runs, {graph.count('floor')} floors; "
                       f"{len(order)} to compute, {be.workers} worker(s)"})
         for ev in sched.reused:
