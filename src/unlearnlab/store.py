@@ -66,8 +66,7 @@ def default_root() -> Path:
 
 def _name_of(value: Any) -> str | None:
     """The filterable name of a spec entry: a string as is, or a dict's 'name'."""
-    if isinstance(value, dict):
-        value = value.get("name")
+    value = value.get("name") if isinstance(value, dict) else value
     return None if value is None else str(value)
 
 
@@ -305,17 +304,13 @@ class Store(ArtifactStore):
 
     def method_seconds(self, dataset: str | dict | None = None) -> dict[str, float]:
         """Median wall seconds of the stored runs per method (on `dataset`, a name or a spec's {name, path}): what
-        a scheduler expects a method's next run to take (engine/runner.py starts the slowest first). Runs that
-        reused a per-process cache (a method_info '<what>_reused': True, e.g. Fisher forgetting's tuning trials
-        after the first, 6 s against the method's ~500 s on cifar10-dev) do not count: their time leaves out the
-        method's own cost, and with 11 such trials per study they made Fisher look like the fastest method."""
+        a scheduler expects a method's next run to take (engine/runner.py starts the slowest first); runs that
+        reused a per-process cache (method_info '<what>_reused': True: Fisher's later tuning trials) do not count."""
         times: dict[str, list[float]] = {}
         for r in self.list_runs(dataset=_name_of(dataset)):
-            info = r.get("method_info") or {}
-            if any(k.endswith("_reused") and v is True for k, v in info.items()):
-                continue
             t = (r.get("timings") or {}).get("wall_s")
-            if isinstance(t, (int, float)) and t > 0:
+            reused = any(k.endswith("_reused") and v is True for k, v in (r.get("method_info") or {}).items())
+            if isinstance(t, (int, float)) and t > 0 and not reused:
                 times.setdefault(str(r["spec"].get("method")), []).append(float(t))
         return {m: sorted(v)[len(v) // 2] for m, v in times.items()}
 
