@@ -65,14 +65,19 @@ def tune_side_by_side(spec: dict, methods: list[str], *, budget: int, results: s
     cores = len(os.sched_getaffinity(0))
     workers = max(1, min(workers or cores, len(methods)))
     threads = max(1, cores // workers)
-    from unlearnlab.engine.backends import exit_with_parent
+    from unlearnlab.engine.backends import exit_with_parent, stop_pool
 
     # a killed benchmark takes its tuning workers with it (else they go on computing with the code of before an edit)
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=exit_with_parent,
-                             initargs=(os.getpid(),)) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=exit_with_parent,
+                               initargs=(os.getpid(),))
+    try:
         futs = {m: pool.submit(_tune_one, spec, m, budget, str(results), threads, warm_start, stratify)
                 for m in longest_first(methods, spec.get("dataset"), results)}
         done = {m: futs[m].result() for m in methods}
+    except BaseException:  # interrupted: end the studies now (leaving a `with` block would wait for all of them)
+        stop_pool(pool)
+        raise
+    pool.shutdown()
     first = next(iter(done.values()))
     keep = ("objective", "utility_floor", "validation_forget", "budget", "warm_start", "direction")
     return {**{k: first.get(k) for k in keep}, "methods": {m: d["methods"][m] for m, d in done.items()}}

@@ -111,7 +111,7 @@ class SerialBackend:
             time.sleep(timeout)
         return out
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         """Nothing to release."""
 
 
@@ -136,6 +136,18 @@ def exit_with_parent(parent: int, every: float = 1.0) -> None:
                 os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="unlearnlab-parent-watch").start()
+
+
+def stop_pool(pool: Any) -> None:
+    """End a ProcessPoolExecutor now: drop its queued work and terminate its workers. `shutdown(wait=True)`, what
+    leaving a `with` block does, waits for every running job, so an interrupted run (`kill -INT`, `timeout -s INT`)
+    would sit until they finish, and its workers would go on storing results computed with the code of before."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.join(5)
 
 
 _EVENTS: Any = None
@@ -203,9 +215,13 @@ class LocalBackend:
                                   "trace": "", "seconds": 0.0}))
         return out
 
-    def close(self) -> None:
-        """Stop the workers and restore the thread environment."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, abort: bool = False) -> None:
+        """Stop the workers and restore the thread environment; `abort` (an interrupted run) ends running jobs
+        instead of waiting for them."""
+        if abort:
+            stop_pool(self._pool)
+        else:
+            self._pool.shutdown(wait=True, cancel_futures=True)
         self._pump.stop(0.3)
         for k, v in self._env_before.items():
             if v is None:
@@ -279,8 +295,12 @@ class RayBackend:
                                   "seconds": 0.0}))
         return out
 
-    def close(self) -> None:
-        """Shut down the local cluster this backend started (a joined cluster keeps running)."""
+    def close(self, abort: bool = False) -> None:
+        """Shut down the local cluster this backend started (a joined cluster keeps running; `abort` cancels this
+        run's tasks on it)."""
+        if abort:
+            for ref in list(self._refs):
+                self.ray.cancel(ref, force=True)
         self._pump.stop()
         if self._started:
             self.ray.shutdown()

@@ -304,6 +304,7 @@ def execute(specs: list, *, store=None, backend: str = "serial", workers: int | 
         job.resources = {"cpus": cpus_per_job, **({"gpus": gpus} if gpus else {})}
     be = make_backend(backend, sink, workers=workers, address=address, cpus_per_job=cpus_per_job,
                       gpus_per_job=gpus_per_job)
+    finished = False
     try:
         sched = _Scheduler(graph, store, be, sink, resume)
         order = sched.prune()
@@ -316,8 +317,9 @@ def execute(specs: list, *, store=None, backend: str = "serial", workers: int | 
         for ev in sched.reused:
             sink(ev)
         sched.run(order)
+        finished = True
     finally:
-        be.close()
+        be.close(abort=not finished)
     records = [[sched.results[k]["record"] for k in keys if k in sched.results] for keys in graph.runs_of]
     errors = []
     for key, res in sched.errors.items():
