@@ -303,15 +303,16 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
         lines += ["", f"Why GA, Boundary Shrink/Expand (`bn_stats`), SSD (its α grid) and SCRUB (`forget_batch_size` "
                       f"in its search) have options for this model: `{diag.parent.name}/{diag.name}` "
                       "(benchmarks/classifier_diagnostics.py)."]
-    budget = out.with_suffix("") / "tuning_budget.json"
-    if budget.is_file():
+    for budget in sorted(out.with_suffix("").glob("tuning_budget*.json"), key=lambda p: len(p.stem)):
         b = json.loads(budget.read_text())
-        lines += ["", f"**Tuning budget**: on val:{b['scenario']}, {len(b['changed'])} of {b['methods']} methods "
-                      f"choose another setting with {b['large']} trials than with the first {b['small']} of them "
-                      f"({', '.join(b['changed'])}; Kendall's tau of the methods' validation orders {b['tau']:.2f}): "
-                      f"at {b['small']} trials the choices are draws, not converged tuning, and so are the rows "
-                      f"they select. `{budget.parent.name}/{budget.stem}.md` (benchmarks/tuning_budget.py). The "
-                      "summary's tuning row gives each column's budget."]
+        lines += ["", f"**Tuning budget, {b['small']} vs {b['large']} trials**: on val:{b['scenario']}, "
+                      f"{len(b['changed'])} of {b['methods']} methods choose another setting with {b['large']} "
+                      f"trials than with the first {b['small']} of them ({', '.join(b['changed']) or 'none'}; "
+                      f"Kendall's tau of the methods' validation orders {b['tau']:.2f})"
+                      + (f"; improved by more than the scenario's noise floor ({b['floor']:.2f}) or newly feasible: "
+                         f"{', '.join(b['beyond_floor']) or 'none'}" if b.get("floor") is not None else "") + ". "
+                      f"`{budget.parent.name}/{budget.stem}.md` (benchmarks/tuning_budget.py). The summary's tuning "
+                      "row gives each column's budget."]
     lines += ["", "## Scenarios", ""]
     for name in [slug(s) for s in known] + extra:
         lines += [(sections / f"{name}.md").read_text(encoding="utf-8").rstrip(), ""]

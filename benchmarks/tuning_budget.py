@@ -73,9 +73,18 @@ def _fmt(t: dict | None) -> str:
     return "no feasible trial" if t is None else f"{t['value']:.2f} (trial {t['number'] + 1}) {t['params']}"
 
 
-def doc_lines(rows: list[dict], args, log: dict, seconds: float) -> list[str]:
+def beyond(rows: list[dict], floor: float | None) -> list[str]:
+    """Methods whose best validation Avg.Gap improved by more than `floor` (the reported scenario's two-oracle noise
+    floor) with the larger budget, or that had no feasible trial at the smaller one and have one at the larger."""
+    if floor is None:
+        return []
+    return [r["method"] for r in rows if r["large"] and (r["small"] is None or -r["delta"] > floor)]
+
+
+def doc_lines(rows: list[dict], args, log: dict, seconds: float, floor: float | None = None) -> list[str]:
     tau, small, large = order_change(rows)
     changed = [r for r in rows if r["changed"]]
+    moved = beyond(rows, floor)
     checked = [r for r in rows if r["kept_matches"] is not None]
     off = [r["method"] for r in checked if not r["kept_matches"]]
     lines = [f"# Tuning budget: {args.small} vs {args.large} trials per method (val:{args.scenario})", "",
@@ -92,7 +101,10 @@ def doc_lines(rows: list[dict], args, log: dict, seconds: float) -> list[str]:
              f"**{len(changed)} of {len(rows)} methods choose another setting with {args.large} trials**"
              + (f" ({', '.join(r['method'] for r in changed)})" if changed else "")
              + f"; Kendall's tau between the methods' validation orders at {args.small} and {args.large} trials: "
-             f"{tau:.2f} (1: same order).", "",
+             f"{tau:.2f} (1: same order)."
+             + ("" if floor is None else f" Improved by more than the reported scenario's noise floor ({floor:.2f} "
+                f"Avg.Gap, two oracles differing only in seed) or newly feasible: {len(moved)} "
+                f"({', '.join(moved) or 'none'})."), "",
              f"| method | best of {args.small}: val Avg.Gap (trial) setting | best of {args.large} | Δ val Avg.Gap | "
              f"feasible ({args.small} / {args.large}) |", "|---|---|---|---|---|"]
     for r in rows:
@@ -147,13 +159,16 @@ def main() -> None:
     res = tune_side_by_side(_spec(args, args.scenario, methods, args.tune_seeds).to_dict(), methods,
                             budget=args.large, results=args.results, workers=args.workers, stratify=args.stratify)
     rows = compare(res["methods"], args.small, kept)
+    section = kept_path.with_name(f"{slug(args.scenario)}.summary.json")  # the reported scenario's floor
+    floor = json.loads(section.read_text()).get("floor") if section.is_file() else None
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(doc_lines(rows, args, log, time.perf_counter() - t0)), encoding="utf-8")
+    out.write_text("\n".join(doc_lines(rows, args, log, time.perf_counter() - t0, floor)), encoding="utf-8")
     tau = order_change(rows)[0]
     out.with_suffix(".json").write_text(json.dumps({  # what the benchmark's doc says of it (classifier_cifar.py)
         "scenario": args.scenario, "small": args.small, "large": args.large, "methods": len(rows),
-        "changed": [r["method"] for r in rows if r["changed"]], "tau": tau, "command": log["command"],
+        "changed": [r["method"] for r in rows if r["changed"]], "tau": tau, "floor": floor,
+        "beyond_floor": beyond(rows, floor), "command": log["command"],
         "date": log["date"]}, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {out}")
 

@@ -308,6 +308,11 @@ def test_the_budget_comparison_takes_each_best_among_the_first_trials(bench):
     text = "\n".join(tb.doc_lines(list(rows.values()), args, {"command": "c", "cores": 2, "date": "d"}, 60.0))
     assert "**2 of 3 methods choose another setting with 4 trials** (ga, salun)" in text, text
     assert "NOT for ft: their comparison is void" in text and "tau between" in text and "-1.00" in text, text
+    # against the scenario's noise floor: salun gained 1.5 (> 1.0), ga became feasible, ft did not change
+    assert tb.beyond(list(rows.values()), 1.0) == ["ga", "salun"] and tb.beyond(list(rows.values()), 2.0) == ["ga"]
+    assert tb.beyond(list(rows.values()), None) == []
+    text = "\n".join(tb.doc_lines(list(rows.values()), args, {"command": "c", "cores": 2, "date": "d"}, 60.0, 1.0))
+    assert "noise floor (1.00 Avg.Gap, two oracles differing only in seed) or newly feasible: 2 (ga, salun)" in text
 
 
 def test_the_tuning_table_says_how_the_validation_order_carries_over(bench):
