@@ -59,7 +59,36 @@ def _tau(summary: dict) -> str:
     return "?" if tau is None else ("nan" if not math.isfinite(tau) else f"{tau:.2f}")
 
 
-def summary_lines(summaries: list[dict]) -> list[str]:
+def reading(summaries: list[dict], planned: int | None = None) -> str:
+    """The table's verdict in one paragraph, computed from it (nothing is written by hand): which methods are best
+    or tied most often, which has the lowest mean rank, which never are, and which did not forget somewhere;
+    `planned`: the protocol's number of scenarios (fewer present: the verdict is said to be provisional)."""
+    n = len(summaries)
+    methods = sorted({m for s in summaries for m in s["rows"]})
+    rows = {m: [s["rows"][m] for s in summaries if m in s["rows"]] for m in methods}
+    top = {m: sum("best" in r["flags"] or "ties best" in r["flags"] for r in rs) for m, rs in rows.items()}
+    failed = {m: sum(any(f in r["flags"] for f in NOT_FORGOT) for r in rs) for m, rs in rows.items()}
+    rank = {m: sum(r["rank"] for r in rs) / len(rs) for m, rs in rows.items()}
+    most = max(top.values())
+    leaders = [m for m in methods if top[m] == most]
+    first = min(methods, key=lambda m: (rank[m], m))
+    never = [m for m in methods if top[m] == 0]
+    text = ("Reading (computed from the table): "
+            + (f"{', '.join(leaders)} {'is' if len(leaders) == 1 else 'are'} best or tied with the best in every "
+               f"scenario" if most == n else f"no method is best or tied with the best in every scenario; most "
+               f"often {', '.join(leaders)} ({most} of {n})" if most else "no method is best in any scenario")
+            + f"; lowest mean rank: {first} ({rank[first]:.1f}).")
+    if never:
+        text += f" Never best or tied: {', '.join(never)}."
+    if any(failed.values()):
+        text += (" Did not forget in at least one scenario (✗): "
+                 + ", ".join(f"{m} ({failed[m]} of {len(rows[m])})" for m in sorted(
+                     methods, key=lambda m: (-failed[m], m)) if failed[m]) + ".")
+    return text + (f" With {n} of {planned} scenarios so far, the verdict across scenarios is provisional."
+                   if planned and n < planned else "")
+
+
+def summary_lines(summaries: list[dict], planned: int | None = None) -> list[str]:
     """The table across scenarios (rows: methods by their mean rank; columns: scenarios in protocol order)."""
     if not summaries:
         return []
@@ -89,7 +118,8 @@ def summary_lines(summaries: list[dict]) -> list[str]:
     lines.append("| tuning: trials per method, start-up draws | " + " | ".join(map(_tuning, summaries)) + " | | |")
     lines.append("| tuning: validation order vs reported order (Kendall's tau) | "
                  + " | ".join(_tau(s) for s in summaries) + " | | |")
-    lines += ["", "Runs: " + "; ".join(f"{s['scenario']} {s['date']}" for s in summaries) + "."]
+    lines += ["", reading(summaries, planned), "",
+              "Runs: " + "; ".join(f"{s['scenario']} {s['date']}" for s in summaries) + "."]
     costs = [s for s in summaries if s.get("cost")]
     if costs:
         tune = sum(s["cost"].get("tuning_min", 0.0) for s in costs)

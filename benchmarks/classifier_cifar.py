@@ -285,7 +285,7 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
              f"`{sections.parent.name}/{sections.name}/`; a run rewrites only its own scenarios').", "",
              *coverage(known + extra, args.seeds),
              *summary_lines([json.loads(p.read_text()) for s in known
-                             if (p := sections / f"{slug(s)}.summary.json").is_file()]),
+                             if (p := sections / f"{slug(s)}.summary.json").is_file()], len(SCENARIOS)),
              f"## Time (the latest run: `{log['command']}`, {log['date']})", ""]
     for k, v in log["phases"].items():
         lines.append(f"- {k}: {v / 60:.1f} min")

@@ -233,7 +233,7 @@ def test_the_summary_ranks_each_methods_selected_setting(bench):
     assert a["rows"]["salun"]["rank"] == 1 and a["floor"] == 0.4 and a["original"] == 9.0
     b = {**a, "scenario": "class:3", "rows": {**a["rows"], "ga": {**a["rows"]["ga"], "rank": 1, "flags": ["best"]}},
          "tuning": {"budget": 6, "stratify": True}}
-    lines = summary_lines([a, b])
+    lines = summary_lines([a, b], 6)
     text = "\n".join(lines)
     assert "| salun | **2.00** (1) | **2.00** (1) | 2 of 2 | 1.0 |" in text, text
     assert "| ga | 3.00 (2) | **3.00** (1) | 1 of 2 | 1.5 |" in text, text
@@ -242,6 +242,12 @@ def test_the_summary_ranks_each_methods_selected_setting(bench):
     assert "| tuning: trials per method, start-up draws | ? | 6, stratified | | |" in text, text  # a says nothing
     assert "| tuning: validation order vs reported order (Kendall's tau) | ? | ? | | |" in text, text
     assert "tuning 100, reported method runs 240, over class:1 (50 + 120), class:3 (50 + 120)" in text, text
+    assert ("Reading (computed from the table): salun is best or tied with the best in every scenario; lowest "
+            "mean rank: salun (1.0). Never best or tied: ssd. Did not forget in at least one scenario (✗): ssd (2 "
+            "of 2). With 2 of 6 scenarios so far") in text, text
+    c = {**b, "rows": {**b["rows"], "salun": {**b["rows"]["salun"], "flags": []}}}
+    assert "no method is best or tied with the best in every scenario; most often ga, salun (1 of 2)" in \
+        "\n".join(summary_lines([a, c]))
 
 
 def test_the_tpe_start_up_the_doc_states_is_optunas(bench):
