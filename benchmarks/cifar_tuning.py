@@ -82,3 +82,14 @@ def tuning_lines(forget: str, tuned: dict, n_runs: int, secs: float, reported: d
                   + ". The reported column is the five-seed mean of the chosen setting on the reported forget "
                   "set (a method without a feasible trial reports its defaults, so no validation value).", ""]
     return lines, tr
+
+
+def by_fields(improved: list[str], fields: dict[str, int]) -> str:
+    """'1 field: 0 of 4; 2 fields: 5 of 9; 4 fields: 1 of 1': per number of searched fields, how many of the
+    methods with that many improved (`improved`) with more trials. An equal number of trials is not an equal search:
+    a one-field method's 12 trials cover its line, a four-field method's do not cover its space."""
+    out = []
+    for k in sorted(set(fields.values())):
+        ms = [m for m, n in fields.items() if n == k]
+        out.append(f"{k} field{'s' if k > 1 else ''}: {sum(m in improved for m in ms)} of {len(ms)}")
+    return "; ".join(out)

@@ -44,7 +44,7 @@ import numpy as np
 from cifar_checks import GA_README_LR, checks, regime
 from cifar_cost import model_times, run_minutes, study_cost, trial_cost
 from cifar_summary import scenario_summary, summary_lines, write_summary
-from cifar_tuning import tuning_lines
+from cifar_tuning import by_fields, tuning_lines
 from report_doc import leaderboard_lines, run_log, tune_side_by_side
 
 from unlearnlab.engine.events import LineRenderer
@@ -303,6 +303,7 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
         lines += ["", f"Why GA, Boundary Shrink/Expand (`bn_stats`), SSD (its α grid) and SCRUB (`forget_batch_size` "
                       f"in its search) have options for this model: `{diag.parent.name}/{diag.name}` "
                       "(benchmarks/classifier_diagnostics.py)."]
+    tuned = sorted({r["spec"]["method"] for r in records} - {"original", "retrain", "oracle-floor"})
     for budget in sorted(out.with_suffix("").glob("tuning_budget*.json"), key=lambda p: len(p.stem)):
         b = json.loads(budget.read_text())
         lines += ["", f"**Tuning budget, {b['small']} vs {b['large']} trials**: on val:{b['scenario']}, "
@@ -310,7 +311,9 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
                       f"trials than with the first {b['small']} of them ({', '.join(b['changed']) or 'none'}; "
                       f"Kendall's tau of the methods' validation orders {b['tau']:.2f})"
                       + (f"; improved by more than the scenario's noise floor ({b['floor']:.2f}) or newly feasible: "
-                         f"{', '.join(b['beyond_floor']) or 'none'}" if b.get("floor") is not None else "") + ". "
+                         f"{', '.join(b['beyond_floor']) or 'none'}; by number of searched fields, "
+                         + by_fields(b["beyond_floor"], {m: len(current_space(m)) for m in tuned})
+                         if b.get("floor") is not None else "") + ". "
                       f"`{budget.parent.name}/{budget.stem}.md` (benchmarks/tuning_budget.py). The summary's tuning "
                       "row gives each column's budget."]
     lines += ["", "## Scenarios", ""]

@@ -319,6 +319,10 @@ def test_the_budget_comparison_takes_each_best_among_the_first_trials(bench):
     assert tb.beyond(list(rows.values()), None) == []
     text = "\n".join(tb.doc_lines(list(rows.values()), args, {"command": "c", "cores": 2, "date": "d"}, 60.0, 1.0))
     assert "noise floor (1.00 Avg.Gap, two oracles differing only in seed) or newly feasible: 2 (ga, salun)" in text
+    from cifar_tuning import by_fields  # the doc groups the improved methods by how many fields they search
+
+    fields = {"ft": 1, "random_label": 1, "salun": 2, "ga": 2, "ssd": 2, "scrub": 4}
+    assert by_fields(["salun", "scrub"], fields) == "1 field: 0 of 2; 2 fields: 1 of 3; 4 fields: 1 of 1"
 
 
 def test_the_tuning_table_says_how_the_validation_order_carries_over(bench):
