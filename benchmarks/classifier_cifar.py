@@ -211,6 +211,14 @@ def coverage(present: list[str], seeds: list[int]) -> list[str]:
             + seeds_line, ""]
 
 
+def log_name(out: str | Path) -> str:
+    """The run log (chosen settings, tuning outcomes, run stamps) of the doc `out`, in the results store: one per
+    doc, so a second doc over the same store (e.g. `--budget 20 --out docs/benchmark_cifar10_budget20.md`) never
+    hands its choices and commands to a --report-only of the first."""
+    stem = Path(out).stem
+    return "benchmark_log.json" if stem == "benchmark_cifar10" else f"benchmark_log-{stem}.json"
+
+
 def slug(forget: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", forget).strip("-")
 
@@ -352,7 +360,7 @@ def main() -> None:
     args.seeds, args.tune_seeds = list(range(args.seeds)), list(range(args.tune_seeds))
     store = Store(args.results)
     methods = method_names(_spec(args, args.scenarios[0], [m.strip() for m in args.methods.split(",")], [0]))
-    log_path = Path(args.results) / "benchmark_log.json"
+    log_path = Path(args.results) / log_name(args.out)
     log = run_log(log_path, {"phases": {}, "tuning": {}}, args.report_only)
     if not args.report_only:
         log["phases"] = {}  # this invocation's phases only

@@ -96,6 +96,15 @@ def _tune_args(tmp_path):
                                  out=str(tmp_path / "doc.md"), backend="local", workers=2, amp=False)
 
 
+def test_each_doc_keeps_its_own_run_log(bench):
+    """The run log holds each scenario's chosen settings and the command that ran it; a --report-only takes them
+    from there. Two docs over one results store (another --budget) must not share it, or the second run's choices
+    would be rewritten into the first doc under its name."""
+    assert bench.log_name("docs/benchmark_cifar10.md") == "benchmark_log.json"  # the existing store's log
+    assert bench.log_name("docs/benchmark_cifar10_budget20.md") == "benchmark_log-benchmark_cifar10_budget20.json"
+    assert bench.log_name("/tmp/a/b.md") != bench.log_name("/tmp/a/c.md")
+
+
 def test_a_kept_tuning_outcome_is_reused_only_when_it_matches(bench, tmp_path, monkeypatch):
     """The first run tunes and keeps the outcome beside the scenario's section; a later run with the same data,
     model, budget, seeds and methods reuses it without tuning (the store is gone by then); another budget tunes."""
