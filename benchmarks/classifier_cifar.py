@@ -322,8 +322,11 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
                          f"{', '.join(b['beyond_floor']) or 'none'}; by number of searched fields, "
                          + by_fields(b["beyond_floor"], {m: len(current_space(m)) for m in tuned})
                          if b.get("floor") is not None else "") + ". "
-                      f"`{budget.parent.name}/{budget.stem}.md` (benchmarks/tuning_budget.py). The summary's tuning "
-                      "row gives each column's budget."]
+                      f"`{budget.parent.name}/{budget.stem}.md` (benchmarks/tuning_budget.py)."]
+    if tuned and any(out.with_suffix("").glob("tuning_budget*.json")):
+        lines += ["", "A method whose validation best still improves beyond the noise floor with more trials was not "
+                      "tuned to convergence at the smaller budget, so its reported row may understate it. The "
+                      "summary's tuning row gives each column's budget."]
     lines += ["", "## Scenarios", ""]
     for name in [slug(s) for s in known] + extra:
         lines += [(sections / f"{name}.md").read_text(encoding="utf-8").rstrip(), ""]
