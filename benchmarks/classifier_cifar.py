@@ -311,8 +311,9 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
         lines += ["", f"Why GA, Boundary Shrink/Expand (`bn_stats`), SSD (its α grid) and SCRUB (`forget_batch_size` "
                       f"in its search) have options for this model: `{diag.parent.name}/{diag.name}` "
                       "(benchmarks/classifier_diagnostics.py)."]
-    tuned = sorted({r["spec"]["method"] for r in records} - {"original", "retrain", "oracle-floor"})
-    for budget in sorted(out.with_suffix("").glob("tuning_budget*.json"), key=lambda p: len(p.stem)):
+    ran = sorted({r["spec"]["method"] for r in records} - {"original", "retrain", "oracle-floor"})
+    studies = sorted(out.with_suffix("").glob("tuning_budget*.json"), key=lambda p: len(p.stem))
+    for budget in studies:
         b = json.loads(budget.read_text())
         lines += ["", f"**Tuning budget, {b['small']} vs {b['large']} trials**: on val:{b['scenario']}, "
                       f"{len(b['changed'])} of {b['methods']} methods choose another setting with {b['large']} "
@@ -320,10 +321,10 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
                       f"Kendall's tau of the methods' validation orders {b['tau']:.2f})"
                       + (f"; improved by more than the scenario's noise floor ({b['floor']:.2f}) or newly feasible: "
                          f"{', '.join(b['beyond_floor']) or 'none'}; by number of searched fields, "
-                         + by_fields(b["beyond_floor"], {m: len(current_space(m)) for m in tuned})
+                         + by_fields(b["beyond_floor"], {m: len(current_space(m)) for m in ran})
                          if b.get("floor") is not None else "") + ". "
                       f"`{budget.parent.name}/{budget.stem}.md` (benchmarks/tuning_budget.py)."]
-    if tuned and any(out.with_suffix("").glob("tuning_budget*.json")):
+    if studies:
         lines += ["", "A method whose validation best still improves beyond the noise floor with more trials was not "
                       "tuned to convergence at the smaller budget, so its reported row may understate it. The "
                       "summary's tuning row gives each column's budget."]
