@@ -41,10 +41,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from cifar_budget import budget_header, budget_lines
 from cifar_checks import GA_README_LR, checks, regime
 from cifar_cost import model_times, run_minutes, study_cost, trial_cost
 from cifar_summary import scenario_summary, summary_lines, write_summary
-from cifar_tuning import by_fields, tuning_lines
+from cifar_tuning import tuning_lines
 from report_doc import leaderboard_lines, run_log, tune_side_by_side
 
 from unlearnlab.engine.events import LineRenderer
@@ -223,6 +224,7 @@ def slug(forget: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", forget).strip("-")
 
 
+BUDGET = 12  # tuning trials per method, the protocol's (--budget)
 STAMP = ("command", "date", "cores", "report_s", "scenarios")
 
 
@@ -291,7 +293,7 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
              "Each scenario's section below says the command, machine and date of the run that produced it: the "
              "protocol is many hours on 2 cores, so scenarios are added one run at a time (sections live in "
              f"`{sections.parent.name}/{sections.name}/`; a run rewrites only its own scenarios').", "",
-             *coverage(known + extra, args.seeds),
+             *budget_header(out, args.budget, BUDGET), *coverage(known + extra, args.seeds),
              *summary_lines([json.loads(p.read_text()) for s in known
                              if (p := sections / f"{slug(s)}.summary.json").is_file()], len(SCENARIOS)),
              f"## Time (the latest run: `{log['command']}`, {log['date']})", ""]
@@ -312,22 +314,7 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
                       f"in its search) have options for this model: `{diag.parent.name}/{diag.name}` "
                       "(benchmarks/classifier_diagnostics.py)."]
     ran = sorted({r["spec"]["method"] for r in records} - {"original", "retrain", "oracle-floor"})
-    studies = sorted(out.with_suffix("").glob("tuning_budget*.json"), key=lambda p: len(p.stem))
-    for budget in studies:
-        b = json.loads(budget.read_text())
-        lines += ["", f"**Tuning budget, {b['small']} vs {b['large']} trials**: on val:{b['scenario']}, "
-                      f"{len(b['changed'])} of {b['methods']} methods choose another setting with {b['large']} "
-                      f"trials than with the first {b['small']} of them ({', '.join(b['changed']) or 'none'}; "
-                      f"Kendall's tau of the methods' validation orders {b['tau']:.2f})"
-                      + (f"; improved by more than the scenario's noise floor ({b['floor']:.2f}) or newly feasible: "
-                         f"{', '.join(b['beyond_floor']) or 'none'}; by number of searched fields, "
-                         + by_fields(b["beyond_floor"], {m: len(current_space(m)) for m in ran})
-                         if b.get("floor") is not None else "") + ". "
-                      f"`{budget.parent.name}/{budget.stem}.md` (benchmarks/tuning_budget.py)."]
-    if studies:
-        lines += ["", "A method whose validation best still improves beyond the noise floor with more trials was not "
-                      "tuned to convergence at the smaller budget, so its reported row may understate it. The "
-                      "summary's tuning row gives each column's budget."]
+    lines += budget_lines(out, ran, current_space)
     lines += ["", "## Scenarios", ""]
     for name in [slug(s) for s in known] + extra:
         lines += [(sections / f"{name}.md").read_text(encoding="utf-8").rstrip(), ""]
@@ -341,10 +328,12 @@ def main() -> None:
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--methods", default="all")
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--budget", type=int, default=12, help="tuning trials per method (0: paper defaults). 12: with "
+    ap.add_argument("--budget", type=int, default=BUDGET, help="tuning trials per method (0: paper defaults). 12: with "
                     "6, 8 of 14 methods' choices on val:class:3 changed when 6 more trials were run "
                     "(docs/benchmark_cifar10/tuning_budget.md); a 12-trial study starts with the 6-trial one's "
-                    "trials, so the stored ones are reused")
+                    "trials, so the stored ones are reused. 12 does not converge for the methods searching 2-4 "
+                    "fields (tuning_budget_12_20.md); a larger budget into `<doc>_budget<N>.md` is compared in the "
+                    "doc")
     ap.add_argument("--tune-seeds", type=int, default=1)
     ap.add_argument("--no-stratify", dest="stratify", action="store_false", help="plain seeded start-up draws "
                     "instead of trying each categorical value once before repeating one (engine/tune.py stratify, "

@@ -53,7 +53,7 @@ def test_scenario_sections_of_earlier_runs_are_kept(bench, tmp_path):
     spec.loader.exec_module(mod)
     out = tmp_path / "docs" / "bench.md"
     out.parent.mkdir()
-    args = types.SimpleNamespace(seeds=[0, 1, 2], results=str(tmp_path / "res"), name="exp", backend="local",
+    args = types.SimpleNamespace(seeds=[0, 1, 2], budget=12, results=str(tmp_path / "res"), name="exp", backend="local",
                                  workers=2, amp=False)
     for forget, command in (("class:1", "python bench A"), ("random:10%", "python bench B")):
         recs = [{**r, "spec": {**r["spec"], "forget": forget}} for r in mod.classifier_records("exp")]
@@ -360,3 +360,46 @@ def test_the_tuning_table_says_how_the_validation_order_carries_over(bench):
     lines, tr = tuning_lines("class:1", tuned, 72, 600.0, {m: 1.5 * v for m, v in val.items()} | {"d": 32.0})
     assert tr["moves"] == [] and tr["ratio"] == pytest.approx(1.5) and tr["worse"] == [("d", 4.0, 32.0)], tr
     assert "did not carry over: d 4.00 -> 32.00." in "\n".join(lines)
+
+
+def test_the_doc_says_how_the_reported_verdict_moves_with_the_budget(bench, tmp_path):
+    """A scenario reported at a larger budget into `<doc>_budget<N>.md` is compared with the main doc's row by row:
+    best, tied set, tau of the reported orders, and moves beyond the noise floor (not the ones inside it); the
+    larger-budget doc says it is not the benchmark."""
+    import json
+
+    from cifar_budget import budget_header, budget_lines, reported_change
+
+    def summary(budget, means, flags):
+        order = sorted(means, key=means.get)
+        return {"scenario": "class:3", "floor": 0.1, "tuning": {"budget": budget},
+                "rows": {m: {"mean": v, "rank": order.index(m) + 1, "flags": flags.get(m, [])}
+                         for m, v in means.items()}}
+
+    small = summary(12, {"ft": 0.8, "scrub": 1.35, "salun": 1.0, "ga": 25.0},
+                    {"ft": ["best"], "salun": ["ties best"]})
+    large = summary(20, {"ft": 0.82, "scrub": 0.76, "salun": 0.79, "ga": 11.0},
+                    {"scrub": ["best"], "salun": ["ties best"], "ft": ["ties best"]})
+    c = reported_change(small, large)
+    assert c["best"] == ("ft", "scrub") and c["tied"] == (["ft", "salun"], ["scrub", "salun", "ft"])
+    assert [m for m, *_ in c["better"]] == ["ga", "salun", "scrub"] and c["worse"] == []  # ft's 0.02: inside
+    assert c["n"] == 4 and -1 <= c["tau"] < 1
+    out = tmp_path / "bench.md"
+    for doc, s in ((tmp_path / "bench" / "scenarios", small), (tmp_path / "bench_budget20" / "scenarios", large)):
+        doc.mkdir(parents=True)
+        (doc / "class-3.summary.json").write_text(json.dumps(s))
+    (tmp_path / "bench" / "tuning_budget_12_20.json").write_text(json.dumps(
+        {"scenario": "class:3", "small": 12, "large": 20, "methods": 4, "changed": ["scrub"], "tau": 0.8,
+         "floor": 0.1, "beyond_floor": ["scrub"]}))
+    text = "\n".join(budget_lines(out, ["ft", "scrub"], lambda m: {"ft": "a", "scrub": "abcd"}[m]))
+    assert "**Tuning budget, 12 vs 20 trials**: on val:class:3, 1 of 4 methods" in text, text
+    assert "by number of searched fields, 1 field: 0 of 1; 4 fields: 1 of 1." in text, text
+    assert ("with the 20-trial choices run for five seeds (`bench_budget20.md`): best ft -> scrub; best or tied "
+            "{ft, salun} -> {scrub, salun, ft}") in text, text
+    assert "higher: none." in text and "scrub 1.35 -> 0.76" in text and "ft 0.80" not in text, text
+    # a larger-budget summary of another budget than the study's is not compared
+    (tmp_path / "bench_budget20" / "scenarios" / "class-3.summary.json").write_text(
+        json.dumps({**large, "tuning": {"budget": 12}}))
+    assert "On the reported forget set" not in "\n".join(budget_lines(out, [], dict))
+    assert budget_header(out, 12, 12) == []
+    assert "`bench.md` is the benchmark" in budget_header(tmp_path / "bench_budget20.md", 20, 12)[0]
