@@ -15,7 +15,9 @@ and only the extra trials run. For each method it reports the best feasible sett
 trials and among all `--large`, how much the validation Avg.Gap moved, and how the methods' order on the validation
 set changes (Kendall's tau between the two orders). Validation numbers only: the reported forget set is not
 touched, so this measures the selection, not the verdict. A method whose choice changes would need its reported
-runs redone at the larger budget (the benchmark's command with `--budget`).
+runs redone at the larger budget: the benchmark's command with `--budget N --out docs/benchmark_cifar10_budgetN.md`
+(its own doc, so the main one stays one protocol); the main doc then compares the two reported verdicts
+(benchmarks/cifar_budget.py).
 """
 from __future__ import annotations
 
