@@ -54,7 +54,7 @@ def _moves(ts: list[tuple[str, float, float]]) -> str:
     return ", ".join(f"{m} {x:.2f} -> {y:.2f}" for m, x, y in ts) or "none"
 
 
-def reported_line(c: dict, small: int, large: int, where: str) -> str:
+def reported_line(c: dict, large: int, where: str) -> str:
     """One sentence on how the reported verdict of a scenario moved between two budgets (`where`: the larger doc)."""
     return (f" On the reported forget set, with the {large}-trial choices run for five seeds (`{where}`): "
             f"best {c['best'][0]} -> {c['best'][1]}; best or tied {{{', '.join(c['tied'][0])}}} -> "
@@ -87,7 +87,7 @@ def budget_lines(out: Path, ran: list[str], space: Callable[[str], dict]) -> lis
             small, large = json.loads(here.read_text()), json.loads(there.read_text())
             if (small.get("tuning") or {}).get("budget") == b["small"] \
                     and (large.get("tuning") or {}).get("budget") == b["large"]:
-                line += reported_line(reported_change(small, large), b["small"], b["large"],
+                line += reported_line(reported_change(small, large), b["large"],
                                       f"{out.stem}_budget{b['large']}.md")
         lines += ["", line]
     if studies:
