@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 from cifar_tuning import by_fields
-
-
-def _slug(forget: str) -> str:  # as classifier_cifar.slug (which imports this module)
-    return re.sub(r"[^A-Za-z0-9]+", "-", forget).strip("-")
+from report_doc import slug
 
 
 def tied(summary: dict) -> list[str]:
@@ -80,7 +76,7 @@ def budget_lines(out: Path, ran: list[str], space: Callable[[str], dict]) -> lis
                    + by_fields(b["beyond_floor"], {m: len(space(m)) for m in ran})
                    if b.get("floor") is not None else "") + ". "
                 f"`{path.parent.name}/{path.stem}.md` (benchmarks/tuning_budget.py).")
-        name = f"{_slug(b['scenario'])}.summary.json"
+        name = f"{slug(b['scenario'])}.summary.json"
         here, there = out.with_suffix("") / "scenarios" / name, \
             out.with_name(f"{out.stem}_budget{b['large']}") / "scenarios" / name
         if here.is_file() and there.is_file():

@@ -46,7 +46,7 @@ from cifar_checks import GA_README_LR, checks, regime
 from cifar_cost import model_times, run_minutes, study_cost, trial_cost
 from cifar_summary import scenario_summary, summary_lines, write_summary
 from cifar_tuning import tuning_lines
-from report_doc import leaderboard_lines, run_log, tune_side_by_side
+from report_doc import leaderboard_lines, run_log, slug, tune_side_by_side
 
 from unlearnlab.engine.events import LineRenderer
 from unlearnlab.engine.report import build_report, reading
@@ -218,10 +218,6 @@ def log_name(out: str | Path) -> str:
     hands its choices and commands to a --report-only of the first."""
     stem = Path(out).stem
     return "benchmark_log.json" if stem == "benchmark_cifar10" else f"benchmark_log-{stem}.json"
-
-
-def slug(forget: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", forget).strip("-")
 
 
 BUDGET = 12  # tuning trials per method, the protocol's (--budget)

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
+
+
+def slug(forget: str) -> str:
+    """A scenario as a file name (class:3 -> class-3)."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", forget).strip("-")
 
 
 def run_log(path: Path, empty: dict, report_only: bool) -> dict:
