@@ -7,18 +7,22 @@ import json
 from unlearnlab.store import Store
 
 
-def model_times(store: Store, records: list[dict], seeds: list[int]) -> dict[str, list[float]]:
-    """Training seconds of the models behind the reported rows: the originals of `seeds` (one per seed, shared by
-    every scenario and its validation form) from the store's model index, and the oracles from the reported
-    scenarios' retrain records (their wall time is the oracle's training). The index alone also holds the
+def model_times(store: Store, name: str, scenarios: list[str], seeds: list[int]) -> dict[str, list[float]]:
+    """Training seconds of the models behind the reported rows of `scenarios` (every scenario of the doc, not only
+    the latest run's): "original" holds the originals of `seeds` (one per seed, shared by every scenario and its
+    validation form) from the store's model index; "oracle <scenario>" each scenario's oracles, from the retrain
+    records of experiment `name` (their wall time is the oracle's training). The index alone also holds the
     validation oracles and models of other seeds."""
-    out: dict[str, list[float]] = {"original": [], "oracle": []}
+    out: dict[str, list[float]] = {"original": []}
     for index in (store.root / "models").glob("*/*.json"):
         meta = json.loads(index.read_text()).get("meta", {})
         if meta.get("role") == "original" and meta.get("seed") in seeds and meta.get("train_s"):
             out["original"].append(float(meta["train_s"]))
-    out["oracle"] = [float(r["timings"]["wall_s"]) for r in records
-                     if r["spec"]["method"] == "retrain" and (r.get("timings") or {}).get("wall_s")]
+    runs = [r for r in store.list_runs(method="retrain") if r["spec"].get("name") == name
+            and r["spec"].get("seed") in seeds and r.get("status", "completed") == "completed"]
+    for forget in scenarios:
+        out[f"oracle {forget}"] = [float(r["timings"]["wall_s"]) for r in runs if r["spec"].get("forget") == forget
+                                   and (r.get("timings") or {}).get("wall_s")]
     return out
 
 

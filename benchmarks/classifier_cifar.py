@@ -284,7 +284,7 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
             scenario_section(args, forget, rows, log, sections)
     known = [s for s in SCENARIOS if (sections / f"{slug(s)}.md").is_file()]
     extra = sorted(p.stem for p in sections.glob("*.md") if p.stem not in {slug(s) for s in SCENARIOS})
-    times = model_times(Store(args.results), records, args.seeds)
+    times = model_times(Store(args.results), args.name, known, args.seeds)
     lines = ["# Classifier benchmark: CIFAR-10 dev subset, fast CPU regime", "",
              "Each scenario's section below says the command, machine and date of the run that produced it: the "
              "protocol is many hours on 2 cores, so scenarios are added one run at a time (sections live in "
@@ -297,8 +297,7 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
         lines.append(f"- {k}: {v / 60:.1f} min")
     for role, ts in times.items():
         if ts:
-            whose = "" if role == "original" else f" ({', '.join(args.scenarios)})"  # --report-only: its scenarios'
-            lines.append(f"- {role} models{whose}: {len(ts)} trained, median {np.median(ts):.0f} s each with the "
+            lines.append(f"- {role} models: {len(ts)} trained, median {np.median(ts):.0f} s each with the "
                          f"{args.backend} backend ({f'{args.workers} jobs' if args.workers else 'one job per core'}"
                          f" at a time, the cores shared between them; cached in `{args.results}`, a rerun reuses them)")
     lines.append("- one original alone on the whole machine: `time unlearnlab train --dataset cifar10-dev --out "

@@ -268,30 +268,6 @@ def test_the_tpe_start_up_the_doc_states_is_optunas(bench):
     assert inspect.signature(optuna.samplers.TPESampler).parameters["n_startup_trials"].default == TPE_STARTUP
 
 
-def test_a_studys_cost_counts_its_own_trials_only(tmp_path):
-    """A study's cost is its trial runs (on val:<scenario>, under the benchmark's name, with one of its trials'
-    settings): a superseded study of the same method, another method or the reported runs do not count."""
-    from cifar_cost import study_cost
-
-    from unlearnlab.store import Store
-
-    store = Store(tmp_path / "res")
-
-    def add(method, forget, name, config, secs):
-        store.add_run({"spec": {"dataset": "cifar10-dev", "forget": forget, "model": "m", "method": method,
-                                "name": name, "config": config, "seed": 0}, "timings": {"wall_s": secs}})
-
-    add("ssd", "val:class:3", "exp:val", {"selection_weighting": 100.0, "dampening_constant": 3.5}, 30.0)
-    add("ssd", "val:class:3", "exp:val", {"selection_weighting": 500.0, "dampening_constant": 0.1}, 20.0)
-    add("ssd", "val:class:3", "exp:val", {"selection_weighting": 10.0, "dampening_constant": 1.0}, 99.0)  # old
-    add("ssd", "class:3", "exp", {"selection_weighting": 100.0, "dampening_constant": 3.5}, 99.0)  # reported
-    add("lfssd", "val:class:3", "exp:val", {"selection_weighting": 100.0, "dampening_constant": 3.5}, 99.0)
-    add("ssd", "val:class:3", "other:val", {"selection_weighting": 100.0, "dampening_constant": 3.5}, 99.0)
-    trials = [{"params": {"selection_weighting": 100.0, "dampening_constant": 3.5}},
-              {"params": {"selection_weighting": 500.0, "dampening_constant": 0.1}}]
-    assert study_cost(store, "exp", "class:3", "ssd", trials) == [2, 50.0]
-
-
 def test_the_tuning_table_says_how_the_validation_order_carries_over(bench):
     """Beside each chosen setting its reported Avg.Gap, and Kendall's tau between the methods' validation and
     reported orders, naming the methods that move 3 or more places; a method without a feasible trial is left out."""
