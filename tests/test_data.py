@@ -107,7 +107,7 @@ def test_parse_forget(spec, kind):
     assert parse_forget(spec).kind == kind
 
 
-@pytest.mark.parametrize("spec", ["random:150%", "random:0%", "random:abc", "class", "subclass:3", "bogus:1"])
+@pytest.mark.parametrize("spec", ["random:150%", "random:0%", "random:abc", "class", "subclass:", "bogus:1"])
 def test_malformed_forget_spec(spec):
     with pytest.raises(DataError):
         parse_forget(spec)

@@ -13,6 +13,8 @@ from . import Lazy, _store, app, err, fail, is_main, out, print_table, runs_app
 api = Lazy("unlearnlab.api")
 
 BACKEND_HELP = "where jobs run: local (process pool sized to the cores), serial (this process) or ray"
+DATASETS_HELP = ("digits, blobs, cifar10-dev, cifar10-dev-coarse (5 super-classes, for subclass:<name>), "
+                 "cifar10:PATH, cifar20:PATH (CIFAR-100 under its 20 super-classes), imagefolder:PATH")
 RESULTS_HELP = "results directory (SQLite store + artifacts); default $UNLEARNLAB_HOME or ./results"
 AMP_HELP = ("bfloat16 autocast for training, the methods that support it and evaluation, on CUDA and on CPUs "
             "with bf16 units (AMX / AVX512-BF16); ignored on other CPUs (recipe field amp; docs/performance.md)")
@@ -85,13 +87,12 @@ def _parse_overrides(items: list[str]) -> dict[str, dict]:
 
 @app.command("run")
 def run_cmd(
-    dataset: str = typer.Option("digits", help="digits, blobs, cifar10-dev, cifar10:PATH, imagefolder:PATH; "
-                                "diffusion: digits-gen, cifar10-dev-gen, digits-canvas-gen; Stable Diffusion "
-                                "(--model sd:PIPELINE): prompts:FILE, sdimages:DIR; with --task qa: "
-                                "qa[:authors=20,facts=10], tofu (locuslab/TOFU from the hub; tofu:forget01|05|10), "
-                                "tofu:DIR, tofu:train=PATH,forget=PATH, corpus:DIR"),
-    forget: str = typer.Option("random:10%", help="random:10%, class:3, subclass:3:50%, indices:FILE; audit "
-                               "scenarios (docs/scenarios.md): hard:10%, easy:10%, worst:10%:ft|rl|ga, "
+    dataset: str = typer.Option("digits", help=f"{DATASETS_HELP}; diffusion: digits-gen, cifar10-dev-gen, "
+                                "digits-canvas-gen; Stable Diffusion (--model sd:PIPELINE): prompts:FILE, "
+                                "sdimages:DIR; with --task qa: qa[:authors=20,facts=10], tofu (locuslab/TOFU from "
+                                "the hub; tofu:forget01|05|10), tofu:DIR, tofu:train=PATH,forget=PATH, corpus:DIR"),
+    forget: str = typer.Option("random:10%", help="random:10%, class:3, subclass:dog, subclass:3:50%, indices:FILE; "
+                               "audit scenarios (docs/scenarios.md): hard:10%, easy:10%, worst:10%:ft|rl|ga, "
                                "poison:patch:100:known=10%, poison:swap:500:known=10%, seq:random:5%x4; --task qa: "
                                "N% of the authors (tofu, tofu:DIR: 1%, 5% or 10%); diffusion: class:K, on "
                                "digits-canvas-gen style:S or object:O"),
@@ -193,7 +194,7 @@ def run_cmd(
 @app.command("train")
 def train_cmd(
     out_path: Path = typer.Option(..., "--out", help="checkpoint path (writes PATH.safetensors + PATH.json)"),
-    dataset: str = typer.Option("digits", help="digits, blobs, cifar10-dev, cifar10:PATH, imagefolder:PATH"),
+    dataset: str = typer.Option("digits", help=DATASETS_HELP),
     model: str = typer.Option("", help="mlp, cnn:width=16, resnet18:width=0.25 (default: per dataset)"),
     epochs: int | None = typer.Option(None, help="epochs (default: the dataset's recipe)"),
     seed: int = typer.Option(0, help="initialisation and data-order seed"),

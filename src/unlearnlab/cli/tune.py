@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ..errors import UnlearnLabError
 from . import Lazy, _store, app, err, fail, fmt, out
-from .commands import RESULTS_HELP, _parse_overrides
+from .commands import DATASETS_HELP, RESULTS_HELP, _parse_overrides
 
 api = Lazy("unlearnlab.api")
 
@@ -24,9 +24,8 @@ def tune_cmd(
     budget: int = typer.Option(..., min=1, help="trials per method (every method gets the same budget)"),
     task: str = typer.Option("classifier", help="classifier or qa (language models); a *-gen dataset (digits-gen) "
                              "picks diffusion, whose trials forget class (K + 1) mod 10 for --forget class:K"),
-    dataset: str = typer.Option("digits", help="digits, blobs, cifar10-dev, cifar10:PATH, imagefolder:PATH; with "
-                                "--task qa: qa[:authors=20,facts=10], tofu:DIR, tofu:train=PATH,forget=PATH, "
-                                "corpus:DIR"),
+    dataset: str = typer.Option("digits", help=f"{DATASETS_HELP}; with --task qa: qa[:authors=20,facts=10], "
+                                "tofu:DIR, tofu:train=PATH,forget=PATH, corpus:DIR"),
     forget: str = typer.Option("random:10%", help="the forget set to report: random:10%, class:3, subclass:3:50%, "
                                "indices:FILE; --task qa: N% of the authors (tofu:DIR: 1%, 5% or 10%); trials run on "
                                "the disjoint val:<forget>"),

@@ -1,4 +1,7 @@
-"""Built-in datasets: digits (embedded default), CIFAR-10 (batches folder, .npz, image folder), blobs."""
+"""Built-in datasets: digits (embedded default), CIFAR-10 (batches folder, .npz, image folder), blobs; and two with
+sub-class labels for sub-class forgetting (scenario subclass:<name>): cifar20 (CIFAR-100's images under its 20
+super-class labels, the protocol of Chundawat et al. 2023 and Foster et al. 2024 (SSD)) and cifar10-dev-coarse (the
+CIFAR-10 dev subset under 5 super-classes of two classes each, a CPU-sized analogue)."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,7 +21,13 @@ DATASETS: Registry = Registry("dataset")
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)  # CIFAR-100's train-set statistics (cifar20)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# cifar10-dev-coarse: CIFAR-10's classes grouped in pairs as CIFAR-100's fine classes are in its 20 super-classes
+# (ours, by what the images show: no published grouping of CIFAR-10 exists)
+CIFAR10_COARSE = (("air_water_vehicles", ("airplane", "ship")), ("road_vehicles", ("automobile", "truck")),
+                  ("birds_frogs", ("bird", "frog")), ("cats_dogs", ("cat", "dog")), ("deer_horses", ("deer", "horse")))
 
 
 @dataclasses.dataclass
@@ -33,9 +42,13 @@ class Bundle:
     classes: list[str]
     pixel_norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
+    fine_classes: list[str] | None = None  # sub-class names, where the datasets carry `fine` labels (cifar20)
+
     def __post_init__(self) -> None:
         if self.pixel_norm is not None:  # carried by the datasets, so make_split() finds it (UnlearnData.extra)
             self.train.pixel_norm = self.test.pixel_norm = self.pixel_norm
+        if self.fine_classes is not None:  # make_split() reads them for subclass:<name>
+            self.train.fine_classes = self.test.fine_classes = list(self.fine_classes)
 
     @property
     def num_classes(self) -> int:
@@ -44,7 +57,8 @@ class Bundle:
 
 
 def load_dataset(name: str, *, root: str | os.PathLike | None = None, seed: int = 0) -> Bundle:
-    """Load dataset `name` (`digits`, `blobs`, `cifar10`, `cifar10-dev`, `imagefolder`), `root` where needed."""
+    """Load dataset `name` (`digits`, `blobs`, `cifar10`, `cifar10-dev`, `cifar10-dev-coarse`, `cifar20`,
+    `imagefolder`), `root` where needed."""
     if ":" in name and not os.path.exists(name):
         name, root = name.split(":", 1)
     return DATASETS.get(name)(root=root, seed=seed)
@@ -65,10 +79,10 @@ def _normalise_hwc(x: np.ndarray, mean=CIFAR_MEAN, std=CIFAR_STD) -> torch.Tenso
     return ((t - m) / s).contiguous()
 
 
-def _pixel_norm(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _pixel_norm(x: np.ndarray, mean=CIFAR_MEAN, std=CIFAR_STD) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The (mean, std) _normalise_hwc applied to N,H,W,C images `x`."""
     c = x.shape[-1]
-    return tuple(CIFAR_MEAN[:c]), tuple(CIFAR_STD[:c])
+    return tuple(mean[:c]), tuple(std[:c])
 
 
 @_register("digits")
@@ -127,6 +141,67 @@ def cifar10_dev(root=None, seed: int = 0) -> Bundle:
         raise DataError("cifar10-dev.npz was not found beside the repository; pass its path as "
                         "'cifar10:/path/to/cifar10-dev.npz' or set UNLEARNLAB_CIFAR10_DEV.")
     return _cifar_npz(path, "cifar10-dev")
+
+
+@_register("cifar10-dev-coarse")
+def cifar10_dev_coarse(root=None, seed: int = 0) -> Bundle:
+    """cifar10-dev under 5 super-classes (CIFAR10_COARSE) with the 10 classes kept as sub-class labels: the CPU
+    analogue of CIFAR-20 sub-class forgetting (subclass:dog forgets every dog; the model's label for them,
+    cats_dogs, stays taught by the cats)."""
+    b = cifar10_dev(root, seed)
+    fine_of = {c: i for i, c in enumerate(b.classes)}
+    missing = [c for _, pair in CIFAR10_COARSE for c in pair if c not in fine_of]
+    if missing:
+        raise DataError(f"cifar10-dev-coarse groups CIFAR-10's classes; the data's classes {b.classes} lack {missing}.")
+    coarse = np.zeros(len(b.classes), dtype=np.int64)
+    for k, (_, pair) in enumerate(CIFAR10_COARSE):
+        coarse[[fine_of[c] for c in pair]] = k
+    return with_coarse(b, "cifar10-dev-coarse", coarse, [name for name, _ in CIFAR10_COARSE])
+
+
+def with_coarse(b: Bundle, name: str, coarse_of_fine: np.ndarray, coarse_names: list[str]) -> Bundle:
+    """Bundle `b` relabelled with super-classes (`coarse_of_fine[fine label]`), its labels kept as `fine`."""
+    def relabel(ds: ArrayDataset) -> ArrayDataset:
+        out = ArrayDataset(ds.x, torch.from_numpy(coarse_of_fine[ds.y.numpy()]), classes=coarse_names)
+        out.fine = ds.y.clone()
+        return out
+
+    return Bundle(name, relabel(b.train), relabel(b.test), list(coarse_names), b.pixel_norm, list(b.classes))
+
+
+@_register("cifar20")
+def cifar20(root=None, seed: int = 0) -> Bundle:
+    """CIFAR-100 from its `cifar-100-python` folder (train, test, meta) under its 20 super-class labels, the 100
+    classes kept as sub-class labels: the sub-class forgetting protocol of Chundawat et al. (2023) and SSD (Foster
+    et al. 2024), e.g. subclass:rocket, subclass:baby, subclass:lamp, subclass:mushroom, subclass:sea."""
+    if root is None:
+        raise DataError("cifar20 needs a path: 'cifar20:/data/cifar-100-python' (download cifar-100-python.tar.gz "
+                        "from https://www.cs.toronto.edu/~kriz/cifar.html and extract it).")
+    path = Path(root).expanduser()
+    if (path / "cifar-100-python").is_dir():
+        path = path / "cifar-100-python"
+    for f in ("train", "test", "meta"):
+        if not (path / f).is_file():
+            raise DataError(f"{path / f} is missing; point cifar20 at the extracted cifar-100-python folder.")
+    meta = _unpickle(path / "meta")
+    fine_names = [c.decode() for c in meta[b"fine_label_names"]]
+    coarse_names = [c.decode() for c in meta[b"coarse_label_names"]]
+    parts = {}
+    for split in ("train", "test"):
+        d = _unpickle(path / split)
+        x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        parts[split] = (x, np.asarray(d[b"fine_labels"], dtype=np.int64), np.asarray(d[b"coarse_labels"]))
+    coarse = np.full(len(fine_names), -1, dtype=np.int64)
+    for _, fine, crs in parts.values():
+        coarse[fine] = crs
+    if (coarse < 0).any() or any(not np.array_equal(coarse[f], c) for _, f, c in parts.values()):
+        raise DataError(f"{path}: each fine label must belong to one coarse label in train and test alike.")
+    (xtr, ytr, _), (xte, yte, _) = parts["train"], parts["test"]
+    norm = (CIFAR100_MEAN, CIFAR100_STD)
+    b = Bundle("cifar100", ArrayDataset(_normalise_hwc(xtr, *norm), torch.from_numpy(ytr), classes=fine_names),
+               ArrayDataset(_normalise_hwc(xte, *norm), torch.from_numpy(yte), classes=fine_names), fine_names,
+               _pixel_norm(xtr, *norm))
+    return with_coarse(b, "cifar20", coarse, coarse_names)
 
 
 @_register("cifar10")

@@ -1,5 +1,6 @@
-"""Forget scenarios: random:<pct>, sample:<n>, class:<c>, subclass:<c>:<pct>, indices:<file>, all deterministic from
-a seed; and the audit scenarios of docs/scenarios.md: hard:<pct> / easy:<pct> (memorisation proxy),
+"""Forget scenarios: random:<pct>, sample:<n>, class:<c>, subclass:<name> (a whole sub-class, on a dataset with
+sub-class labels: cifar20, cifar10-dev-coarse), subclass:<c>:<pct> (a random share of class c), indices:<file>, all
+deterministic from a seed; and the audit scenarios of docs/scenarios.md: hard:<pct> / easy:<pct> (memorisation proxy),
 worst:<pct>[:ft|ga|rl] (Challenging Forgets), poison:patch|swap:<size>[:known=<pct>]... (corrective unlearning)
 and seq:<base>x<k> (sequential deletion requests).
 
@@ -22,10 +23,12 @@ from ..errors import DataError
 from ..seeding import numpy_rng
 from .core import UnlearnData, labels_of
 
-SPEC_HELP = ("random:10%, sample:100 (100 random examples), class:3, subclass:3:50%, indices:ids.txt (one id per "
-             "line, or a JSON list), each "
+SPEC_HELP = ("random:10%, sample:100 (100 random examples), class:3, subclass:dog (every example of one sub-class; "
+             "needs a dataset with sub-class labels: cifar20, cifar10-dev-coarse), subclass:3:50% (a random half of "
+             "class 3), indices:ids.txt (one id per line, or a JSON list), each "
              "optionally prefixed by val: (a disjoint validation set for tuning); audit scenarios: hard:10%, easy:10%, "
              "worst:10%:ft, poison:patch:100:known=10%, poison:swap:100:known=10%:classes=3-5, seq:random:5%x4")
+Fine = tuple[np.ndarray, list[str] | None]  # (sub-class label of each train row, their names): datasets.with_coarse
 MODEL_KINDS = ("hard", "easy", "worst")  # the selection needs a trained model (tasks/scenario_split.py)
 AUDIT_KINDS = (*MODEL_KINDS, "poison", "seq")
 WORST_METHODS = ("ft", "ga", "rl")
@@ -67,7 +70,7 @@ class ForgetSpec:
         if self.kind == "class":
             return f"class:{self.cls}"
         if self.kind == "subclass":
-            return f"subclass:{self.cls}:{self.pct:g}%"
+            return f"subclass:{self.cls}" + (f":{self.pct:g}%" if self.pct is not None else "")
         return f"indices:{self.path}"
 
 
@@ -103,8 +106,9 @@ def parse_forget(spec: str) -> ForgetSpec:
         return ForgetSpec("class", cls=int(rest) if rest.lstrip("-").isdigit() else rest)
     if kind == "subclass":
         c, _, p = rest.partition(":")
-        if c and p:
-            return ForgetSpec("subclass", cls=int(c) if c.lstrip("-").isdigit() else c, pct=_pct(p, spec))
+        if c:
+            return ForgetSpec("subclass", cls=int(c) if c.lstrip("-").isdigit() else c,
+                              pct=_pct(p, spec) if p else None)
     if kind == "indices" and rest:
         return ForgetSpec("indices", path=rest)
     if kind in AUDIT_KINDS:
@@ -189,14 +193,26 @@ def read_indices(path: str | Path) -> np.ndarray:
         raise DataError(f"{p} must hold integer ids, one per line or as a JSON list.") from None
 
 
+def _sub_class(s: ForgetSpec, fine: Fine | None, shift: int = 0) -> np.ndarray:
+    """Train rows of sub-class s.cls (subclass:<name>), or of the sub-class `shift` places after it."""
+    if fine is None:
+        raise DataError(f"Forget spec {str(s)!r} forgets a sub-class, so it needs a dataset with sub-class labels "
+                        "(cifar20:/path/to/cifar-100-python, or cifar10-dev-coarse on this machine); for a random "
+                        f"share of a class use subclass:{s.cls}:50%.")
+    labels, names = np.asarray(fine[0]), fine[1]
+    f = int(labels.max()) + 1 if len(labels) else 0
+    return np.flatnonzero(labels == (_class_id(s.cls, names, max(f, len(names or [])), str(s)) + shift) % f)
+
+
 def forget_indices(spec: ForgetSpec | str, labels: np.ndarray, seed: int, *, classes: list[str] | None = None,
-                   num_classes: int | None = None) -> np.ndarray:
-    """Sorted train indices selected by `spec` for this `seed`."""
+                   num_classes: int | None = None, fine: Fine | None = None) -> np.ndarray:
+    """Sorted train indices selected by `spec` for this `seed`; `fine` = (sub-class label per train row, sub-class
+    names) for subclass:<name>."""
     s = parse_forget(spec) if isinstance(spec, str) else spec
     n = len(labels)
     k = int(num_classes or (labels.max() + 1 if n else 0))
     if s.val:
-        return _checked(validation_indices(s, labels, seed, classes=classes, num_classes=k), n, s)
+        return _checked(validation_indices(s, labels, seed, classes=classes, num_classes=k, fine=fine), n, s)
     if s.kind in MODEL_KINDS:
         raise DataError(f"Forget spec {str(s)!r} is chosen with a trained model: run it from a spec (unlearnlab run "
                         "--forget ...) or build the split with unlearnlab.tasks.scenario_split.build_split.")
@@ -217,6 +233,8 @@ def forget_indices(spec: ForgetSpec | str, labels: np.ndarray, seed: int, *, cla
         idx = rng.choice(n, size=s.count, replace=False)
     elif s.kind == "class":
         idx = np.flatnonzero(labels == _class_id(s.cls, classes, k, str(s)))
+    elif s.kind == "subclass" and s.pct is None:
+        idx = _sub_class(s, fine)
     elif s.kind == "subclass":
         pool = np.flatnonzero(labels == _class_id(s.cls, classes, k, str(s)))
         idx = rng.choice(pool, size=max(1, int(round(len(pool) * s.pct / 100))), replace=False) if len(pool) else pool
@@ -255,12 +273,13 @@ def _checked(idx: np.ndarray, n: int, s: ForgetSpec) -> np.ndarray:
 
 
 def validation_indices(spec: ForgetSpec | str, labels: np.ndarray, seed: int, *, classes: list[str] | None = None,
-                       num_classes: int | None = None) -> np.ndarray:
+                       num_classes: int | None = None, fine: Fine | None = None) -> np.ndarray:
     """Sorted indices of the validation set of `spec` (with or without its val: prefix), disjoint from its forget set.
 
     random:p, sample:n and indices:FILE -> as many examples, drawn (seeded) from the rest of the train set; when the
     rest has no more than that (random:50% and above) half of the rest, so that something is still retained;
-    class:c -> class (c+1) mod K (a different class of the same scenario type); subclass:c:p -> as many examples
+    class:c -> class (c+1) mod K (a different class of the same scenario type); subclass:<name> -> the next
+    sub-class (in the dataset's sub-class order); subclass:c:p -> as many examples
     from the non-forgotten rest of class c when it has enough, else from class (c+1) mod K; seq:<base>x<k> -> the
     next k requests of the same seeded order; poison -> the known part of another poisoned set of the same size drawn
     from the clean rows (its own original: the train set is manipulated differently). hard / easy / worst need a
@@ -280,6 +299,8 @@ def validation_indices(spec: ForgetSpec | str, labels: np.ndarray, seed: int, *,
 
         v = dataclasses.replace(base, val=True)
         return known_indices(poisoned_indices(v, labels, seed, k), v, seed)
+    if base.kind == "subclass" and base.pct is None:
+        return _sub_class(base, fine, shift=1)
     taken = forget_indices(base, labels, seed, classes=classes, num_classes=k)
     rng = numpy_rng(seed, "forget-val", str(base))
     if base.kind == "class":
@@ -307,6 +328,8 @@ def make_split(train: Dataset, test: Dataset, spec: ForgetSpec | str, seed: int,
     chosen train rows (tasks/scenario_split.py trains the models it needs); poison manipulates the train set first."""
     s = parse_forget(spec) if isinstance(spec, str) else spec
     labels = labels_of(train)
+    fine = (getattr(train, "fine", None), getattr(train, "fine_classes", None))  # datasets.with_coarse
+    fine = None if fine[0] is None else fine
     extra: dict = {"classes": classes} if classes else {}
     if getattr(train, "pixel_norm", None) is not None:  # [0,1]-pixel normalisation of image data (datasets.Bundle)
         extra["pixel_norm"] = train.pixel_norm
@@ -323,7 +346,7 @@ def make_split(train: Dataset, test: Dataset, spec: ForgetSpec | str, seed: int,
                             "or use unlearnlab.tasks.scenario_split.build_split.")
         f = _checked(selector(s, train), len(labels), s)
     else:
-        f = forget_indices(s, labels, seed, classes=classes, num_classes=num_classes)
+        f = forget_indices(s, labels, seed, classes=classes, num_classes=num_classes, fine=fine)
     if s.kind == "seq":
         extra["steps"] = sequence_steps(s, labels, seed)
     if s.kind in AUDIT_KINDS:  # stored in each run record: the rows, and per class how many (worst-case sets cluster)
