@@ -7,22 +7,24 @@ import json
 from unlearnlab.store import Store
 
 
-def model_times(store: Store, name: str, scenarios: list[str], seeds: list[int]) -> dict[str, list[float]]:
-    """Training seconds of the models behind the reported rows of `scenarios` (every scenario of the doc, not only
-    the latest run's): "original" holds the originals of `seeds` (one per seed, shared by every scenario and its
-    validation form) from the store's model index; "oracle <scenario>" each scenario's oracles, from the retrain
-    records of experiment `name` (their wall time is the oracle's training). The index alone also holds the
-    validation oracles and models of other seeds."""
-    out: dict[str, list[float]] = {"original": []}
+def model_times(store: Store, name: str, scenarios: dict[str, str], seeds: list[int]) -> dict[str, list[float]]:
+    """Training seconds of the models behind the reported rows of `scenarios` ({scenario: its dataset}; every
+    scenario of the doc, not only the latest run's): "original <dataset>" holds the originals of `seeds` on each
+    dataset (one per seed, shared by the dataset's scenarios and their validation forms) from the store's model
+    index; "oracle <scenario>" each scenario's oracles, from the retrain records of experiment `name` (their wall
+    time is the oracle's training). The index alone also holds the validation oracles and models of other seeds."""
+    datasets = list(dict.fromkeys(scenarios.values()))
+    out: dict[str, list[float]] = {f"original {d}": [] for d in datasets}
     for index in (store.root / "models").glob("*/*.json"):
         meta = json.loads(index.read_text()).get("meta", {})
-        if meta.get("role") == "original" and meta.get("seed") in seeds and meta.get("train_s"):
-            out["original"].append(float(meta["train_s"]))
+        if meta.get("role") == "original" and meta.get("seed") in seeds and meta.get("train_s") and \
+                meta.get("dataset") in datasets:
+            out[f"original {meta['dataset']}"].append(float(meta["train_s"]))
     runs = [r for r in store.list_runs(method="retrain") if r["spec"].get("name") == name
             and r["spec"].get("seed") in seeds and r.get("status", "completed") == "completed"]
-    for forget in scenarios:
+    for forget, dataset in scenarios.items():
         out[f"oracle {forget}"] = [float(r["timings"]["wall_s"]) for r in runs if r["spec"].get("forget") == forget
-                                   and (r.get("timings") or {}).get("wall_s")]
+                                   and r["spec"].get("dataset") == dataset and (r.get("timings") or {}).get("wall_s")]
     return out
 
 

@@ -53,7 +53,7 @@ def test_scenario_sections_of_earlier_runs_are_kept(bench, tmp_path):
     out = tmp_path / "docs" / "bench.md"
     out.parent.mkdir()
     args = types.SimpleNamespace(seeds=[0, 1, 2], budget=12, results=str(tmp_path / "res"), name="exp", backend="local",
-                                 workers=2, amp=False)
+                                 workers=2, amp=False, dataset="cifar10-dev", subclass_dataset="cifar10-dev-coarse")
     for forget, command in (("class:1", "python bench A"), ("random:10%", "python bench B")):
         recs = [{**r, "spec": {**r["spec"], "forget": forget}} for r in mod.classifier_records("exp")]
         args.scenarios = [forget]
@@ -64,7 +64,7 @@ def test_scenario_sections_of_earlier_runs_are_kept(bench, tmp_path):
     first, second = doc.index("### forget random:10%"), doc.index("### forget class:1")
     assert first < second  # protocol order, not the order of the runs
     assert "Run: `python bench B`" in doc[first:second] and "Run: `python bench A`" in doc[second:]
-    assert "not yet: random:50%, class:3, class:8, subclass:5:50%" in doc
+    assert "not yet: random:50%, class:3, class:8, subclass:dog" in doc
     assert (out.parent / "bench" / "scenarios" / "class-1.md").is_file()
     # the summary across scenarios opens the doc, one column per section present, in protocol order
     assert doc.index("## Summary across scenarios") < first
@@ -90,9 +90,21 @@ def test_scenario_sections_of_earlier_runs_are_kept(bench, tmp_path):
 def _tune_args(tmp_path):
     import types
 
-    return types.SimpleNamespace(dataset="cifar10-dev", model="", scenarios=["class:1"], budget=6, tune_seeds=[0],
+    return types.SimpleNamespace(dataset="cifar10-dev", subclass_dataset="cifar10-dev-coarse", model="",
+                                 scenarios=["class:1"], budget=6, tune_seeds=[0],
                                  stratify=False, name="exp", results=str(tmp_path / "res"),
                                  out=str(tmp_path / "doc.md"), backend="local", workers=2, amp=False)
+
+
+def test_the_sub_class_scenario_runs_on_the_super_class_dataset(bench, tmp_path):
+    """subclass:<name> (and its validation form) needs super-class labels, so its specs, and the key its kept tuning
+    outcome must match, name --subclass-dataset; every other scenario, a random share of a class included, --dataset."""
+    args = _tune_args(tmp_path)
+    for forget, data in (("subclass:dog", "cifar10-dev-coarse"), ("val:subclass:dog", "cifar10-dev-coarse"),
+                         ("class:3", "cifar10-dev"), ("subclass:5:50%", "cifar10-dev")):
+        assert bench._spec(args, forget, ["ft"], [0]).dataset == data, forget
+    assert bench.tuning_key(args, "subclass:dog", ["ft"])["dataset"] == "cifar10-dev-coarse"
+    assert bench.tuning_key(args, "class:3", ["ft"])["dataset"] == "cifar10-dev"  # kept outcomes stay valid
 
 
 def test_each_doc_keeps_its_own_run_log(bench):
