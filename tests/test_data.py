@@ -57,6 +57,10 @@ def test_npz_and_shared_subset(tmp_path):
 
 
 def test_cifar10_dev_subset_if_present():
+    """The dev subset, and cifar10-dev-coarse: the same images under 5 super-classes, the classes kept as sub-class
+    labels (tests/test_subclass.py)."""
+    from unlearnlab.data.datasets import CIFAR10_COARSE
+
     try:
         b = load_dataset("cifar10-dev")
     except DataError:
@@ -64,6 +68,12 @@ def test_cifar10_dev_subset_if_present():
     assert len(b.train) == 10_000 and len(b.test) == 2_000
     assert np.bincount(b.train.y.numpy()).tolist() == [1000] * 10
     assert abs(float(b.train.x.mean())) < 0.2  # standardised
+    c = load_dataset("cifar10-dev-coarse")
+    assert c.classes == [name for name, _ in CIFAR10_COARSE] and c.fine_classes == b.classes
+    assert torch.equal(c.train.x, b.train.x) and torch.equal(c.train.fine, b.train.y)
+    assert np.bincount(c.train.y.numpy()).tolist() == [2000] * 5
+    dog, cat = b.classes.index("dog"), b.classes.index("cat")
+    assert set(c.train.y.numpy()[b.train.y.numpy() == dog]) == set(c.train.y.numpy()[b.train.y.numpy() == cat])
 
 
 def test_image_folder(tmp_path):

@@ -11,7 +11,7 @@ import torch
 
 from unlearnlab.data import load_dataset, make_split
 from unlearnlab.data.core import ArrayDataset
-from unlearnlab.data.datasets import CIFAR10_COARSE, Bundle, with_coarse
+from unlearnlab.data.datasets import Bundle, with_coarse
 from unlearnlab.data.scenarios import parse_forget
 from unlearnlab.errors import DataError
 
@@ -72,19 +72,6 @@ def test_cifar20_bad_input_says_what_to_do(tmp_path):
         pickle.dump(d, f)
     with pytest.raises(DataError, match="one coarse label"):
         load_dataset(f"cifar20:{tmp_path / 'a'}")
-
-
-def test_cifar10_dev_coarse_if_present():
-    try:
-        b = load_dataset("cifar10-dev-coarse")
-    except DataError:
-        pytest.skip("../shared/data/cifar10/cifar10-dev.npz not present")
-    plain = load_dataset("cifar10-dev")
-    assert b.classes == [name for name, _ in CIFAR10_COARSE] and b.fine_classes == plain.classes
-    assert torch.equal(b.train.x, plain.train.x) and torch.equal(b.train.fine, plain.train.y)
-    assert np.bincount(b.train.y.numpy()).tolist() == [2000] * 5
-    dog, cat = plain.classes.index("dog"), plain.classes.index("cat")
-    assert set(b.train.y.numpy()[b.train.fine.numpy() == dog]) == set(b.train.y.numpy()[b.train.fine.numpy() == cat])
 
 
 def test_subclass_forgets_one_whole_sub_class_its_super_class_stays_taught():
