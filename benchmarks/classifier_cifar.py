@@ -301,6 +301,12 @@ def write_doc(args, records: list[dict], log: dict, out: Path) -> None:
              "Each scenario's section below says the command, machine and date of the run that produced it: the "
              "protocol is many hours on 2 cores, so scenarios are added one run at a time (sections live in "
              f"`{sections.parent.name}/{sections.name}/`; a run rewrites only its own scenarios').", "",
+             "Scenarios: random:p forgets p% of the train set at random; class:c every example of class c; "
+             f"subclass:dog every dog, on `{args.subclass_dataset}`, where the dogs' label (cats_dogs) stays taught "
+             "by the cats: the oracle may still recognise dogs through them, and forgetting means matching the oracle, "
+             "not erasing the label (sub-class forgetting, as CIFAR-20's in the SSD and bad-teacher papers); its "
+             "models are trained on that dataset. Each scenario is tuned on its validation form (val:, disjoint: the "
+             "next class, the next sub-class, or as many other random examples, half the rest for random:50%).", "",
              *budget_header(out, args.budget, BUDGET), *coverage(known + extra, args.seeds),
              *summary_lines([json.loads(p.read_text()) for s in known
                              if (p := sections / f"{slug(s)}.summary.json").is_file()], len(SCENARIOS)),
