@@ -200,8 +200,8 @@ def _sub_class(s: ForgetSpec, fine: Fine | None, shift: int = 0) -> np.ndarray:
                         "(cifar20:/path/to/cifar-100-python, or cifar10-dev-coarse on this machine); for a random "
                         f"share of a class use subclass:{s.cls}:50%.")
     labels, names = np.asarray(fine[0]), fine[1]
-    f = int(labels.max()) + 1 if len(labels) else 0
-    return np.flatnonzero(labels == (_class_id(s.cls, names, max(f, len(names or [])), str(s)) + shift) % f)
+    f = len(names) if names else int(labels.max()) + 1  # the next sub-class wraps over all of them, named or seen
+    return np.flatnonzero(labels == (_class_id(s.cls, names, f, str(s)) + shift) % f)
 
 
 def forget_indices(spec: ForgetSpec | str, labels: np.ndarray, seed: int, *, classes: list[str] | None = None,
